@@ -1,0 +1,1 @@
+/* command.c - placeholder until written. */

@@ -1,0 +1,1 @@
+/* date.c - placeholder until written. */

@@ -1,0 +1,1 @@
+/* transport.c - placeholder until written. */

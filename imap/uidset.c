@@ -1,0 +1,1 @@
+/* uidset.c - placeholder until written. */

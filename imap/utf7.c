@@ -1,0 +1,1 @@
+/* utf7.c - placeholder until written. */

@@ -1,0 +1,166 @@
+/* conn.h - one IMAP connection: greeting, STARTTLS, authentication, and a
+ * pipelining engine that lets several threads have commands in flight at
+ * once. A reader thread parses responses and hands each to the command that
+ * owns it (by tag) or to the handlers that asked for untagged data. */
+#ifndef IMAP_CONN_H
+#define IMAP_CONN_H
+
+#include <glib.h>
+#include "imap/command.h"
+#include "imap/error.h"
+#include "imap/parser.h"
+#include "imap/transport.h"
+
+typedef enum {
+	IMAP_TLS_IMPLICIT, /* imaps: TLS from the first byte */
+	IMAP_TLS_STARTTLS, /* imap + STARTTLS, required */
+	IMAP_TLS_NONE,	   /* plain TCP: only when explicitly asked for */
+} ImapTlsMode;
+
+typedef enum {
+	IMAP_AUTH_AUTO, /* best offered: PLAIN, then LOGIN */
+	IMAP_AUTH_LOGIN,
+	IMAP_AUTH_PLAIN,
+	IMAP_AUTH_XOAUTH2,
+	IMAP_AUTH_OAUTHBEARER,
+} ImapAuthMech;
+
+typedef struct {
+	const char *host;
+	const char *port; /* NULL: "993" for implicit TLS, else "143" */
+	ImapTlsMode tls;
+	ImapTlsOptions tls_opts;
+	int timeout_ms; /* per read/write and per command; <= 0: 60 s */
+	ImapParserLimits limits;
+	gboolean debug; /* log the protocol with g_debug(), secrets redacted */
+} ImapConnectOptions;
+
+typedef struct {
+	ImapAuthMech mech;
+	const char *user;
+	const char *secret; /* password, or OAuth2 access token */
+} ImapCredentials;
+
+typedef struct ImapConn ImapConn;
+
+/* Handler for untagged responses. Runs on the reader thread: it must not
+ * issue commands on the same connection, and must be quick. */
+typedef void (*ImapUntaggedFn)(void *user, const ImapResponse *resp);
+
+typedef struct {
+	/* Untagged responses that arrive while the command is in flight. */
+	ImapUntaggedFn untagged;
+	/* Offered each literal in an untagged response while the command is in
+	 * flight (first command to accept wins); see ImapParserCallbacks. */
+	gboolean (*literal_start)(void *user, const ImapLiteralInfo *info,
+				  ImapLiteralSink *sink);
+	/* A "+" that arrives after every part was sent (AUTHENTICATE, IDLE).
+	 * Returns the line to send (without CRLF; owned by the engine), or
+	 * NULL to send nothing and keep waiting. */
+	char *(*continuation)(void *user, const ImapResponse *resp);
+	void *user;
+	/* Nothing else may be in flight while this command is (SELECT,
+	 * non-ESEARCH SEARCH, AUTHENTICATE, IDLE, LOGOUT). */
+	gboolean exclusive;
+} ImapCmdHooks;
+
+/* Connects, reads the greeting, upgrades with STARTTLS if asked (refusing a
+ * PREAUTH greeting, a server without STARTTLS, and any bytes injected after
+ * "OK Begin TLS"), and learns the capabilities. */
+ImapConn *imap_conn_connect(const ImapConnectOptions *opts, ImapError **err);
+/* Authenticates (SASL-IR used when offered) and re-reads capabilities.
+ * A refused login is IMAP_EAUTH with the server's text. */
+ImapStatus imap_conn_login(ImapConn *c, const ImapCredentials *cred,
+			   ImapError **err);
+/* Sends LOGOUT (best effort), stops the reader thread and frees c. */
+void imap_conn_close(ImapConn *c);
+
+/* Runs one command: sends it (waiting for "+" before synchronizing
+ * literals), then blocks until its tagged response. OK -> IMAP_OK (and
+ * *tagged, if non-NULL, receives the response; free it); NO -> IMAP_ENO,
+ * BAD -> IMAP_EBAD, each with the server's text and response code. The
+ * command is consumed. Safe to call from several threads at once. */
+ImapStatus imap_conn_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
+			 ImapResponse **tagged, ImapError **err);
+
+/* Capabilities (upper-cased) as last advertised. */
+gboolean imap_conn_has_cap(ImapConn *c, const char *cap);
+/* Copies the capability list, a NULL-terminated array; free with
+ * g_strfreev(). */
+char **imap_conn_caps(ImapConn *c);
+gboolean imap_conn_is_authenticated(ImapConn *c);
+/* Extensions turned on by ENABLE (upper-cased), e.g. "QRESYNC". */
+gboolean imap_conn_is_enabled(ImapConn *c, const char *ext);
+/* FALSE once the connection failed (EOF, BYE, timeout, protocol error). */
+gboolean imap_conn_is_alive(ImapConn *c);
+/* The error that killed the connection, if any (a copy). */
+ImapError *imap_conn_failure(ImapConn *c);
+/* Unsolicited untagged responses (EXISTS, EXPUNGE, VANISHED, FETCH, BYE,
+ * alerts ...), all of them, whether or not a command also saw them. */
+void imap_conn_set_unsolicited(ImapConn *c, ImapUntaggedFn fn, void *user);
+/* Literal mode the server allows (LITERAL+, LITERAL-, or none). */
+ImapLiteralMode imap_conn_literal_mode(ImapConn *c);
+/* Mailbox names may travel as UTF-8 (UTF8=ACCEPT was enabled). */
+gboolean imap_conn_utf8(ImapConn *c);
+/* The server's hierarchy delimiter for the personal namespace, learned by
+ * imap_list(); 0 when unknown or NIL. */
+char imap_conn_delimiter(ImapConn *c);
+
+/* Internal hooks used by ops.c to keep connection state in one place. */
+void imap_conn_set_caps_from(ImapConn *c, const ImapResponse *resp);
+void imap_conn_mark_enabled(ImapConn *c, const char *ext);
+void imap_conn_set_delimiter(ImapConn *c, char delim);
+
+/* ---- The selected mailbox ----
+ * Commands that act on a selected mailbox run inside a lease: while any
+ * thread holds a lease on mailbox M, the connection stays on M; a thread
+ * wanting another mailbox waits until the leases are returned, then the
+ * engine SELECTs (or EXAMINEs) it. This is the only place SELECT happens. */
+typedef struct {
+	guint32 uidvalidity;
+	guint32 uidnext;
+	guint32 exists;
+	guint64 highestmodseq; /* 0 with NOMODSEQ or without CONDSTORE */
+	gboolean nomodseq;
+	gboolean readonly;
+	char *flags;	      /* FLAGS list as text, e.g. "\\Seen \\Deleted" */
+	char *permanentflags; /* PERMANENTFLAGS as text, or NULL */
+} ImapSelectInfo;
+
+typedef struct {
+	gboolean readonly;   /* EXAMINE instead of SELECT */
+	gboolean condstore;  /* add (CONDSTORE) */
+	/* QRESYNC (RFC 7162): set uidvalidity and modseq from the cache;
+	 * known_uids optional ("1:500"). The server replies VANISHED
+	 * (EARLIER) and FETCH responses: they go to untagged below. */
+	guint32 qresync_uidvalidity;
+	guint64 qresync_modseq;
+	const char *qresync_known_uids;
+	ImapUntaggedFn untagged;
+	void *user;
+	/* Re-select even if this mailbox is already selected (resync). */
+	gboolean force;
+} ImapSelectParams;
+
+/* Leases mailbox utf8_name (selecting it if needed). info, if non-NULL,
+ * receives the state from the last SELECT (free with
+ * imap_select_info_clear()). Every successful call needs a matching
+ * imap_conn_release_mailbox(). */
+ImapStatus imap_conn_use_mailbox(ImapConn *c, const char *utf8_name,
+				 const ImapSelectParams *params,
+				 ImapSelectInfo *info, ImapError **err);
+void imap_conn_release_mailbox(ImapConn *c);
+/* Forgets the selection if it is mailbox utf8_name (after DELETE/RENAME). */
+void imap_conn_forget_mailbox(ImapConn *c, const char *utf8_name);
+void imap_select_info_clear(ImapSelectInfo *info);
+
+/* ---- IDLE (RFC 2177) ----
+ * Starts IDLE in the leased mailbox; fn receives every untagged response
+ * until imap_idle_stop() sends DONE and waits for the tagged reply. The
+ * caller must hold a mailbox lease for the whole time. */
+typedef struct ImapIdle ImapIdle;
+ImapIdle *imap_idle_start(ImapConn *c, ImapUntaggedFn fn, void *user,
+			  ImapError **err);
+ImapStatus imap_idle_stop(ImapIdle *idle, ImapError **err);
+
+#endif

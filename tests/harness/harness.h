@@ -1,0 +1,62 @@
+/* harness.h - starts a throwaway Dovecot on loopback for integration tests
+ * and gives an independent IMAP client (Python's imaplib) to check what the
+ * server really holds. */
+#ifndef TEST_HARNESS_H
+#define TEST_HARNESS_H
+
+#include <glib.h>
+
+typedef struct {
+	char *dir;	 /* temp dir holding config, mail, certs, logs */
+	char *host;	 /* "127.0.0.1" */
+	char *port;	 /* plain/STARTTLS listener */
+	char *tls_port;	 /* implicit TLS listener */
+	char *user;	 /* "alice" */
+	char *password;	 /* her password */
+	char *ca_file;	 /* PEM of the CA that signed the server cert */
+	char *cert_name; /* host name in the cert ("localhost") */
+	char *other_ca_file; /* a second CA that signed nothing of ours */
+} TestServer;
+
+typedef struct {
+	/* Replaces imap_capability (e.g. "IMAP4rev1 LITERAL+" to hide
+	 * UIDPLUS, MOVE, CONDSTORE, QRESYNC). NULL: Dovecot's defaults. */
+	const char *capability;
+	/* Extra dovecot.conf lines appended verbatim. */
+	const char *extra_conf;
+	/* Quota limit for STORAGE in KiB (0: no quota plugin). */
+	guint64 quota_kb;
+} TestServerOptions;
+
+/* Starts Dovecot (opts may be NULL). If not root or dovecot is missing,
+ * prints why and exits the process with 77 (meson's "skipped"). On any
+ * other failure aborts the test with the log. */
+TestServer *test_server_start(const TestServerOptions *opts);
+/* Stops Dovecot, waits until no process of it remains, removes dir. */
+void test_server_stop(TestServer *s);
+
+/* Runs tests/harness/imapcheck.py against the server with the given
+ * arguments (a NULL-terminated list) and returns its stdout (aborts the
+ * test if it exits non-zero). Commands it understands are documented at
+ * the top of imapcheck.py, e.g.
+ *   append MAILBOX FILE [FLAGS]      -> prints the new UID
+ *   uids MAILBOX                      -> one UID per line
+ *   flags MAILBOX UID                 -> flags, space separated, sorted
+ *   fetch MAILBOX UID                 -> BODY[] bytes on stdout
+ *   list                              -> one UTF-8 mailbox name per line
+ *   create MAILBOX / delete MAILBOX
+ *   store MAILBOX UID FLAGS          (replace flags)
+ *   expunge MAILBOX                  (plain EXPUNGE, as another client)
+ *   status MAILBOX                    -> "messages N uidnext N uidvalidity N"
+ */
+char *test_server_check(TestServer *s, ...) G_GNUC_NULL_TERMINATED;
+/* Like test_server_check() but returns the exit status and captures
+ * stdout into *out (may be NULL). */
+int test_server_check_status(TestServer *s, char **out, ...)
+	G_GNUC_NULL_TERMINATED;
+/* Appends message bytes to mailbox through the independent client;
+ * returns the UID assigned. */
+guint32 test_server_append(TestServer *s, const char *mailbox,
+			   const char *message, gsize len, const char *flags);
+
+#endif
