@@ -150,6 +150,8 @@ ImapStatus imap_conn_use_mailbox(ImapConn *c, const char *utf8_name,
 				 const ImapSelectParams *params,
 				 ImapSelectInfo *info, ImapError **err);
 void imap_conn_release_mailbox(ImapConn *c);
+/* TRUE if utf8_name is the selected mailbox now (takes no lease). */
+gboolean imap_conn_has_selected(ImapConn *c, const char *utf8_name);
 /* Forgets the selection if it is mailbox utf8_name (after DELETE/RENAME). */
 void imap_conn_forget_mailbox(ImapConn *c, const char *utf8_name);
 void imap_select_info_clear(ImapSelectInfo *info);

@@ -1,1 +1,655 @@
-int main(void) { return 77; }
+/* test_conn.c - the connection engine against a real Dovecot (TLS modes,
+ * certificate checks, login mechanisms, pipelining from threads, IDLE) and
+ * against scripted fake servers (STARTTLS downgrade and injection, PREAUTH,
+ * SASL continuations, synchronizing literals, timeouts, BYE). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "imap/conn.h"
+#include "imap/ops.h"
+
+static TestServer *server;
+
+static int
+group_setup(void **state)
+{
+	server = test_server_start(NULL);
+	return server == NULL;
+}
+
+static int
+group_teardown(void **state)
+{
+	test_server_stop(server);
+	return 0;
+}
+
+static ImapConnectOptions
+tls_options(ImapTlsMode mode, const char *ca_file, const char *name)
+{
+	ImapConnectOptions o = {
+		.host = server->host,
+		.port = mode == IMAP_TLS_IMPLICIT ? server->tls_port
+						  : server->port,
+		.tls = mode,
+		.timeout_ms = 10000,
+	};
+	o.tls_opts.ca_file = ca_file;
+	o.tls_opts.server_name = name;
+	return o;
+}
+
+static ImapCredentials
+alice(ImapAuthMech mech)
+{
+	ImapCredentials cred = {
+		.mech = mech,
+		.user = server->user,
+		.secret = server->password,
+	};
+	return cred;
+}
+
+static ImapConn *
+login_or_fail(ImapConnectOptions o, ImapAuthMech mech)
+{
+	g_autoptr(ImapError) err = NULL;
+	ImapCredentials cred = alice(mech);
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	if (c == NULL)
+		fail_msg("connect: %s", err->text);
+	if (imap_conn_login(c, &cred, &err) != IMAP_OK)
+		fail_msg("login: %s", err->text);
+	return c;
+}
+
+/* ------------------------------------------------------ TLS and auth */
+
+static void
+test_implicit_tls_trusted(void **state)
+{
+	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_IMPLICIT,
+						server->ca_file,
+						server->cert_name),
+				    IMAP_AUTH_AUTO);
+
+	assert_true(imap_conn_is_authenticated(c));
+	assert_true(imap_conn_has_cap(c, "IMAP4rev1"));
+	/* Dovecot lists UIDPLUS only after login: proves the re-read. */
+	assert_true(imap_conn_has_cap(c, "UIDPLUS"));
+	assert_false(imap_conn_has_cap(c, "AUTH=PLAIN"));
+	imap_conn_close(c);
+}
+
+static void
+expect_tls_failure(ImapConnectOptions o, const char *needle)
+{
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	assert_null(c);
+	assert_non_null(err);
+	assert_int_equal(err->status, IMAP_ETLS);
+	if (strstr(err->text, needle) == NULL)
+		fail_msg("error \"%s\" lacks \"%s\"", err->text, needle);
+}
+
+static void
+test_implicit_tls_untrusted(void **state)
+{
+	expect_tls_failure(tls_options(IMAP_TLS_IMPLICIT, NULL,
+				       server->cert_name),
+			   "certificate verification failed");
+}
+
+static void
+test_implicit_tls_other_ca(void **state)
+{
+	expect_tls_failure(tls_options(IMAP_TLS_IMPLICIT,
+				       server->other_ca_file,
+				       server->cert_name),
+			   "certificate verification failed");
+}
+
+static void
+test_tls_wrong_host_name(void **state)
+{
+	expect_tls_failure(tls_options(IMAP_TLS_IMPLICIT, server->ca_file,
+				       "mail.example.org"),
+			   "hostname mismatch");
+}
+
+static void
+test_starttls_trusted(void **state)
+{
+	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_STARTTLS,
+						server->ca_file,
+						server->cert_name),
+				    IMAP_AUTH_PLAIN);
+
+	/* Capabilities from before TLS were dropped and re-read. */
+	assert_false(imap_conn_has_cap(c, "STARTTLS"));
+	assert_true(imap_conn_has_cap(c, "UIDPLUS"));
+	imap_conn_close(c);
+}
+
+static void
+test_starttls_untrusted(void **state)
+{
+	expect_tls_failure(tls_options(IMAP_TLS_STARTTLS,
+				       server->other_ca_file,
+				       server->cert_name),
+			   "certificate verification failed");
+}
+
+static char *
+server_fingerprint(void)
+{
+	g_autofree char *pem = g_build_filename(server->dir, "certs",
+						"server.pem", NULL);
+	g_autofree char *out = NULL;
+	const char *argv[] = {"openssl", "x509",    "-in", pem, "-noout",
+			      "-fingerprint", "-sha256", NULL};
+	int status = 0;
+	char *eq;
+
+	if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH,
+			  NULL, NULL, &out, NULL, &status, NULL) ||
+	    status != 0)
+		fail_msg("openssl x509 -fingerprint failed");
+	eq = strchr(out, '=');
+	assert_non_null(eq);
+	return g_strconcat("sha256:", g_strstrip(eq + 1), NULL);
+}
+
+static void
+test_pinned_fingerprint(void **state)
+{
+	g_autofree char *pin = server_fingerprint();
+	ImapConnectOptions o = tls_options(IMAP_TLS_IMPLICIT, NULL, NULL);
+	ImapConn *c;
+
+	o.tls_opts.fingerprint = pin;
+	c = login_or_fail(o, IMAP_AUTH_LOGIN);
+	imap_conn_close(c);
+
+	pin[strlen(pin) - 1] = pin[strlen(pin) - 1] == '0' ? '1' : '0';
+	expect_tls_failure(o, "does not match the pinned one");
+}
+
+static void
+test_plain_tcp_login(void **state)
+{
+	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_NONE, NULL, NULL),
+				    IMAP_AUTH_LOGIN);
+
+	assert_true(imap_conn_is_authenticated(c));
+	imap_conn_close(c);
+}
+
+static void
+test_wrong_password(void **state)
+{
+	ImapConnectOptions o = tls_options(IMAP_TLS_IMPLICIT, server->ca_file,
+					   server->cert_name);
+	ImapCredentials cred = {IMAP_AUTH_PLAIN, server->user, "not-it"};
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	assert_non_null(c);
+	assert_int_equal(imap_conn_login(c, &cred, &err), IMAP_EAUTH);
+	assert_int_equal(err->code, IMAP_CODE_AUTHENTICATIONFAILED);
+	assert_non_null(strstr(err->text, "Authentication failed"));
+	assert_false(imap_conn_is_authenticated(c));
+	imap_conn_close(c);
+}
+
+static void
+test_login_rejects_crlf(void **state)
+{
+	ImapConnectOptions o = tls_options(IMAP_TLS_IMPLICIT, server->ca_file,
+					   server->cert_name);
+	ImapCredentials cred = {IMAP_AUTH_LOGIN, "alice\r\nA1 LOGOUT", "x"};
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	assert_non_null(c);
+	assert_int_equal(imap_conn_login(c, &cred, &err), IMAP_EINVAL);
+	/* Nothing was sent, so the connection is still usable. */
+	imap_error_clear(&err);
+	cred = alice(IMAP_AUTH_LOGIN);
+	assert_int_equal(imap_conn_login(c, &cred, &err), IMAP_OK);
+	imap_conn_close(c);
+}
+
+/* ------------------------------------------------------- pipelining */
+
+typedef struct {
+	ImapConn *c;
+	int ok;
+} ThreadArgs;
+
+static gpointer
+noop_worker(gpointer data)
+{
+	ThreadArgs *a = data;
+
+	for (int i = 0; i < 50; i++) {
+		ImapCmd *cmd = imap_cmd_new(i % 2 ? "NOOP" : "CAPABILITY");
+		if (imap_conn_run(a->c, cmd, NULL, NULL, NULL) == IMAP_OK)
+			a->ok++;
+	}
+	return NULL;
+}
+
+static void
+test_pipelined_threads(void **state)
+{
+	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_IMPLICIT,
+						server->ca_file,
+						server->cert_name),
+				    IMAP_AUTH_AUTO);
+	ThreadArgs args[8];
+	GThread *threads[8];
+
+	for (int i = 0; i < 8; i++) {
+		args[i] = (ThreadArgs){.c = c};
+		threads[i] = g_thread_new("noop", noop_worker, &args[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		g_thread_join(threads[i]);
+		assert_int_equal(args[i].ok, 50);
+	}
+	assert_true(imap_conn_is_alive(c));
+	imap_conn_close(c);
+}
+
+/* ------------------------------------------------------------- IDLE */
+
+typedef struct {
+	GMutex lock;
+	guint32 exists;
+} IdleSeen;
+
+static void
+idle_seen(void *user, const ImapResponse *r)
+{
+	IdleSeen *s = user;
+
+	if (r->name != NULL && strcmp(r->name, "EXISTS") == 0) {
+		g_mutex_lock(&s->lock);
+		s->exists = r->number;
+		g_mutex_unlock(&s->lock);
+	}
+}
+
+static void
+test_idle_sees_new_mail(void **state)
+{
+	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_IMPLICIT,
+						server->ca_file,
+						server->cert_name),
+				    IMAP_AUTH_AUTO);
+	g_autoptr(ImapError) err = NULL;
+	ImapSelectInfo info = {0};
+	IdleSeen seen = {0};
+	const char msg[] = "Subject: idle\r\n\r\nhello\r\n";
+	ImapIdle *idle;
+	guint32 before, now = 0;
+
+	assert_int_equal(imap_conn_use_mailbox(c, "INBOX", NULL, &info, &err),
+			 IMAP_OK);
+	assert_true(info.uidvalidity != 0);
+	before = info.exists;
+	idle = imap_idle_start(c, idle_seen, &seen, &err);
+	assert_non_null(idle);
+	test_server_append(server, "INBOX", msg, strlen(msg), NULL);
+	for (int i = 0; i < 100 && now == 0; i++) {
+		g_usleep(50000);
+		g_mutex_lock(&seen.lock);
+		now = seen.exists;
+		g_mutex_unlock(&seen.lock);
+	}
+	assert_int_equal(now, before + 1);
+	assert_int_equal(imap_idle_stop(idle, &err), IMAP_OK);
+	/* The connection takes commands again after DONE. */
+	assert_int_equal(imap_noop(c, &err), IMAP_OK);
+	imap_conn_release_mailbox(c);
+	imap_select_info_clear(&info);
+	imap_conn_close(c);
+}
+
+/* -------------------------------------------------- scripted servers */
+
+typedef struct {
+	GPid pid;
+	char *port;
+	char *script;
+} Fake;
+
+static Fake
+fake_start(const char *script)
+{
+	g_autofree char *py = g_build_filename(TEST_SOURCE_DIR, "harness",
+					       "fakeserver.py", NULL);
+	Fake f = {0};
+	int out_fd = -1;
+	char buf[64] = {0};
+	gsize got = 0;
+	gssize n;
+	GError *gerr = NULL;
+	int fd;
+
+	fd = g_file_open_tmp("fake-XXXXXX.script", &f.script, &gerr);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, script, strlen(script)),
+			 (gssize)strlen(script));
+	close(fd);
+	{
+		const char *argv[] = {"python3", py, "--timeout", "20",
+				      f.script, NULL};
+		if (!g_spawn_async_with_pipes(
+			    NULL, (char **)argv, NULL,
+			    G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
+			    NULL, NULL, &f.pid, NULL, &out_fd, NULL, &gerr))
+			fail_msg("fakeserver: %s", gerr->message);
+	}
+	while (got < sizeof(buf) - 1 && strchr(buf, '\n') == NULL) {
+		n = read(out_fd, buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0)
+			break;
+		got += (gsize)n;
+	}
+	close(out_fd);
+	assert_true(g_str_has_prefix(buf, "PORT="));
+	f.port = g_strstrip(g_strdup(buf + 5));
+	return f;
+}
+
+/* The fake server exits 0 only if the client sent exactly the lines the
+ * script expected. */
+static void
+fake_finish(Fake *f)
+{
+	int status = 0;
+
+	waitpid(f->pid, &status, 0);
+	g_spawn_close_pid(f->pid);
+	unlink(f->script);
+	g_free(f->script);
+	g_free(f->port);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static ImapConnectOptions
+fake_options(Fake *f, ImapTlsMode mode)
+{
+	ImapConnectOptions o = {
+		.host = "127.0.0.1",
+		.port = f->port,
+		.tls = mode,
+		.timeout_ms = 5000,
+	};
+	o.tls_opts.ca_file = server->ca_file;
+	o.tls_opts.server_name = server->cert_name;
+	return o;
+}
+
+static void
+expect_connect_failure(const char *script, ImapTlsMode mode,
+		       ImapStatus status, const char *needle)
+{
+	Fake f = fake_start(script);
+	ImapConnectOptions o = fake_options(&f, mode);
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	assert_null(c);
+	assert_int_equal(err->status, status);
+	if (strstr(err->text, needle) == NULL)
+		fail_msg("error \"%s\" lacks \"%s\"", err->text, needle);
+	fake_finish(&f);
+}
+
+static void
+test_starttls_missing_refused(void **state)
+{
+	expect_connect_failure("S * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\n"
+			       "EOF\n",
+			       IMAP_TLS_STARTTLS, IMAP_ETLS,
+			       "does not offer STARTTLS");
+}
+
+static void
+test_preauth_refused_when_tls_required(void **state)
+{
+	expect_connect_failure("S * PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] "
+			       "welcome\nEOF\n",
+			       IMAP_TLS_STARTTLS, IMAP_ETLS, "PREAUTH");
+}
+
+static void
+test_starttls_injection_refused(void **state)
+{
+	expect_connect_failure(
+		"S * OK [CAPABILITY IMAP4rev1 STARTTLS] hi\n"
+		"C ^(\\S+) STARTTLS$\n"
+		"S $TAG OK Begin TLS\\r\\n* OK [CAPABILITY IMAP4rev1 "
+		"AUTH=PLAIN] injected\n"
+		"EOF\n",
+		IMAP_TLS_STARTTLS, IMAP_ETLS, "injection");
+}
+
+static void
+test_bye_greeting(void **state)
+{
+	expect_connect_failure("S * BYE too many connections\nEOF\n",
+			       IMAP_TLS_NONE, IMAP_EBYE,
+			       "too many connections");
+}
+
+static void
+test_greeting_timeout(void **state)
+{
+	expect_connect_failure("SLEEP 7000\nCLOSE\n", IMAP_TLS_NONE,
+			       IMAP_ETIMEOUT, "no data");
+}
+
+static ImapConn *
+fake_login(Fake *f, ImapAuthMech mech, const char *user, const char *secret,
+	   ImapStatus want)
+{
+	ImapConnectOptions o = fake_options(f, IMAP_TLS_NONE);
+	ImapCredentials cred = {mech, user, secret};
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	if (c == NULL)
+		fail_msg("connect: %s", err->text);
+	assert_int_equal(imap_conn_login(c, &cred, &err), want);
+	return c;
+}
+
+static void
+test_plain_without_sasl_ir(void **state)
+{
+	/* base64("\0alice\0secret") */
+	Fake f = fake_start("S * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\n"
+			    "C ^(\\S+) AUTHENTICATE PLAIN$\n"
+			    "S +\n"
+			    "C ^AGFsaWNlAHNlY3JldA==$\n"
+			    "S $TAG OK logged in\n"
+			    "C ^(\\S+) CAPABILITY$\n"
+			    "S * CAPABILITY IMAP4rev1 UIDPLUS MOVE\n"
+			    "S $TAG OK done\n"
+			    "C ^(\\S+) LOGOUT$\n"
+			    "S * BYE bye\n"
+			    "S $TAG OK done\n");
+	ImapConn *c = fake_login(&f, IMAP_AUTH_AUTO, "alice", "secret",
+				 IMAP_OK);
+
+	assert_true(imap_conn_has_cap(c, "MOVE"));
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
+static void
+test_xoauth2_error_challenge(void **state)
+{
+	/* base64("user=alice\1auth=Bearer tok\1\1") */
+	Fake f = fake_start(
+		"S * OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\n"
+		"C ^(\\S+) AUTHENTICATE XOAUTH2 "
+		"dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==$\n"
+		"S + eyJzdGF0dXMiOiI0MDEifQ==\n"
+		"C ^$\n"
+		"S $TAG NO [AUTHENTICATIONFAILED] Invalid credentials\n"
+		"C ^(\\S+) LOGOUT$\n"
+		"S $TAG OK done\n");
+	ImapConn *c = fake_login(&f, IMAP_AUTH_XOAUTH2, "alice", "tok",
+				 IMAP_EAUTH);
+
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
+static void
+test_oauthbearer_caps_from_ok(void **state)
+{
+	Fake f = fake_start(
+		"S * OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] hi\n"
+		"C ^(\\S+) AUTHENTICATE OAUTHBEARER [A-Za-z0-9+/=]+$\n"
+		"S $TAG OK [CAPABILITY IMAP4rev1 QRESYNC] welcome\n"
+		"C ^(\\S+) LOGOUT$\n"
+		"S $TAG OK done\n");
+	ImapConn *c = fake_login(&f, IMAP_AUTH_OAUTHBEARER, "alice", "tok",
+				 IMAP_OK);
+
+	assert_true(imap_conn_has_cap(c, "QRESYNC"));
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
+static void
+test_sync_literal_waits_for_continuation(void **state)
+{
+	/* "pässword" is 9 bytes of UTF-8: not quotable without UTF8=ACCEPT,
+	 * and without LITERAL+ the client must wait for "+". */
+	Fake f = fake_start("S * OK [CAPABILITY IMAP4rev1] hi\n"
+			    "C ^(\\S+) LOGIN alice \\{9\\}$\n"
+			    "SLEEP 300\n"
+			    "S + go ahead\n"
+			    "READ 11\n"
+			    "S $TAG OK logged in\n"
+			    "C ^(\\S+) CAPABILITY$\n"
+			    "S $TAG OK done\n"
+			    "C ^(\\S+) LOGOUT$\n"
+			    "S $TAG OK done\n");
+	ImapConn *c = fake_login(&f, IMAP_AUTH_LOGIN, "alice",
+				 "p\xc3\xa4ssword", IMAP_OK);
+
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
+static void
+test_refused_literal_not_sent(void **state)
+{
+	/* The next line after the refusal must be LOGOUT, not the
+	 * literal's bytes. */
+	Fake f = fake_start("S * OK [CAPABILITY IMAP4rev1] hi\n"
+			    "C ^(\\S+) LOGIN alice \\{9\\}$\n"
+			    "S $TAG NO [AUTHENTICATIONFAILED] nope\n"
+			    "C ^(\\S+) LOGOUT$\n"
+			    "S $TAG OK done\n");
+	ImapConn *c = fake_login(&f, IMAP_AUTH_LOGIN, "alice",
+				 "p\xc3\xa4ssword", IMAP_EAUTH);
+
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
+static void
+test_bye_mid_command(void **state)
+{
+	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+			    "C ^(\\S+) NOOP$\n"
+			    "S * BYE server shutting down\n"
+			    "CLOSE\n");
+	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	assert_non_null(c);
+	assert_true(imap_conn_is_authenticated(c));
+	assert_int_equal(imap_noop(c, &err), IMAP_EBYE);
+	assert_non_null(strstr(err->text, "server shutting down"));
+	assert_false(imap_conn_is_alive(c));
+	/* Later commands fail at once instead of hanging. */
+	imap_error_clear(&err);
+	assert_int_equal(imap_noop(c, &err), IMAP_ECLOSED);
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
+static void
+test_command_timeout(void **state)
+{
+	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+			    "C ^(\\S+) NOOP$\n"
+			    "SLEEP 8000\n"
+			    "CLOSE\n");
+	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c;
+
+	o.timeout_ms = 1000;
+	c = imap_conn_connect(&o, &err);
+	assert_non_null(c);
+	assert_int_equal(imap_noop(c, &err), IMAP_ETIMEOUT);
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_implicit_tls_trusted),
+		cmocka_unit_test(test_implicit_tls_untrusted),
+		cmocka_unit_test(test_implicit_tls_other_ca),
+		cmocka_unit_test(test_tls_wrong_host_name),
+		cmocka_unit_test(test_starttls_trusted),
+		cmocka_unit_test(test_starttls_untrusted),
+		cmocka_unit_test(test_pinned_fingerprint),
+		cmocka_unit_test(test_plain_tcp_login),
+		cmocka_unit_test(test_wrong_password),
+		cmocka_unit_test(test_login_rejects_crlf),
+		cmocka_unit_test(test_pipelined_threads),
+		cmocka_unit_test(test_idle_sees_new_mail),
+		cmocka_unit_test(test_starttls_missing_refused),
+		cmocka_unit_test(test_preauth_refused_when_tls_required),
+		cmocka_unit_test(test_starttls_injection_refused),
+		cmocka_unit_test(test_bye_greeting),
+		cmocka_unit_test(test_greeting_timeout),
+		cmocka_unit_test(test_plain_without_sasl_ir),
+		cmocka_unit_test(test_xoauth2_error_challenge),
+		cmocka_unit_test(test_oauthbearer_caps_from_ok),
+		cmocka_unit_test(test_sync_literal_waits_for_continuation),
+		cmocka_unit_test(test_refused_literal_not_sent),
+		cmocka_unit_test(test_bye_mid_command),
+		cmocka_unit_test(test_command_timeout),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,37 @@
+/* pool.h - up to max_conns authenticated connections to one account,
+ * handed out one operation at a time and replaced when they die. */
+#ifndef IMAP_POOL_H
+#define IMAP_POOL_H
+
+#include <glib.h>
+#include "imap/conn.h"
+
+typedef struct ImapPool ImapPool;
+
+/* Called on every new connection after login (ENABLE extensions and the
+ * like); a failure discards the connection. */
+typedef ImapStatus (*ImapPoolSetupFn)(ImapConn *c, void *user,
+				      ImapError **err);
+
+/* Copies opts and cred (the secret is kept, locked in memory where the
+ * system allows, and wiped on free). */
+ImapPool *imap_pool_new(const ImapConnectOptions *opts,
+			const ImapCredentials *cred, guint max_conns,
+			ImapPoolSetupFn setup, void *setup_user);
+void imap_pool_free(ImapPool *pool);
+
+/* A live, authenticated connection for the caller's exclusive use until
+ * imap_pool_release(). Prefers one that already has `mailbox` selected
+ * (may be NULL), then any idle one, then opens a new one while fewer than
+ * max_conns exist, else waits. */
+ImapConn *imap_pool_acquire(ImapPool *pool, const char *mailbox,
+			    ImapError **err);
+/* Returns c; a dead connection is closed and forgotten. */
+void imap_pool_release(ImapPool *pool, ImapConn *c);
+/* Capabilities of the server as seen by the last login (for decisions
+ * that do not need a connection, such as whether MOVE exists). */
+gboolean imap_pool_has_cap(ImapPool *pool, const char *cap);
+/* Closes idle connections (e.g. after the server was restarted). */
+void imap_pool_drain(ImapPool *pool);
+
+#endif
