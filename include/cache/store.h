@@ -1,0 +1,118 @@
+/* store.h - the account as the filesystem sees it: the mailbox tree and
+ * each mailbox's messages, kept in memory and refreshed from the server
+ * (cheaply, by UIDVALIDITY/UIDNEXT), and every change to the account, so
+ * that what was just changed shows at once. Talks to the server only
+ * through imap/ (pool and ops); knows nothing of paths or FUSE. */
+#ifndef CACHE_STORE_H
+#define CACHE_STORE_H
+
+#include <glib.h>
+#include "imap/ops.h"
+#include "imap/pool.h"
+
+typedef struct MailStore MailStore;
+
+typedef struct {
+	ImapPool *pool;
+	guint dir_cache_timeout_s; /* listings older than this are refreshed */
+	const char *trash;	   /* rm moves here; NULL: expunge */
+	gboolean read_only;
+} MailStoreOptions;
+
+/* One message's metadata. flags is an interned string (never freed). */
+typedef struct {
+	guint32 uid;
+	gboolean size_verified; /* size came from reading the whole body */
+	guint64 size;
+	gint64 internaldate;
+	guint64 modseq;
+	const char *flags;
+} StoreMessage;
+
+/* An immutable snapshot of one mailbox's messages, sorted by UID. */
+typedef struct {
+	gint ref;
+	guint32 uidvalidity;
+	GArray *msgs; /* StoreMessage */
+} StoreListing;
+
+StoreListing *store_listing_ref(StoreListing *l);
+void store_listing_unref(StoreListing *l);
+const StoreMessage *store_listing_find(const StoreListing *l, guint32 uid);
+
+typedef struct {
+	char *name;	/* full UTF-8 mailbox name */
+	guint attrs;	/* IMAP_MBOX_* */
+	gboolean implied; /* not listed, but has listed children */
+} StoreMailbox;
+
+MailStore *store_new(const MailStoreOptions *opts);
+void store_free(MailStore *s);
+
+/* Hierarchy delimiter of the account (0 = flat). Valid after the first
+ * successful store_mailboxes(). */
+char store_delimiter(MailStore *s);
+
+/* Children of parent (NULL: top level) as StoreMailbox * (owned by the
+ * array). Mailboxes that are only implied by deeper names are included. */
+ImapStatus store_children(MailStore *s, const char *parent, GPtrArray **out,
+			  ImapError **err);
+/* Looks one mailbox up (including implied ones). */
+ImapStatus store_mailbox(MailStore *s, const char *name, StoreMailbox *out,
+			 ImapError **err);
+void store_mailbox_clear(StoreMailbox *m);
+
+/* The messages of a selectable mailbox, refreshed if older than the
+ * timeout (or if force). */
+ImapStatus store_messages(MailStore *s, const char *mailbox, gboolean force,
+			  StoreListing **out, ImapError **err);
+/* One message by UID, or by a name the filesystem gave it during this
+ * session (the destination of a move or an upload). alias may be NULL. */
+ImapStatus store_message(MailStore *s, const char *mailbox, guint32 uid,
+			 const char *alias, StoreMessage *out,
+			 ImapError **err);
+
+/* Reads len bytes at offset of the message body (partial fetch, never
+ * sets \Seen). *got < len means the body ended. */
+ImapStatus store_read(MailStore *s, const char *mailbox, guint32 uid,
+		      guint64 offset, guint64 len, char *buf, guint64 *got,
+		      ImapError **err);
+/* Records the true size once a reader saw the body end. */
+void store_note_size(MailStore *s, const char *mailbox, guint32 uid,
+		     guint64 real_size);
+
+/* Deletes exactly this message (UID EXPUNGE; without UIDPLUS see
+ * store.c), or moves it to the trash mailbox if one is configured. */
+ImapStatus store_delete_message(MailStore *s, const char *mailbox,
+				guint32 uid, ImapError **err);
+/* Moves a message; *new_uid gets its UID in dest (0 if unknown). alias,
+ * if not NULL, is a name that must resolve to it in dest from now on. */
+ImapStatus store_move_message(MailStore *s, const char *mailbox, guint32 uid,
+			      const char *dest, const char *alias,
+			      guint32 *new_uid, ImapError **err);
+/* Uploads a message; *new_uid as above. flags may be NULL; date <= 0:
+ * now. */
+ImapStatus store_append(MailStore *s, const char *mailbox, GBytes *message,
+			const char *flags, gint64 date, const char *alias,
+			guint32 *new_uid, ImapError **err);
+/* Replaces the flags of a message (space-separated). */
+ImapStatus store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
+			   const char *flags, ImapError **err);
+
+ImapStatus store_create_mailbox(MailStore *s, const char *name,
+				ImapError **err);
+/* Refuses (IMAP_ENO with code IMAP_CODE_INUSE... see store.c) a mailbox
+ * that holds messages or children: the caller maps that to ENOTEMPTY. */
+ImapStatus store_delete_mailbox(MailStore *s, const char *name,
+				gboolean *not_empty, ImapError **err);
+ImapStatus store_rename_mailbox(MailStore *s, const char *from,
+				const char *to, ImapError **err);
+
+/* STORAGE quota of INBOX's root in KiB; IMAP_EUNSUPPORTED without QUOTA. */
+ImapStatus store_quota(MailStore *s, guint64 *used_kb, guint64 *limit_kb,
+		       ImapError **err);
+
+/* Drops every cached listing so the next look refreshes (SIGHUP). */
+void store_invalidate(MailStore *s);
+
+#endif
