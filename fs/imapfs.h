@@ -1,0 +1,81 @@
+/* imapfs.h - state shared by the daemon's FUSE operations. */
+#ifndef FS_IMAPFS_H
+#define FS_IMAPFS_H
+
+#define FUSE_USE_VERSION 31
+#include <fuse.h>
+#include <glib.h>
+
+#include "cache/store.h"
+#include "fs/path.h"
+
+typedef struct {
+	MailStore *store;
+	ImapPool *pool;
+	uid_t uid;
+	gid_t gid;
+	gboolean read_only;
+	gboolean exact_sizes; /* trust RFC822.SIZE (no direct_io) */
+	guint dir_cache_timeout;
+	gint64 mounted_at; /* directories show this time */
+	GMutex uploads_lock;
+	GHashTable *uploads; /* path -> Upload *, not yet sent */
+} Imapfs;
+
+/* A file being written: kept locally until APPEND succeeds. */
+typedef struct {
+	gint ref;
+	GMutex lock;
+	char *path;
+	char *mailbox;
+	char *leaf;
+	GByteArray *data;
+	gint64 mtime; /* 0: not set by the writer */
+	char *flags;  /* from user.imap.flags, or NULL */
+	gboolean dirty;
+	gboolean committed; /* sent: the file is a message now */
+	gboolean deferred; /* rsync-style temp name: sent at rename */
+} Upload;
+
+static inline Imapfs *
+imapfs_get(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+/* errmap.c: the errno for an ImapError, logging one line with the
+ * server's text (what names the operation and object). */
+int imapfs_errno(const char *what, const char *object, ImapStatus st,
+		 ImapError *err);
+
+/* upload.c */
+Upload *upload_lookup(Imapfs *fs, const char *path);
+Upload *upload_create(Imapfs *fs, const char *path, const char *mailbox,
+		      const char *leaf);
+void upload_unref(Upload *u);
+void upload_forget(Imapfs *fs, Upload *u);
+/* Sends the upload to mailbox as a message that alias (leaf name) then
+ * resolves to; on success it is forgotten. Returns 0 or -errno. */
+int upload_commit(Imapfs *fs, Upload *u, const char *mailbox,
+		  const char *alias);
+/* Uploads left at unmount are sent rather than lost. */
+void upload_commit_all(Imapfs *fs);
+gboolean upload_is_temp_name(const char *leaf);
+int upload_write(Upload *u, const char *buf, size_t size, off_t off);
+int upload_truncate(Upload *u, off_t size);
+/* Names of uploads pending in mailbox (for readdir). */
+GPtrArray *upload_names_in(Imapfs *fs, const char *mailbox);
+
+/* Operation tables split by file. */
+void imapfs_dir_ops(struct fuse_operations *ops);
+void imapfs_file_ops(struct fuse_operations *ops);
+void imapfs_xattr_ops(struct fuse_operations *ops);
+
+/* ops_dir.c: classification shared by the operation files. */
+int imapfs_classify(Imapfs *fs, const char *path, FsPathInfo *info);
+void imapfs_message_stat(Imapfs *fs, const StoreMessage *m, struct stat *st);
+/* Resolves a file path to a message (by UID name or by alias). */
+int imapfs_find_message(Imapfs *fs, const FsPathInfo *info,
+			StoreMessage *out);
+
+#endif
