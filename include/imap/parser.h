@@ -47,6 +47,7 @@ typedef struct {
 	gboolean has_number; /* "* 12 FETCH": number = 12 */
 	guint32 number;
 	char *name;	     /* upper-cased: "OK", "FETCH", "LIST", "EXISTS", ... */
+			     /* (never NULL: "" for continuations) */
 	char *code;	     /* upper-cased resp-text-code atom, or NULL */
 	ImapCode code_id;    /* code mapped with imap_code_from_name() */
 	GPtrArray *code_args; /* ImapValue * after the code atom; never NULL */
@@ -127,9 +128,14 @@ gboolean imap_parse_u64(const char *s, guint64 *out);
 gboolean imap_value_u32(const ImapValue *v, guint32 *out);
 gboolean imap_value_u64(const ImapValue *v, guint64 *out);
 /* In a FETCH item list (name value name value ...), the value after the
- * item whose name equals upper (case-insensitive), or NULL. */
+ * item whose name equals upper (case-insensitive), or NULL. An item that is
+ * upper followed by "<origin>" also matches, so "BODY[]" finds "BODY[]<0>"
+ * (an exact match is preferred). */
 const ImapValue *imap_fetch_item(const ImapValue *list, const char *upper);
-/* Renders a response back to text for logs (literals as {n}). */
+/* Renders a response back to text for logs (literals as {n}). Precisely:
+ * strings, quoted or literal, are shown quoted with \" \\ and \xHH escapes
+ * for control bytes; streamed literals, whose bytes the parser never held,
+ * appear as {n}. Deterministic. */
 char *imap_response_to_string(const ImapResponse *r);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ImapResponse, imap_response_free)
