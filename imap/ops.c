@@ -1,1 +1,1934 @@
-/* ops.c - placeholder until written. */
+/* ops.c - the IMAP operations the filesystem needs (see ops.h): each builds
+ * its command with the safe builder, runs it through the pipelining engine
+ * and picks its own data out of the untagged responses, which may be mixed
+ * with those of commands other threads have in flight. */
+#include "imap/ops.h"
+
+#include <string.h>
+
+#include "imap/command.h"
+#include "imap/date.h"
+#include "imap/uidset.h"
+#include "imap/utf7.h"
+
+/* A server-sent UID set larger than this is refused rather than expanded. */
+#define MAX_SEARCH_RESULTS (64u * 1024 * 1024)
+
+/* ---------------------------------------------------------------------
+ * Helpers shared by the operations
+ */
+
+static ImapCmd *
+ops_cmd(ImapConn *c, const char *verb)
+{
+	ImapCmd *cmd;
+
+	cmd = imap_cmd_new(verb);
+	imap_cmd_allow_utf8(cmd, imap_conn_utf8(c));
+	return cmd;
+}
+
+/* Runs cmd unless the builder rejected an argument: then nothing is sent. */
+static ImapStatus
+ops_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
+	ImapResponse **tagged, ImapError **err)
+{
+	ImapCmdHooks none = {0};
+
+	if (!imap_cmd_valid(cmd, err)) {
+		imap_cmd_free(cmd);
+		return IMAP_EINVAL;
+	}
+	return imap_conn_run(c, cmd, hooks != NULL ? hooks : &none, tagged,
+			     err);
+}
+
+/* Checks that a mailbox name can be sent before anything else happens (a
+ * lease would otherwise SELECT it first). */
+static ImapStatus
+check_mailbox_name(ImapConn *c, const char *mailbox, ImapError **err)
+{
+	ImapCmd *probe;
+	gboolean ok;
+
+	if (mailbox == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0, "no mailbox name");
+	probe = ops_cmd(c, "SELECT");
+	imap_cmd_mailbox(probe, mailbox);
+	ok = imap_cmd_valid(probe, err);
+	imap_cmd_free(probe);
+	return ok ? IMAP_OK : IMAP_EINVAL;
+}
+
+/* Leases mailbox after checking its name can be sent at all. */
+static ImapStatus
+lease_mailbox(ImapConn *c, const char *mailbox, ImapError **err)
+{
+	if (check_mailbox_name(c, mailbox, err) != IMAP_OK)
+		return IMAP_EINVAL;
+	return imap_conn_use_mailbox(c, mailbox, NULL, NULL, err);
+}
+
+/* A server reports messages other clients added only when a command ends,
+ * and UID commands act on the view it has reported so far; a NOOP brings
+ * the view of the leased mailbox up to date. */
+static ImapStatus
+refresh_view(ImapConn *c, ImapError **err)
+{
+	return ops_run(c, ops_cmd(c, "NOOP"), NULL, NULL, err);
+}
+
+/* Runs cmd while holding a lease on mailbox (refreshing the view first if
+ * asked); the lease is always returned. */
+static ImapStatus
+run_in_mailbox(ImapConn *c, const char *mailbox, gboolean refresh, ImapCmd *cmd,
+	       const ImapCmdHooks *hooks, ImapResponse **tagged,
+	       ImapError **err)
+{
+	ImapStatus st;
+
+	if (!imap_cmd_valid(cmd, err)) {
+		imap_cmd_free(cmd);
+		return IMAP_EINVAL;
+	}
+	st = lease_mailbox(c, mailbox, err);
+	if (st != IMAP_OK) {
+		imap_cmd_free(cmd);
+		return st;
+	}
+	st = refresh ? refresh_view(c, err) : IMAP_OK;
+	if (st == IMAP_OK)
+		st = ops_run(c, cmd, hooks, tagged, err);
+	else
+		imap_cmd_free(cmd);
+	imap_conn_release_mailbox(c);
+	return st;
+}
+
+static gboolean
+name_is(const ImapResponse *r, const char *name)
+{
+	return r->name != NULL && g_ascii_strcasecmp(r->name, name) == 0;
+}
+
+static const ImapValue *
+arg_at(const ImapResponse *r, guint i)
+{
+	if (r->args == NULL || i >= r->args->len)
+		return NULL;
+	return g_ptr_array_index(r->args, i);
+}
+
+static const ImapValue *
+list_at(const ImapValue *list, guint i)
+{
+	if (list == NULL || list->type != IMAP_VALUE_LIST ||
+	    list->items == NULL || i >= list->items->len)
+		return NULL;
+	return g_ptr_array_index(list->items, i);
+}
+
+/* Text of an atom or string (not NIL, not a list). */
+static const char *
+value_text(const ImapValue *v)
+{
+	if (v == NULL)
+		return NULL;
+	if (v->type != IMAP_VALUE_ATOM && v->type != IMAP_VALUE_STRING)
+		return NULL;
+	return v->str;
+}
+
+static const char *
+code_arg_text(const ImapResponse *r, guint i)
+{
+	if (r->code_args == NULL || i >= r->code_args->len)
+		return NULL;
+	return value_text(g_ptr_array_index(r->code_args, i));
+}
+
+/* The UTF-8 form of a mailbox name as the server sent it. */
+static char *
+decode_mailbox_name(ImapConn *c, const char *raw)
+{
+	char *name;
+
+	if (g_ascii_strcasecmp(raw, "INBOX") == 0)
+		return g_strdup("INBOX");
+	if (imap_conn_utf8(c)) {
+		if (!g_utf8_validate(raw, -1, NULL))
+			g_warning("mailbox name is not valid UTF-8: %s", raw);
+		return g_strdup(raw);
+	}
+	name = imap_utf7_decode(raw);
+	if (name == NULL) {
+		g_warning("mailbox name is not valid modified UTF-7: %s", raw);
+		name = g_strdup(raw);
+	}
+	return name;
+}
+
+/* The wire form of a UTF-8 mailbox name (or pattern). */
+static char *
+encode_mailbox_name(ImapConn *c, const char *utf8)
+{
+	if (imap_conn_utf8(c))
+		return g_strdup(utf8);
+	return imap_utf7_encode(utf8);
+}
+
+static gboolean
+same_mailbox(const char *a, const char *b)
+{
+	if (g_ascii_strcasecmp(a, "INBOX") == 0)
+		return g_ascii_strcasecmp(b, "INBOX") == 0;
+	return strcmp(a, b) == 0;
+}
+
+/* atom-char minus the ones that are special in flags and resp-specials. */
+static gboolean
+is_atom_char(char ch)
+{
+	if ((unsigned char)ch <= 0x20 || (unsigned char)ch >= 0x7f)
+		return FALSE;
+	return strchr("(){%*\"\\]", ch) == NULL;
+}
+
+/* "\Word" or a keyword atom. */
+static gboolean
+valid_flag(const char *f, gsize len)
+{
+	gsize i = 0;
+
+	if (len > 0 && f[0] == '\\')
+		i = 1;
+	if (i == len)
+		return FALSE;
+	for (; i < len; i++)
+		if (!is_atom_char(f[i]))
+			return FALSE;
+	return TRUE;
+}
+
+/* Turns "a  \Seen b" into "(a \Seen b)", or NULL if a flag is invalid. */
+static char *
+flag_list(const char *flags, ImapError **err)
+{
+	GString *out = g_string_new("(");
+	const char *p = flags != NULL ? flags : "";
+
+	while (*p != '\0') {
+		const char *end;
+
+		if (*p == ' ') {
+			p++;
+			continue;
+		}
+		end = p;
+		while (*end != '\0' && *end != ' ')
+			end++;
+		if (!valid_flag(p, end - p)) {
+			imap_error_set(err, IMAP_EINVAL, 0,
+				       "invalid flag '%.*s'", (int)(end - p),
+				       p);
+			g_string_free(out, TRUE);
+			return NULL;
+		}
+		if (out->len > 1)
+			g_string_append_c(out, ' ');
+		g_string_append_len(out, p, end - p);
+		p = end;
+	}
+	g_string_append_c(out, ')');
+	return g_string_free(out, FALSE);
+}
+
+/* Validates a caller's UID set before it goes out as raw syntax. */
+static ImapStatus
+check_uidset(const char *uidset, ImapError **err)
+{
+	GArray *set;
+
+	set = uidset != NULL ? imap_uidset_parse(uidset, G_MAXUINT32) : NULL;
+	if (set == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0,
+				      "invalid UID set '%s'",
+				      uidset != NULL ? uidset : "(null)");
+	g_array_unref(set);
+	return IMAP_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * Fast membership for UID sets: the ranges sorted and merged, so that
+ * checking one UID is a binary search even for "1,3,5,...,99999".
+ */
+
+static gint
+range_cmp(gconstpointer a, gconstpointer b)
+{
+	const ImapUidRange *ra = a, *rb = b;
+
+	if (ra->first != rb->first)
+		return ra->first < rb->first ? -1 : 1;
+	return 0;
+}
+
+static GArray *
+ranges_normalize(const GArray *set)
+{
+	GArray *out;
+
+	out = g_array_sized_new(FALSE, FALSE, sizeof(ImapUidRange), set->len);
+	g_array_append_vals(out, set->data, set->len);
+	g_array_sort(out, range_cmp);
+	if (out->len == 0)
+		return out;
+	guint w = 0;
+	for (guint i = 1; i < out->len; i++) {
+		ImapUidRange *last = &g_array_index(out, ImapUidRange, w);
+		ImapUidRange *r = &g_array_index(out, ImapUidRange, i);
+
+		if (last->last == G_MAXUINT32 || r->first <= last->last + 1) {
+			if (r->last > last->last)
+				last->last = r->last;
+		} else {
+			g_array_index(out, ImapUidRange, ++w) = *r;
+		}
+	}
+	g_array_set_size(out, w + 1);
+	return out;
+}
+
+/* The normalized range holding uid, or NULL. */
+static const ImapUidRange *
+ranges_find(const GArray *norm, guint32 uid)
+{
+	guint lo = 0, hi = norm->len;
+
+	while (lo < hi) {
+		guint mid = lo + (hi - lo) / 2;
+		const ImapUidRange *r = &g_array_index(norm, ImapUidRange, mid);
+
+		if (uid < r->first)
+			hi = mid;
+		else if (uid > r->last)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+static gboolean
+ranges_cover(const GArray *norm, const GArray *set)
+{
+	for (guint i = 0; i < set->len; i++) {
+		const ImapUidRange *r = &g_array_index(set, ImapUidRange, i);
+		const ImapUidRange *hit = ranges_find(norm, r->first);
+
+		if (hit == NULL || r->last > hit->last)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* ---------------------------------------------------------------------
+ * CAPABILITY, ENABLE, NOOP, LOGOUT
+ */
+
+/* A copy of a response that ops.c owns (and frees itself). */
+static ImapValue *
+value_dup(const ImapValue *v)
+{
+	ImapValue *d = g_new0(ImapValue, 1);
+
+	d->type = v->type;
+	d->len = v->len;
+	d->literal = v->literal;
+	if (v->str != NULL)
+		d->str = g_memdup2(v->str, v->len + 1);
+	if (v->items != NULL) {
+		d->items = g_ptr_array_new_full(v->items->len, NULL);
+		for (guint i = 0; i < v->items->len; i++)
+			g_ptr_array_add(d->items, value_dup(g_ptr_array_index(
+						      v->items, i)));
+	}
+	return d;
+}
+
+static void
+value_dup_free(ImapValue *v)
+{
+	if (v == NULL)
+		return;
+	if (v->items != NULL) {
+		for (guint i = 0; i < v->items->len; i++)
+			value_dup_free(g_ptr_array_index(v->items, i));
+		g_ptr_array_unref(v->items);
+	}
+	g_free(v->str);
+	g_free(v);
+}
+
+static GPtrArray *
+values_dup(const GPtrArray *src)
+{
+	GPtrArray *out = g_ptr_array_new();
+
+	for (guint i = 0; src != NULL && i < src->len; i++)
+		g_ptr_array_add(out, value_dup(g_ptr_array_index(src, i)));
+	return out;
+}
+
+static void
+values_dup_free(GPtrArray *a)
+{
+	for (guint i = 0; i < a->len; i++)
+		value_dup_free(g_ptr_array_index(a, i));
+	g_ptr_array_unref(a);
+}
+
+static ImapResponse *
+response_dup(const ImapResponse *r)
+{
+	ImapResponse *d = g_new0(ImapResponse, 1);
+
+	d->kind = r->kind;
+	d->tag = g_strdup(r->tag);
+	d->cond = r->cond;
+	d->has_number = r->has_number;
+	d->number = r->number;
+	d->name = g_strdup(r->name);
+	d->code = g_strdup(r->code);
+	d->code_id = r->code_id;
+	d->code_args = values_dup(r->code_args);
+	d->text = g_strdup(r->text != NULL ? r->text : "");
+	d->args = values_dup(r->args);
+	return d;
+}
+
+static void
+response_dup_free(ImapResponse *d)
+{
+	if (d == NULL)
+		return;
+	g_free(d->tag);
+	g_free(d->name);
+	g_free(d->code);
+	values_dup_free(d->code_args);
+	g_free(d->text);
+	values_dup_free(d->args);
+	g_free(d);
+}
+
+static void
+on_capability(void *user, const ImapResponse *resp)
+{
+	ImapResponse **caps = user;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED || !name_is(resp, "CAPABILITY"))
+		return;
+	response_dup_free(*caps);
+	*caps = response_dup(resp);
+}
+
+ImapStatus
+imap_capability(ImapConn *c, ImapError **err)
+{
+	ImapResponse *caps = NULL, *tagged = NULL;
+	ImapCmdHooks hooks = {.untagged = on_capability, .user = &caps};
+	ImapStatus st;
+
+	st = ops_run(c, ops_cmd(c, "CAPABILITY"), &hooks, &tagged, err);
+	if (st != IMAP_OK) {
+		response_dup_free(caps);
+		imap_response_free(tagged);
+		imap_error_prefix(err, "CAPABILITY");
+		return st;
+	}
+	if (caps != NULL)
+		imap_conn_set_caps_from(c, caps);
+	else if (tagged->code != NULL &&
+		 g_ascii_strcasecmp(tagged->code, "CAPABILITY") == 0)
+		imap_conn_set_caps_from(c, tagged);
+	else
+		st = imap_error_set(err, IMAP_EPROTO, 0,
+				    "CAPABILITY: the server sent none");
+	response_dup_free(caps);
+	imap_response_free(tagged);
+	return st;
+}
+
+static void
+on_enabled(void *user, const ImapResponse *resp)
+{
+	GPtrArray *enabled = user;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED || !name_is(resp, "ENABLED"))
+		return;
+	for (guint i = 0; i < resp->args->len; i++) {
+		const char *ext = value_text(arg_at(resp, i));
+
+		if (ext != NULL)
+			g_ptr_array_add(enabled, g_ascii_strup(ext, -1));
+	}
+}
+
+ImapStatus
+imap_enable(ImapConn *c, const char *const *exts, ImapError **err)
+{
+	GPtrArray *enabled;
+	ImapCmdHooks hooks = {.untagged = on_enabled};
+	ImapCmd *cmd;
+	ImapStatus st;
+	guint n = 0;
+
+	cmd = ops_cmd(c, "ENABLE");
+	for (guint i = 0; exts != NULL && exts[i] != NULL; i++) {
+		if (!imap_conn_has_cap(c, exts[i]))
+			continue;
+		for (const char *p = exts[i]; *p != '\0'; p++) {
+			if (!is_atom_char(*p)) {
+				imap_cmd_free(cmd);
+				return imap_error_set(
+				    err, IMAP_EINVAL, 0,
+				    "ENABLE: invalid extension name");
+			}
+		}
+		imap_cmd_raw(cmd, exts[i]);
+		n++;
+	}
+	if (n == 0) {
+		imap_cmd_free(cmd);
+		return IMAP_OK;
+	}
+	enabled = g_ptr_array_new_with_free_func(g_free);
+	hooks.user = enabled;
+	st = ops_run(c, cmd, &hooks, NULL, err);
+	if (st == IMAP_OK)
+		for (guint i = 0; i < enabled->len; i++)
+			imap_conn_mark_enabled(c,
+					       g_ptr_array_index(enabled, i));
+	else
+		imap_error_prefix(err, "ENABLE");
+	g_ptr_array_unref(enabled);
+	return st;
+}
+
+ImapStatus
+imap_noop(ImapConn *c, ImapError **err)
+{
+	ImapStatus st;
+
+	st = ops_run(c, ops_cmd(c, "NOOP"), NULL, NULL, err);
+	if (st != IMAP_OK)
+		imap_error_prefix(err, "NOOP");
+	return st;
+}
+
+ImapStatus
+imap_logout(ImapConn *c, ImapError **err)
+{
+	ImapCmdHooks hooks = {.exclusive = TRUE};
+	ImapError *local = NULL;
+	ImapStatus st;
+
+	if (!imap_conn_is_alive(c))
+		return imap_error_set(err, IMAP_ECLOSED, 0,
+				      "LOGOUT: connection already closed");
+	st = ops_run(c, ops_cmd(c, "LOGOUT"), &hooks, NULL, &local);
+	/* The server says BYE and hangs up; that is what we asked for. */
+	if (st == IMAP_EBYE || st == IMAP_EEOF || st == IMAP_ECLOSED)
+		st = IMAP_OK;
+	if (st != IMAP_OK) {
+		imap_error_prefix(&local, "LOGOUT");
+		if (err != NULL && *err == NULL)
+			*err = local;
+		else
+			imap_error_free(local);
+		return st;
+	}
+	imap_error_free(local);
+	return IMAP_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * LIST
+ */
+
+static const struct {
+	const char *name;
+	guint flag;
+} mbox_attrs[] = {
+    {"\\NOSELECT", IMAP_MBOX_NOSELECT},
+    {"\\NOINFERIORS", IMAP_MBOX_NOINFERIORS},
+    {"\\NONEXISTENT", IMAP_MBOX_NONEXISTENT},
+    {"\\HASCHILDREN", IMAP_MBOX_HASCHILDREN},
+    {"\\HASNOCHILDREN", IMAP_MBOX_HASNOCHILDREN},
+    {"\\MARKED", IMAP_MBOX_MARKED},
+    {"\\UNMARKED", IMAP_MBOX_UNMARKED},
+    {"\\SUBSCRIBED", IMAP_MBOX_SUBSCRIBED},
+    {"\\ALL", IMAP_MBOX_ALL},
+    {"\\ARCHIVE", IMAP_MBOX_ARCHIVE},
+    {"\\DRAFTS", IMAP_MBOX_DRAFTS},
+    {"\\FLAGGED", IMAP_MBOX_FLAGGED},
+    {"\\JUNK", IMAP_MBOX_JUNK},
+    {"\\SENT", IMAP_MBOX_SENT},
+    {"\\TRASH", IMAP_MBOX_TRASH},
+    {"\\REMOTE", IMAP_MBOX_REMOTE},
+};
+
+static guint
+mbox_attr_flags(const ImapValue *list)
+{
+	guint attrs = 0;
+
+	for (guint i = 0; list_at(list, i) != NULL; i++) {
+		const char *a = value_text(list_at(list, i));
+
+		if (a == NULL)
+			continue;
+		for (gsize k = 0; k < G_N_ELEMENTS(mbox_attrs); k++)
+			if (g_ascii_strcasecmp(a, mbox_attrs[k].name) == 0)
+				attrs |= mbox_attrs[k].flag;
+	}
+	return attrs;
+}
+
+/* Upper-cases a leading "inbox" hierarchy part so INBOX matches in any case. */
+static char *
+fold_inbox(const char *s, char delim)
+{
+	char *out = g_strdup(s);
+
+	if (g_ascii_strncasecmp(out, "INBOX", 5) == 0 &&
+	    (out[5] == '\0' || (delim != 0 && out[5] == delim)))
+		memcpy(out, "INBOX", 5);
+	return out;
+}
+
+/* RFC 3501 6.3.8 wildcards: '*' matches anything, '%' anything but the
+ * hierarchy delimiter. */
+static gboolean
+list_match(const char *name, const char *pat, char delim)
+{
+	while (*pat != '\0') {
+		if (*pat == '*' || *pat == '%') {
+			gboolean any = *pat == '*';
+
+			for (const char *n = name;; n++) {
+				if (list_match(n, pat + 1, delim))
+					return TRUE;
+				if (*n == '\0' || (!any && *n == delim))
+					return FALSE;
+			}
+		}
+		if (*name != *pat)
+			return FALSE;
+		name++;
+		pat++;
+	}
+	return *name == '\0';
+}
+
+typedef struct {
+	ImapConn *conn;
+	char *pattern;    /* wire form, NULL: take every LIST */
+	GPtrArray *out;   /* ImapMailbox * */
+	GHashTable *seen; /* raw names already in out */
+	gboolean delim_set;
+} ListCollect;
+
+static gboolean
+list_pattern_matches(const ListCollect *lc, const char *raw, char delim)
+{
+	char *name, *pat;
+	gboolean ok;
+
+	if (lc->pattern == NULL)
+		return TRUE;
+	name = fold_inbox(raw, delim);
+	pat = fold_inbox(lc->pattern, delim);
+	ok = list_match(name, pat, delim);
+	g_free(name);
+	g_free(pat);
+	return ok;
+}
+
+static void
+on_list(void *user, const ImapResponse *resp)
+{
+	ListCollect *lc = user;
+	const ImapValue *attrs = arg_at(resp, 0), *dv = arg_at(resp, 1);
+	const char *raw = value_text(arg_at(resp, 2));
+	ImapMailbox *m;
+	char delim = 0;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED || !name_is(resp, "LIST"))
+		return;
+	if (attrs == NULL || attrs->type != IMAP_VALUE_LIST || raw == NULL)
+		return;
+	if (dv != NULL && dv->type == IMAP_VALUE_STRING && dv->len == 1)
+		delim = dv->str[0];
+	else if (dv == NULL || dv->type != IMAP_VALUE_NIL)
+		return;
+	/* Another thread's LIST may be in flight: keep only names our
+	 * pattern asked for, and each once. */
+	if (!list_pattern_matches(lc, raw, delim) ||
+	    g_hash_table_contains(lc->seen, raw))
+		return;
+	g_hash_table_add(lc->seen, g_strdup(raw));
+	m = g_new0(ImapMailbox, 1);
+	m->raw_name = g_strdup(raw);
+	m->name = decode_mailbox_name(lc->conn, raw);
+	m->delimiter = delim;
+	m->attrs = mbox_attr_flags(attrs);
+	g_ptr_array_add(lc->out, m);
+	if (delim != 0 && !lc->delim_set) {
+		lc->delim_set = TRUE;
+		imap_conn_set_delimiter(lc->conn, delim);
+	}
+}
+
+void
+imap_mailbox_free(ImapMailbox *m)
+{
+	if (m == NULL)
+		return;
+	g_free(m->name);
+	g_free(m->raw_name);
+	g_free(m);
+}
+
+ImapStatus
+imap_list(ImapConn *c, const char *reference, const char *pattern,
+	  GPtrArray **out, ImapError **err)
+{
+	ListCollect lc = {.conn = c};
+	ImapCmdHooks hooks = {.untagged = on_list, .user = &lc};
+	ImapCmd *cmd;
+	ImapStatus st;
+
+	*out = NULL;
+	if (reference == NULL)
+		reference = "";
+	if (pattern == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0, "LIST: no pattern");
+	cmd = ops_cmd(c, "LIST");
+	imap_cmd_mailbox(cmd, reference);
+	imap_cmd_mailbox(cmd, pattern);
+	/* How a reference combines with the pattern is up to the server, so
+	 * only a plain pattern is used to filter. */
+	if (*reference == '\0')
+		lc.pattern = encode_mailbox_name(c, pattern);
+	lc.out =
+	    g_ptr_array_new_with_free_func((GDestroyNotify)imap_mailbox_free);
+	lc.seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	st = ops_run(c, cmd, &hooks, NULL, err);
+	g_hash_table_unref(lc.seen);
+	g_free(lc.pattern);
+	if (st != IMAP_OK) {
+		g_ptr_array_unref(lc.out);
+		imap_error_prefix(err, "LIST \"%s\" \"%s\"", reference,
+				  pattern);
+		return st;
+	}
+	*out = lc.out;
+	return IMAP_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * STATUS
+ */
+
+typedef struct {
+	ImapConn *conn;
+	const char *mailbox;
+	ImapMailboxStatus *out;
+	gboolean seen;
+} StatusCollect;
+
+static void
+status_item(ImapMailboxStatus *st, const char *item, const ImapValue *v)
+{
+	if (g_ascii_strcasecmp(item, "MESSAGES") == 0)
+		st->has_messages = imap_value_u32(v, &st->messages);
+	else if (g_ascii_strcasecmp(item, "UIDNEXT") == 0)
+		st->has_uidnext = imap_value_u32(v, &st->uidnext);
+	else if (g_ascii_strcasecmp(item, "UIDVALIDITY") == 0)
+		st->has_uidvalidity = imap_value_u32(v, &st->uidvalidity);
+	else if (g_ascii_strcasecmp(item, "UNSEEN") == 0)
+		st->has_unseen = imap_value_u32(v, &st->unseen);
+	else if (g_ascii_strcasecmp(item, "HIGHESTMODSEQ") == 0)
+		st->has_highestmodseq = imap_value_u64(v, &st->highestmodseq);
+}
+
+static void
+on_status(void *user, const ImapResponse *resp)
+{
+	StatusCollect *sc = user;
+	const char *raw = value_text(arg_at(resp, 0));
+	const ImapValue *items = arg_at(resp, 1);
+	char *name;
+	gboolean ours;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED || !name_is(resp, "STATUS") ||
+	    raw == NULL || items == NULL || items->type != IMAP_VALUE_LIST)
+		return;
+	name = decode_mailbox_name(sc->conn, raw);
+	ours = same_mailbox(name, sc->mailbox);
+	g_free(name);
+	if (!ours)
+		return;
+	sc->seen = TRUE;
+	for (guint i = 0; list_at(items, i + 1) != NULL; i += 2) {
+		const char *item = value_text(list_at(items, i));
+
+		if (item != NULL)
+			status_item(sc->out, item, list_at(items, i + 1));
+	}
+}
+
+ImapStatus
+imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
+	    ImapError **err)
+{
+	StatusCollect sc = {.conn = c, .mailbox = mailbox, .out = out};
+	ImapCmdHooks hooks = {.untagged = on_status, .user = &sc};
+	ImapCmd *cmd;
+	ImapStatus st;
+
+	memset(out, 0, sizeof(*out));
+	if (mailbox == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0,
+				      "STATUS: no mailbox");
+	cmd = ops_cmd(c, "STATUS");
+	imap_cmd_mailbox(cmd, mailbox);
+	if (imap_conn_has_cap(c, "CONDSTORE"))
+		imap_cmd_raw(
+		    cmd, "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)");
+	else
+		imap_cmd_raw(cmd, "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)");
+	st = ops_run(c, cmd, &hooks, NULL, err);
+	if (st == IMAP_OK && !sc.seen)
+		st = imap_error_set(err, IMAP_EPROTO, 0,
+				    "the server sent no STATUS data");
+	if (st != IMAP_OK)
+		imap_error_prefix(err, "STATUS %s", mailbox);
+	return st;
+}
+
+/* ---------------------------------------------------------------------
+ * CREATE, DELETE, RENAME, SUBSCRIBE
+ */
+
+/* Dovecot drops the connection when the mailbox it has selected is deleted
+ * or renamed away ("Selected mailbox was deleted, have to disconnect"), so
+ * DELETE and RENAME run with the selection parked on INBOX. Holding that
+ * lease also keeps other threads from selecting the mailbox meanwhile. */
+static gboolean
+park_selection(ImapConn *c, const char *mailbox, const char *to)
+{
+	ImapError *local = NULL;
+
+	if (g_ascii_strcasecmp(mailbox, "INBOX") == 0 ||
+	    (to != NULL && g_ascii_strcasecmp(to, "INBOX") == 0))
+		return FALSE;
+	if (imap_conn_use_mailbox(c, "INBOX", NULL, NULL, &local) != IMAP_OK) {
+		g_debug("cannot park the selection on INBOX: %s", local->text);
+		imap_error_free(local);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static ImapStatus
+simple_mailbox_cmd(ImapConn *c, const char *verb, const char *mailbox,
+		   const char *to, gboolean park, ImapError **err)
+{
+	gboolean parked = FALSE;
+	ImapCmd *cmd;
+	ImapStatus st;
+
+	if (mailbox == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0, "%s: no mailbox",
+				      verb);
+	cmd = ops_cmd(c, verb);
+	imap_cmd_mailbox(cmd, mailbox);
+	if (to != NULL)
+		imap_cmd_mailbox(cmd, to);
+	if (imap_cmd_valid(cmd, err) && park)
+		parked = park_selection(c, mailbox, to);
+	st = ops_run(c, cmd, NULL, NULL, err);
+	if (parked)
+		imap_conn_release_mailbox(c);
+	if (st != IMAP_OK) {
+		if (to != NULL)
+			imap_error_prefix(err, "%s %s %s", verb, mailbox, to);
+		else
+			imap_error_prefix(err, "%s %s", verb, mailbox);
+	}
+	return st;
+}
+
+ImapStatus
+imap_create(ImapConn *c, const char *mailbox, ImapError **err)
+{
+	return simple_mailbox_cmd(c, "CREATE", mailbox, NULL, FALSE, err);
+}
+
+ImapStatus
+imap_delete(ImapConn *c, const char *mailbox, ImapError **err)
+{
+	ImapStatus st;
+
+	st = simple_mailbox_cmd(c, "DELETE", mailbox, NULL, TRUE, err);
+	if (st == IMAP_OK)
+		imap_conn_forget_mailbox(c, mailbox);
+	return st;
+}
+
+ImapStatus
+imap_rename(ImapConn *c, const char *from, const char *to, ImapError **err)
+{
+	ImapStatus st;
+
+	if (to == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0, "RENAME: no target");
+	st = simple_mailbox_cmd(c, "RENAME", from, to, TRUE, err);
+	if (st == IMAP_OK)
+		imap_conn_forget_mailbox(c, from);
+	return st;
+}
+
+ImapStatus
+imap_subscribe(ImapConn *c, const char *mailbox, ImapError **err)
+{
+	return simple_mailbox_cmd(c, "SUBSCRIBE", mailbox, NULL, FALSE, err);
+}
+
+/* ---------------------------------------------------------------------
+ * UID FETCH metadata
+ */
+
+typedef struct {
+	guint32 uid, seq;
+	guint64 size, modseq;
+	gint64 date;
+	const char *flags; /* in MetaCollect.strings */
+	gboolean has_size, has_date, has_flags;
+} MetaRecord;
+
+typedef struct {
+	GArray *wanted;  /* normalized ranges of the requested set */
+	GArray *records; /* MetaRecord */
+	GStringChunk *strings;
+	GPtrArray *vanished; /* char *, VANISHED (EARLIER) sets */
+} MetaCollect;
+
+static const char *
+meta_flags(MetaCollect *mc, const ImapValue *list)
+{
+	GString *s = g_string_new(NULL);
+	const char *out;
+
+	for (guint i = 0; list_at(list, i) != NULL; i++) {
+		const char *f = value_text(list_at(list, i));
+
+		if (f == NULL)
+			continue;
+		if (s->len > 0)
+			g_string_append_c(s, ' ');
+		g_string_append(s, f);
+	}
+	out = g_string_chunk_insert_const(mc->strings, s->str);
+	g_string_free(s, TRUE);
+	return out;
+}
+
+static void
+on_meta_fetch(MetaCollect *mc, const ImapResponse *resp)
+{
+	const ImapValue *items = arg_at(resp, 0), *v;
+	MetaRecord rec = {0};
+
+	if (!imap_value_u32(imap_fetch_item(items, "UID"), &rec.uid) ||
+	    ranges_find(mc->wanted, rec.uid) == NULL)
+		return;
+	rec.seq = resp->number;
+	rec.has_size =
+	    imap_value_u64(imap_fetch_item(items, "RFC822.SIZE"), &rec.size);
+	v = imap_fetch_item(items, "INTERNALDATE");
+	rec.has_date =
+	    value_text(v) != NULL && imap_date_parse(value_text(v), &rec.date);
+	v = imap_fetch_item(items, "FLAGS");
+	if (v != NULL && v->type == IMAP_VALUE_LIST) {
+		rec.has_flags = TRUE;
+		rec.flags = meta_flags(mc, v);
+	}
+	v = imap_fetch_item(items, "MODSEQ");
+	if (!imap_value_u64(list_at(v, 0), &rec.modseq))
+		rec.modseq = 0;
+	/* A body fetched by another thread carries a UID but no metadata. */
+	if (!rec.has_size && !rec.has_date && !rec.has_flags && rec.modseq == 0)
+		return;
+	if (rec.flags == NULL)
+		rec.flags = "";
+	g_array_append_val(mc->records, rec);
+}
+
+static void
+on_meta(void *user, const ImapResponse *resp)
+{
+	MetaCollect *mc = user;
+	const ImapValue *first = arg_at(resp, 0);
+
+	if (resp->kind != IMAP_RESP_UNTAGGED)
+		return;
+	if (name_is(resp, "FETCH") && first != NULL &&
+	    first->type == IMAP_VALUE_LIST) {
+		on_meta_fetch(mc, resp);
+		return;
+	}
+	if (mc->vanished != NULL && name_is(resp, "VANISHED") &&
+	    imap_value_is_atom(list_at(first, 0), "EARLIER") &&
+	    value_text(arg_at(resp, 1)) != NULL)
+		g_ptr_array_add(mc->vanished,
+				g_strdup(value_text(arg_at(resp, 1))));
+}
+
+static ImapCmd *
+meta_cmd(ImapConn *c, const char *uidset, const ImapFetchMetaParams *params)
+{
+	gboolean modseq = imap_conn_has_cap(c, "CONDSTORE") ||
+			  imap_conn_has_cap(c, "QRESYNC");
+	ImapCmd *cmd = ops_cmd(c, "UID FETCH");
+
+	imap_cmd_raw(cmd, uidset);
+	if (params != NULL && params->changedsince > 0) {
+		imap_cmd_raw(cmd, "(UID FLAGS MODSEQ)");
+		imap_cmd_printf(cmd, "(CHANGEDSINCE %" G_GUINT64_FORMAT "%s)",
+				params->changedsince,
+				params->vanished &&
+					imap_conn_is_enabled(c, "QRESYNC")
+				    ? " VANISHED"
+				    : "");
+	} else if (params != NULL && params->flags_only) {
+		imap_cmd_raw(cmd,
+			     modseq ? "(UID FLAGS MODSEQ)" : "(UID FLAGS)");
+	} else {
+		imap_cmd_raw(cmd, modseq ? "(UID RFC822.SIZE INTERNALDATE "
+					   "FLAGS MODSEQ)"
+					 : "(UID RFC822.SIZE INTERNALDATE "
+					   "FLAGS)");
+	}
+	return cmd;
+}
+
+ImapStatus
+imap_uid_fetch_meta(ImapConn *c, const char *mailbox, const char *uidset,
+		    const ImapFetchMetaParams *params, ImapMetaFn fn,
+		    void *user, ImapError **err)
+{
+	MetaCollect mc = {0};
+	ImapCmdHooks hooks = {.untagged = on_meta, .user = &mc};
+	GArray *set;
+	ImapStatus st;
+
+	if (fn == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0,
+				      "UID FETCH: no callback");
+	set = uidset != NULL ? imap_uidset_parse(uidset, G_MAXUINT32) : NULL;
+	if (set == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0,
+				      "UID FETCH: invalid UID set '%s'",
+				      uidset != NULL ? uidset : "(null)");
+	if (params != NULL && params->changedsince > 0 &&
+	    !imap_conn_has_cap(c, "CONDSTORE") &&
+	    !imap_conn_has_cap(c, "QRESYNC")) {
+		g_array_unref(set);
+		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
+				      "UID FETCH CHANGEDSINCE needs CONDSTORE");
+	}
+	mc.wanted = ranges_normalize(set);
+	g_array_unref(set);
+	mc.records = g_array_new(FALSE, FALSE, sizeof(MetaRecord));
+	mc.strings = g_string_chunk_new(4096);
+	if (params != NULL && params->vanished && params->vanished_fn != NULL)
+		mc.vanished = g_ptr_array_new_with_free_func(g_free);
+
+	st = run_in_mailbox(c, mailbox, TRUE, meta_cmd(c, uidset, params),
+			    &hooks, NULL, err);
+	/* fn runs here, on the caller's thread, not on the reader thread. */
+	if (st == IMAP_OK) {
+		for (guint i = 0; mc.vanished != NULL && i < mc.vanished->len;
+		     i++)
+			params->vanished_fn(user,
+					    g_ptr_array_index(mc.vanished, i));
+		for (guint i = 0; i < mc.records->len; i++) {
+			MetaRecord *r =
+			    &g_array_index(mc.records, MetaRecord, i);
+			ImapMessageMeta meta = {
+			    .uid = r->uid,
+			    .seq = r->seq,
+			    .size = r->size,
+			    .internaldate = r->date,
+			    .flags = (char *)r->flags,
+			    .modseq = r->modseq,
+			    .has_size = r->has_size,
+			    .has_date = r->has_date,
+			    .has_flags = r->has_flags,
+			};
+			fn(user, &meta);
+		}
+	} else {
+		imap_error_prefix(err, "UID FETCH %s in %s", uidset,
+				  mailbox != NULL ? mailbox : "(null)");
+	}
+	if (mc.vanished != NULL)
+		g_ptr_array_unref(mc.vanished);
+	g_string_chunk_free(mc.strings);
+	g_array_unref(mc.records);
+	g_array_unref(mc.wanted);
+	return st;
+}
+
+/* ---------------------------------------------------------------------
+ * UID FETCH body, streamed to the caller
+ */
+
+typedef struct {
+	guint32 uid;
+	guint64 offset;
+	gboolean (*write)(void *ctx, const char *data, gsize len);
+	void *ctx;
+	guint64 total;
+	gboolean pending;      /* accepted a literal; its response not seen */
+	gboolean got;          /* the body arrived */
+	gboolean foreign;      /* the literal we took was another UID's */
+	gboolean write_failed; /* the caller's write() refused data */
+} BodyFetch;
+
+/* "BODY[]" or "BODY[]<origin>" matching what we asked for. */
+static gboolean
+body_item_matches(const BodyFetch *bf, const char *item)
+{
+	guint64 origin;
+	gsize len;
+	char *digits;
+	gboolean ok;
+
+	if (item == NULL || g_ascii_strncasecmp(item, "BODY[]", 6) != 0)
+		return FALSE;
+	item += 6;
+	if (*item == '\0')
+		return TRUE;
+	len = strlen(item);
+	if (item[0] != '<' || len < 3 || item[len - 1] != '>')
+		return FALSE;
+	digits = g_strndup(item + 1, len - 2);
+	ok = imap_parse_u64(digits, &origin) && origin == bf->offset;
+	g_free(digits);
+	return ok;
+}
+
+static gboolean
+body_write(void *ctx, const char *data, gsize len)
+{
+	BodyFetch *bf = ctx;
+
+	/* Keep reading after a refusal so the connection stays usable. */
+	if (!bf->write_failed && len > 0 && !bf->write(bf->ctx, data, len))
+		bf->write_failed = TRUE;
+	bf->total += len;
+	return TRUE;
+}
+
+/* Nothing to finish: completion is judged from the FETCH response that
+ * carried the literal, and a broken connection fails the command. */
+static void
+body_end(void *ctx, gboolean ok)
+{
+}
+
+static gboolean
+on_body_literal(void *user, const ImapLiteralInfo *info, ImapLiteralSink *sink)
+{
+	BodyFetch *bf = user;
+
+	if (bf->got || bf->pending || info->name == NULL ||
+	    g_ascii_strcasecmp(info->name, "FETCH") != 0 || info->depth != 1 ||
+	    !body_item_matches(bf, info->item))
+		return FALSE;
+	if (info->uid != 0 && info->uid != bf->uid)
+		return FALSE;
+	bf->pending = TRUE;
+	sink->write = body_write;
+	sink->end = body_end;
+	sink->ctx = bf;
+	return TRUE;
+}
+
+/* The value of the body item in a FETCH list, or NULL. */
+static const ImapValue *
+body_value(const BodyFetch *bf, const ImapValue *items)
+{
+	for (guint i = 0; list_at(items, i + 1) != NULL; i += 2)
+		if (body_item_matches(bf, value_text(list_at(items, i))))
+			return list_at(items, i + 1);
+	return NULL;
+}
+
+static void
+on_body(void *user, const ImapResponse *resp)
+{
+	BodyFetch *bf = user;
+	const ImapValue *items = arg_at(resp, 0), *v;
+	guint32 uid = 0;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED || !name_is(resp, "FETCH"))
+		return;
+	imap_value_u32(imap_fetch_item(items, "UID"), &uid);
+	if (bf->pending) {
+		/* Responses complete after their literals: this one holds the
+		 * literal we accepted. */
+		bf->pending = FALSE;
+		if (uid == bf->uid)
+			bf->got = TRUE;
+		else
+			bf->foreign = TRUE;
+		return;
+	}
+	if (bf->got || uid != bf->uid)
+		return;
+	v = body_value(bf, items);
+	if (v == NULL)
+		return;
+	if (v->type == IMAP_VALUE_STRING) {
+		body_write(bf, v->str, v->len);
+		bf->got = TRUE;
+	} else if (v->type == IMAP_VALUE_NIL) {
+		bf->got = TRUE;
+	}
+}
+
+static ImapCmd *
+body_cmd(ImapConn *c, guint32 uid, guint64 offset, guint64 length)
+{
+	ImapCmd *cmd = ops_cmd(c, "UID FETCH");
+
+	imap_cmd_number(cmd, uid);
+	if (offset == 0 && length == 0) {
+		imap_cmd_raw(cmd, "(UID BODY.PEEK[])");
+		return cmd;
+	}
+	/* length 0 means to the end; a partial length is at most 2^32-1. */
+	if (length == 0 || length > G_MAXUINT32)
+		length = G_MAXUINT32;
+	imap_cmd_printf(cmd,
+			"(UID BODY.PEEK[]<%" G_GUINT64_FORMAT
+			".%" G_GUINT64_FORMAT ">)",
+			offset, length);
+	return cmd;
+}
+
+ImapStatus
+imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
+		    guint64 offset, guint64 length,
+		    gboolean (*write)(void *ctx, const char *data, gsize len),
+		    void *ctx, guint64 *total, ImapError **err)
+{
+	BodyFetch bf = {
+	    .uid = uid, .offset = offset, .write = write, .ctx = ctx};
+	ImapCmdHooks hooks = {
+	    .untagged = on_body, .literal_start = on_body_literal, .user = &bf};
+	ImapStatus st;
+
+	if (total != NULL)
+		*total = 0;
+	if (uid == 0 || offset > G_MAXUINT32 || write == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0,
+				      "UID FETCH: invalid UID %u or offset",
+				      uid);
+	st = lease_mailbox(c, mailbox, err);
+	if (st != IMAP_OK) {
+		imap_error_prefix(err, "UID FETCH %u BODY[] in %s", uid,
+				  mailbox != NULL ? mailbox : "(null)");
+		return st;
+	}
+	st = ops_run(c, body_cmd(c, uid, offset, length), &hooks, NULL, err);
+	/* No data may only mean the message arrived after our view of the
+	 * mailbox was last updated: refresh it and ask once more. */
+	if (st == IMAP_OK && !bf.got && !bf.foreign && bf.total == 0) {
+		st = refresh_view(c, err);
+		if (st == IMAP_OK)
+			st = ops_run(c, body_cmd(c, uid, offset, length),
+				     &hooks, NULL, err);
+	}
+	imap_conn_release_mailbox(c);
+	if (total != NULL)
+		*total = bf.total;
+	if (st == IMAP_ENO && err != NULL && *err != NULL &&
+	    (*err)->code == IMAP_CODE_EXPUNGEISSUED)
+		(*err)->code = IMAP_CODE_NONEXISTENT;
+	else if (st == IMAP_OK && bf.foreign)
+		st = imap_error_set(err, IMAP_EPROTO, 0,
+				    "body of another message arrived");
+	else if (st == IMAP_OK && !bf.got)
+		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
+				    "message UID %u does not exist", uid);
+	else if (st == IMAP_OK && bf.write_failed)
+		st = imap_error_set(err, IMAP_EINVAL, 0,
+				    "the writer refused the message data");
+	if (st != IMAP_OK)
+		imap_error_prefix(err, "UID FETCH %u BODY[] in %s", uid,
+				  mailbox != NULL ? mailbox : "(null)");
+	return st;
+}
+
+/* ---------------------------------------------------------------------
+ * UID SEARCH
+ */
+
+typedef struct {
+	GPtrArray *esearch; /* pairs: tag, ALL set (either may be NULL) */
+	GArray *uids;       /* plain SEARCH results */
+} SearchCollect;
+
+static void
+on_esearch(SearchCollect *sc, const ImapResponse *resp)
+{
+	const ImapValue *corr = arg_at(resp, 0);
+	const char *tag = NULL, *all = NULL;
+	guint i = 0;
+
+	if (corr != NULL && corr->type == IMAP_VALUE_LIST) {
+		if (imap_value_is_atom(list_at(corr, 0), "TAG"))
+			tag = value_text(list_at(corr, 1));
+		i = 1;
+	}
+	if (imap_value_is_atom(arg_at(resp, i), "UID"))
+		i++;
+	for (; arg_at(resp, i) != NULL; i += 2)
+		if (imap_value_is_atom(arg_at(resp, i), "ALL"))
+			all = value_text(arg_at(resp, i + 1));
+	g_ptr_array_add(sc->esearch, g_strdup(tag));
+	g_ptr_array_add(sc->esearch, g_strdup(all));
+}
+
+static void
+on_search(void *user, const ImapResponse *resp)
+{
+	SearchCollect *sc = user;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED)
+		return;
+	if (name_is(resp, "ESEARCH")) {
+		on_esearch(sc, resp);
+		return;
+	}
+	if (!name_is(resp, "SEARCH"))
+		return;
+	for (guint i = 0; i < resp->args->len; i++) {
+		guint32 uid;
+
+		/* A trailing (MODSEQ n) is a list: skipped. */
+		if (imap_value_u32(arg_at(resp, i), &uid) && uid != 0)
+			g_array_append_val(sc->uids, uid);
+	}
+}
+
+static gboolean
+valid_search_atom(const char *atom)
+{
+	if (atom == NULL || *atom == '\0')
+		return FALSE;
+	for (const char *p = atom; *p != '\0'; p++)
+		if (!g_ascii_isalnum(*p) && strchr("-.:*,", *p) == NULL)
+			return FALSE;
+	return TRUE;
+}
+
+static ImapStatus
+add_search_keys(ImapCmd *cmd, const ImapSearchKey *keys, gsize nkeys,
+		ImapError **err)
+{
+	if (nkeys == 0) {
+		imap_cmd_raw(cmd, "ALL");
+		return IMAP_OK;
+	}
+	for (gsize i = 0; i < nkeys; i++) {
+		const ImapSearchKey *k = &keys[i];
+		GArray *set;
+
+		if (!valid_search_atom(k->atom))
+			return imap_error_set(err, IMAP_EINVAL, 0,
+					      "invalid search key '%s'",
+					      k->atom != NULL ? k->atom : "");
+		imap_cmd_raw(cmd, k->atom);
+		if (k->arg1 == NULL)
+			continue;
+		/* UID takes a sequence-set, which may not be quoted. */
+		set = g_ascii_strcasecmp(k->atom, "UID") == 0
+			  ? imap_uidset_parse(k->arg1, G_MAXUINT32)
+			  : NULL;
+		if (set != NULL) {
+			imap_cmd_raw(cmd, k->arg1);
+			g_array_unref(set);
+		} else {
+			imap_cmd_astring(cmd, k->arg1, strlen(k->arg1));
+		}
+		if (k->arg2 != NULL)
+			imap_cmd_astring(cmd, k->arg2, strlen(k->arg2));
+	}
+	return IMAP_OK;
+}
+
+static ImapStatus
+esearch_result(SearchCollect *sc, const char *tag, GArray *out, ImapError **err)
+{
+	for (guint i = 0; i + 1 < sc->esearch->len; i += 2) {
+		const char *t = g_ptr_array_index(sc->esearch, i);
+		const char *all = g_ptr_array_index(sc->esearch, i + 1);
+		GArray *set;
+
+		if (t == NULL || tag == NULL || strcmp(t, tag) != 0)
+			continue;
+		if (all == NULL)
+			return IMAP_OK;
+		set = imap_uidset_parse(all, 0);
+		if (set == NULL ||
+		    imap_uidset_count(set) > MAX_SEARCH_RESULTS) {
+			if (set != NULL)
+				g_array_unref(set);
+			return imap_error_set(err, IMAP_EPROTO, 0,
+					      "bad ESEARCH result");
+		}
+		for (guint r = 0; r < set->len; r++) {
+			ImapUidRange *rg = &g_array_index(set, ImapUidRange, r);
+
+			for (guint64 u = rg->first; u <= rg->last; u++) {
+				guint32 uid = (guint32)u;
+				g_array_append_val(out, uid);
+			}
+		}
+		g_array_unref(set);
+		return IMAP_OK;
+	}
+	return IMAP_OK;
+}
+
+static gint
+u32_cmp(gconstpointer a, gconstpointer b)
+{
+	guint32 x = *(const guint32 *)a, y = *(const guint32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+sort_unique(GArray *a)
+{
+	guint w = 0;
+
+	g_array_sort(a, u32_cmp);
+	for (guint i = 0; i < a->len; i++)
+		if (w == 0 || g_array_index(a, guint32, w - 1) !=
+				  g_array_index(a, guint32, i))
+			g_array_index(a, guint32, w++) =
+			    g_array_index(a, guint32, i);
+	g_array_set_size(a, w);
+}
+
+ImapStatus
+imap_uid_search(ImapConn *c, const char *mailbox, const ImapSearchKey *keys,
+		gsize nkeys, GArray **uids, ImapError **err)
+{
+	SearchCollect sc = {0};
+	ImapCmdHooks hooks = {.untagged = on_search, .user = &sc};
+	gboolean esearch = imap_conn_has_cap(c, "ESEARCH");
+	ImapResponse *tagged = NULL;
+	ImapCmd *cmd;
+	ImapStatus st;
+
+	*uids = NULL;
+	cmd = ops_cmd(c, "UID SEARCH");
+	if (esearch)
+		imap_cmd_raw(cmd, "RETURN (ALL)");
+	else
+		hooks.exclusive = TRUE; /* "* SEARCH" says not whose it is */
+	if (add_search_keys(cmd, keys, nkeys, err) != IMAP_OK) {
+		imap_cmd_free(cmd);
+		imap_error_prefix(err, "UID SEARCH");
+		return IMAP_EINVAL;
+	}
+	sc.esearch = g_ptr_array_new_with_free_func(g_free);
+	sc.uids = g_array_new(FALSE, FALSE, sizeof(guint32));
+	st = run_in_mailbox(c, mailbox, TRUE, cmd, &hooks, &tagged, err);
+	if (st == IMAP_OK && esearch)
+		st = esearch_result(&sc, tagged->tag, sc.uids, err);
+	imap_response_free(tagged);
+	g_ptr_array_unref(sc.esearch);
+	if (st != IMAP_OK) {
+		g_array_unref(sc.uids);
+		imap_error_prefix(err, "UID SEARCH in %s",
+				  mailbox != NULL ? mailbox : "(null)");
+		return st;
+	}
+	sort_unique(sc.uids);
+	*uids = sc.uids;
+	return IMAP_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * UID STORE, COPY, MOVE, EXPUNGE
+ */
+
+ImapStatus
+imap_uid_store(ImapConn *c, const char *mailbox, const char *uidset,
+	       ImapStoreMode mode, const char *flags, ImapError **err)
+{
+	static const char *const modes[] = {
+	    [IMAP_STORE_ADD] = "+FLAGS.SILENT",
+	    [IMAP_STORE_REMOVE] = "-FLAGS.SILENT",
+	    [IMAP_STORE_SET] = "FLAGS.SILENT",
+	};
+	ImapCmd *cmd;
+	ImapStatus st;
+	char *list;
+
+	if ((guint)mode >= G_N_ELEMENTS(modes))
+		return imap_error_set(err, IMAP_EINVAL, 0,
+				      "UID STORE: bad mode");
+	if (check_uidset(uidset, err) != IMAP_OK) {
+		imap_error_prefix(err, "UID STORE");
+		return IMAP_EINVAL;
+	}
+	list = flag_list(flags, err);
+	if (list == NULL) {
+		imap_error_prefix(err, "UID STORE");
+		return IMAP_EINVAL;
+	}
+	cmd = ops_cmd(c, "UID STORE");
+	imap_cmd_raw(cmd, uidset);
+	imap_cmd_raw(cmd, modes[mode]);
+	imap_cmd_raw(cmd, list);
+	g_free(list);
+	st = run_in_mailbox(c, mailbox, FALSE, cmd, NULL, NULL, err);
+	if (st != IMAP_OK)
+		imap_error_prefix(err, "UID STORE %s in %s", uidset,
+				  mailbox != NULL ? mailbox : "(null)");
+	return st;
+}
+
+void
+imap_copyuid_clear(ImapCopyUid *cu)
+{
+	if (cu == NULL)
+		return;
+	if (cu->src != NULL)
+		g_array_unref(cu->src);
+	if (cu->dst != NULL)
+		g_array_unref(cu->dst);
+	memset(cu, 0, sizeof(*cu));
+}
+
+guint32
+imap_copyuid_lookup(const ImapCopyUid *cu, guint32 src_uid)
+{
+	guint64 pos = 0;
+
+	if (cu == NULL || !cu->valid || cu->src == NULL || cu->dst == NULL)
+		return 0;
+	for (guint i = 0; i < cu->src->len; i++) {
+		const ImapUidRange *r =
+		    &g_array_index(cu->src, ImapUidRange, i);
+
+		if (src_uid >= r->first && src_uid <= r->last)
+			return imap_uidset_nth(cu->dst,
+					       pos + src_uid - r->first);
+		pos += (guint64)r->last - r->first + 1;
+	}
+	return 0;
+}
+
+typedef struct {
+	GArray *wanted; /* normalized requested set */
+	guint32 uidvalidity;
+	GArray *src, *dst;
+	gboolean bad;
+} CopyUidCollect;
+
+/* Adds one COPYUID (uidvalidity src dst) to what was collected. */
+static void
+copyuid_add(CopyUidCollect *cc, const char *uv, const char *src,
+	    const char *dst)
+{
+	GArray *s, *d;
+	guint32 uidvalidity;
+
+	if (uv == NULL || src == NULL || dst == NULL ||
+	    !imap_parse_u32(uv, &uidvalidity)) {
+		cc->bad = TRUE;
+		return;
+	}
+	s = imap_uidset_parse(src, 0);
+	d = imap_uidset_parse(dst, 0);
+	if (s == NULL || d == NULL ||
+	    imap_uidset_count(s) != imap_uidset_count(d) ||
+	    (cc->src != NULL && uidvalidity != cc->uidvalidity)) {
+		cc->bad = TRUE;
+	} else if (cc->src == NULL) {
+		cc->uidvalidity = uidvalidity;
+		cc->src = g_array_ref(s);
+		cc->dst = g_array_ref(d);
+	} else {
+		g_array_append_vals(cc->src, s->data, s->len);
+		g_array_append_vals(cc->dst, d->data, d->len);
+	}
+	if (s != NULL)
+		g_array_unref(s);
+	if (d != NULL)
+		g_array_unref(d);
+}
+
+static void
+on_move_copyuid(void *user, const ImapResponse *resp)
+{
+	CopyUidCollect *cc = user;
+	const char *src = code_arg_text(resp, 1);
+	GArray *s;
+	gboolean ours;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED || resp->cond != IMAP_COND_OK ||
+	    resp->code == NULL ||
+	    g_ascii_strcasecmp(resp->code, "COPYUID") != 0 || src == NULL)
+		return;
+	/* A MOVE from another thread reports UIDs outside our set. */
+	s = imap_uidset_parse(src, 0);
+	ours = s != NULL && ranges_cover(cc->wanted, s);
+	if (s != NULL)
+		g_array_unref(s);
+	if (ours)
+		copyuid_add(cc, code_arg_text(resp, 0), src,
+			    code_arg_text(resp, 2));
+}
+
+static void
+copyuid_finish(CopyUidCollect *cc, const ImapResponse *tagged, const char *what,
+	       ImapCopyUid *out)
+{
+	if (tagged != NULL && tagged->code != NULL &&
+	    g_ascii_strcasecmp(tagged->code, "COPYUID") == 0)
+		copyuid_add(cc, code_arg_text(tagged, 0),
+			    code_arg_text(tagged, 1), code_arg_text(tagged, 2));
+	if (cc->bad)
+		g_warning("%s: ignoring a malformed or inconsistent COPYUID",
+			  what);
+	if (out == NULL)
+		return;
+	memset(out, 0, sizeof(*out));
+	if (cc->bad || cc->src == NULL)
+		return;
+	out->valid = TRUE;
+	out->uidvalidity = cc->uidvalidity;
+	out->src = g_array_ref(cc->src);
+	out->dst = g_array_ref(cc->dst);
+}
+
+static ImapStatus
+copy_or_move(ImapConn *c, const char *verb, const char *mailbox,
+	     const char *uidset, const char *dest, ImapCopyUid *out,
+	     ImapError **err)
+{
+	CopyUidCollect cc = {0};
+	ImapCmdHooks hooks = {.untagged = on_move_copyuid, .user = &cc};
+	ImapResponse *tagged = NULL;
+	GArray *set;
+	ImapCmd *cmd;
+	ImapStatus st;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	set = uidset != NULL ? imap_uidset_parse(uidset, G_MAXUINT32) : NULL;
+	if (set == NULL || dest == NULL) {
+		if (set != NULL)
+			g_array_unref(set);
+		return imap_error_set(err, IMAP_EINVAL, 0,
+				      "%s: invalid UID set or destination",
+				      verb);
+	}
+	cc.wanted = ranges_normalize(set);
+	g_array_unref(set);
+	cmd = ops_cmd(c, verb);
+	imap_cmd_raw(cmd, uidset);
+	imap_cmd_mailbox(cmd, dest);
+	st = run_in_mailbox(c, mailbox, FALSE, cmd, &hooks, &tagged, err);
+	if (st == IMAP_OK)
+		copyuid_finish(&cc, tagged, verb, out);
+	else
+		imap_error_prefix(err, "%s %s from %s to %s", verb, uidset,
+				  mailbox != NULL ? mailbox : "(null)", dest);
+	imap_response_free(tagged);
+	if (cc.src != NULL)
+		g_array_unref(cc.src);
+	if (cc.dst != NULL)
+		g_array_unref(cc.dst);
+	g_array_unref(cc.wanted);
+	return st;
+}
+
+ImapStatus
+imap_uid_copy(ImapConn *c, const char *mailbox, const char *uidset,
+	      const char *dest, ImapCopyUid *out, ImapError **err)
+{
+	return copy_or_move(c, "UID COPY", mailbox, uidset, dest, out, err);
+}
+
+ImapStatus
+imap_uid_move(ImapConn *c, const char *mailbox, const char *uidset,
+	      const char *dest, ImapCopyUid *out, ImapError **err)
+{
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (!imap_conn_has_cap(c, "MOVE"))
+		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
+				      "UID MOVE: the server has no MOVE");
+	return copy_or_move(c, "UID MOVE", mailbox, uidset, dest, out, err);
+}
+
+ImapStatus
+imap_uid_expunge(ImapConn *c, const char *mailbox, const char *uidset,
+		 ImapError **err)
+{
+	ImapCmd *cmd;
+	ImapStatus st;
+
+	if (!imap_conn_has_cap(c, "UIDPLUS"))
+		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
+				      "UID EXPUNGE: the server has no UIDPLUS");
+	if (check_uidset(uidset, err) != IMAP_OK) {
+		imap_error_prefix(err, "UID EXPUNGE");
+		return IMAP_EINVAL;
+	}
+	cmd = ops_cmd(c, "UID EXPUNGE");
+	imap_cmd_raw(cmd, uidset);
+	st = run_in_mailbox(c, mailbox, FALSE, cmd, NULL, NULL, err);
+	if (st != IMAP_OK)
+		imap_error_prefix(err, "UID EXPUNGE %s in %s", uidset,
+				  mailbox != NULL ? mailbox : "(null)");
+	return st;
+}
+
+/* ---------------------------------------------------------------------
+ * APPEND
+ */
+
+ImapStatus
+imap_append(ImapConn *c, const char *mailbox, const char *flags, gint64 date,
+	    GBytes *message, ImapAppendUid *out, ImapError **err)
+{
+	ImapResponse *tagged = NULL;
+	gboolean binary = FALSE;
+	gsize size = 0;
+	const char *data;
+	ImapCmd *cmd;
+	ImapStatus st;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (mailbox == NULL || message == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0,
+				      "APPEND: no mailbox or message");
+	data = g_bytes_get_data(message, &size);
+	if (size > 0 && memchr(data, '\0', size) != NULL) {
+		if (!imap_conn_has_cap(c, "BINARY"))
+			return imap_error_set(
+			    err, IMAP_EINVAL, 0,
+			    "APPEND %s: message holds NUL bytes and the "
+			    "server has no BINARY",
+			    mailbox);
+		binary = TRUE;
+	}
+	cmd = ops_cmd(c, "APPEND");
+	imap_cmd_mailbox(cmd, mailbox);
+	if (flags != NULL) {
+		char *list = flag_list(flags, err);
+
+		if (list == NULL) {
+			imap_cmd_free(cmd);
+			imap_error_prefix(err, "APPEND %s", mailbox);
+			return IMAP_EINVAL;
+		}
+		imap_cmd_raw(cmd, list);
+		g_free(list);
+	}
+	if (date > 0) {
+		char *when = imap_date_format(date);
+
+		imap_cmd_string(cmd, when, strlen(when));
+		g_free(when);
+	}
+	imap_cmd_literal(cmd, message, binary);
+	st = ops_run(c, cmd, NULL, &tagged, err);
+	if (st != IMAP_OK) {
+		/* The engine may hand over a NO reply too. */
+		imap_response_free(tagged);
+		imap_error_prefix(err, "APPEND %s", mailbox);
+		return st;
+	}
+	if (out != NULL && tagged->code != NULL &&
+	    g_ascii_strcasecmp(tagged->code, "APPENDUID") == 0) {
+		const char *uv = code_arg_text(tagged, 0);
+		const char *uid = code_arg_text(tagged, 1);
+
+		out->valid = uv != NULL && uid != NULL &&
+			     imap_parse_u32(uv, &out->uidvalidity) &&
+			     imap_parse_u32(uid, &out->uid);
+		if (!out->valid)
+			memset(out, 0, sizeof(*out));
+	}
+	imap_response_free(tagged);
+	return IMAP_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * GETQUOTAROOT
+ */
+
+typedef struct {
+	ImapConn *conn;
+	const char *mailbox;
+	GPtrArray *roots;   /* char *, from QUOTAROOT for our mailbox */
+	GHashTable *quotas; /* root -> ImapQuota * */
+} QuotaCollect;
+
+static void
+quota_free(gpointer p)
+{
+	imap_quota_clear(p);
+	g_free(p);
+}
+
+static void
+on_quotaroot(QuotaCollect *qc, const ImapResponse *resp)
+{
+	const char *raw = value_text(arg_at(resp, 0));
+	char *name;
+	gboolean ours;
+
+	if (raw == NULL)
+		return;
+	name = decode_mailbox_name(qc->conn, raw);
+	ours = same_mailbox(name, qc->mailbox);
+	g_free(name);
+	if (!ours)
+		return;
+	for (guint i = 1; arg_at(resp, i) != NULL; i++) {
+		const char *root = value_text(arg_at(resp, i));
+
+		if (root != NULL)
+			g_ptr_array_add(qc->roots, g_strdup(root));
+	}
+}
+
+static void
+on_quota_data(QuotaCollect *qc, const ImapResponse *resp)
+{
+	const char *root = value_text(arg_at(resp, 0));
+	const ImapValue *res = arg_at(resp, 1);
+	ImapQuota *q;
+
+	if (root == NULL || res == NULL || res->type != IMAP_VALUE_LIST)
+		return;
+	q = g_new0(ImapQuota, 1);
+	q->root = g_strdup(root);
+	for (guint i = 0; list_at(res, i + 2) != NULL; i += 3) {
+		const ImapValue *name = list_at(res, i);
+		guint64 used, limit;
+
+		if (!imap_value_u64(list_at(res, i + 1), &used) ||
+		    !imap_value_u64(list_at(res, i + 2), &limit))
+			continue;
+		if (imap_value_is_atom(name, "STORAGE")) {
+			q->has_storage = TRUE;
+			q->storage_used_kb = used;
+			q->storage_limit_kb = limit;
+		} else if (imap_value_is_atom(name, "MESSAGE")) {
+			q->has_messages = TRUE;
+			q->messages_used = used;
+			q->messages_limit = limit;
+		}
+	}
+	g_hash_table_replace(qc->quotas, q->root, q);
+}
+
+static void
+on_quota(void *user, const ImapResponse *resp)
+{
+	QuotaCollect *qc = user;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED)
+		return;
+	if (name_is(resp, "QUOTAROOT"))
+		on_quotaroot(qc, resp);
+	else if (name_is(resp, "QUOTA"))
+		on_quota_data(qc, resp);
+}
+
+void
+imap_quota_clear(ImapQuota *q)
+{
+	if (q == NULL)
+		return;
+	g_free(q->root);
+	memset(q, 0, sizeof(*q));
+}
+
+static void
+quota_pick(QuotaCollect *qc, ImapQuota *out)
+{
+	for (guint i = 0; i < qc->roots->len; i++) {
+		const char *root = g_ptr_array_index(qc->roots, i);
+		ImapQuota *q = g_hash_table_lookup(qc->quotas, root);
+
+		if (q == NULL || (!q->has_storage && !q->has_messages))
+			continue;
+		*out = *q;
+		out->root = g_strdup(root);
+		return;
+	}
+	if (qc->roots->len > 0)
+		out->root = g_strdup(g_ptr_array_index(qc->roots, 0));
+}
+
+ImapStatus
+imap_getquotaroot(ImapConn *c, const char *mailbox, ImapQuota *out,
+		  ImapError **err)
+{
+	QuotaCollect qc = {.conn = c, .mailbox = mailbox};
+	ImapCmdHooks hooks = {.untagged = on_quota, .user = &qc};
+	ImapCmd *cmd;
+	ImapStatus st;
+
+	memset(out, 0, sizeof(*out));
+	if (!imap_conn_has_cap(c, "QUOTA"))
+		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
+				      "GETQUOTAROOT: the server has no QUOTA");
+	if (mailbox == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0,
+				      "GETQUOTAROOT: no mailbox");
+	cmd = ops_cmd(c, "GETQUOTAROOT");
+	imap_cmd_mailbox(cmd, mailbox);
+	qc.roots = g_ptr_array_new_with_free_func(g_free);
+	qc.quotas =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, NULL, quota_free);
+	st = ops_run(c, cmd, &hooks, NULL, err);
+	if (st == IMAP_OK)
+		quota_pick(&qc, out);
+	else
+		imap_error_prefix(err, "GETQUOTAROOT %s", mailbox);
+	g_hash_table_unref(qc.quotas);
+	g_ptr_array_unref(qc.roots);
+	return st;
+}

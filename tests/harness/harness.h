@@ -59,4 +59,40 @@ int test_server_check_status(TestServer *s, char **out, ...)
 guint32 test_server_append(TestServer *s, const char *mailbox,
 			   const char *message, gsize len, const char *flags);
 
+/* Additions for hostile-server tests (no root needed). */
+
+/* A running tests/harness/fakeserver.py; its script format is documented
+ * at the top of that file. */
+typedef struct {
+	GPid pid;
+	char *port;	   /* where it listens on 127.0.0.1 */
+	char *dir;	   /* temp dir that held the script (removed once
+			    * fakeserver.py has read it) */
+	char *script_path;
+} FakeServer;
+
+/* Writes script to a temp file, starts fakeserver.py on it and returns
+ * once it listens (it accepts one connection, bounded to 30 s). */
+FakeServer *fake_server_start(const char *script);
+/* Waits for it to finish, frees it and returns its exit status: 0 if the
+ * whole script played, 1 if the client sent something unexpected or closed
+ * early, 2 if the script is malformed, 3 if the TLS handshake failed, 4 on
+ * timeout. */
+int fake_server_finish(FakeServer *f);
+
+/* A CA, a server certificate for "localhost"/127.0.0.1 it signed, and an
+ * unrelated CA, made in a fresh temp dir (for fakeserver's STARTTLS). */
+typedef struct {
+	char *dir;
+	char *ca_file;
+	char *other_ca_file;
+	char *cert_file;
+	char *key_file;
+	char *cert_name; /* "localhost" */
+} TestCerts;
+
+TestCerts *test_certs_make(void);
+/* Removes the files and frees c. */
+void test_certs_free(TestCerts *c);
+
 #endif
