@@ -52,6 +52,7 @@ struct ImapConn {
 	GPtrArray *inflight;	/* PendingCmd * */
 	PendingCmd *cont_waiter; /* waiting for "+" before a literal */
 	gboolean exclusive_active;
+	gboolean idling; /* the server may stay silent for as long as it likes */
 	gint64 last_activity; /* monotonic us: last byte sent or received */
 	ImapUntaggedFn unsolicited;
 	void *unsolicited_user;
@@ -497,7 +498,7 @@ read_budget(ImapConn *c, int *slice_ms)
 	gboolean busy;
 
 	g_mutex_lock(&c->lock);
-	busy = c->inflight->len > 0;
+	busy = c->inflight->len > 0 && !c->idling;
 	overdue = c->last_activity + (gint64)c->timeout_ms * 1000 - now;
 	g_mutex_unlock(&c->lock);
 	*slice_ms = 1000;
@@ -1241,7 +1242,11 @@ void
 imap_conn_release_mailbox(ImapConn *c)
 {
 	g_mutex_lock(&c->lock);
-	g_return_if_fail(c->leases > 0);
+	if (c->leases == 0) {
+		g_mutex_unlock(&c->lock);
+		g_critical("imap_conn_release_mailbox without a lease");
+		return;
+	}
 	c->leases--;
 	if (c->leases == 0)
 		g_cond_broadcast(&c->cond);
@@ -1287,9 +1292,18 @@ idle_continuation(void *user, const ImapResponse *r)
 
 	g_mutex_lock(&idle->c->lock);
 	idle->started = TRUE;
+	idle->c->idling = TRUE;
 	g_cond_broadcast(&idle->c->cond);
 	g_mutex_unlock(&idle->c->lock);
 	return NULL;
+}
+
+static void
+idle_untagged(void *user, const ImapResponse *r)
+{
+	ImapIdle *idle = user;
+
+	idle->fn(idle->user, r);
 }
 
 ImapIdle *
@@ -1297,7 +1311,7 @@ imap_idle_start(ImapConn *c, ImapUntaggedFn fn, void *user, ImapError **err)
 {
 	ImapIdle *idle;
 	ImapCmdHooks hooks = {
-		.untagged = fn,
+		.untagged = idle_untagged,
 		.continuation = idle_continuation,
 		.exclusive = TRUE,
 	};
@@ -1309,6 +1323,8 @@ imap_idle_start(ImapConn *c, ImapUntaggedFn fn, void *user, ImapError **err)
 	}
 	idle = g_new0(ImapIdle, 1);
 	idle->c = c;
+	idle->fn = fn;
+	idle->user = user;
 	hooks.user = idle;
 	idle->pc = conn_submit(c, imap_cmd_new("IDLE"), &hooks, err);
 	if (idle->pc == NULL) {
@@ -1334,6 +1350,10 @@ imap_idle_stop(ImapIdle *idle, ImapError **err)
 	ImapStatus st;
 	ImapError *send_err = NULL;
 
+	g_mutex_lock(&idle->c->lock);
+	idle->c->idling = FALSE;
+	idle->c->last_activity = g_get_monotonic_time();
+	g_mutex_unlock(&idle->c->lock);
 	if (conn_send_line(idle->c, "DONE", FALSE, &send_err) != IMAP_OK)
 		fail_connection(idle->c, send_err);
 	st = conn_wait(idle->c, idle->pc, NULL, err);

@@ -76,9 +76,10 @@ ImapStatus imap_conn_login(ImapConn *c, const ImapCredentials *cred,
 void imap_conn_close(ImapConn *c);
 
 /* Runs one command: sends it (waiting for "+" before synchronizing
- * literals), then blocks until its tagged response. OK -> IMAP_OK (and
- * *tagged, if non-NULL, receives the response; free it); NO -> IMAP_ENO,
- * BAD -> IMAP_EBAD, each with the server's text and response code. The
+ * literals), then blocks until its tagged response. OK -> IMAP_OK;
+ * NO -> IMAP_ENO, BAD -> IMAP_EBAD, each with the server's text and
+ * response code. Whenever the server answered (OK, NO or BAD), *tagged
+ * (if non-NULL) receives the tagged response; the caller frees it. The
  * command is consumed. Safe to call from several threads at once. */
 ImapStatus imap_conn_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
 			 ImapResponse **tagged, ImapError **err);

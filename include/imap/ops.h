@@ -7,6 +7,7 @@
 
 #include <glib.h>
 #include "imap/conn.h"
+#include "imap/uidset.h"
 
 /* CAPABILITY: refreshes the connection's capability list. */
 ImapStatus imap_capability(ImapConn *c, ImapError **err);
@@ -162,6 +163,13 @@ void imap_copyuid_clear(ImapCopyUid *cu);
  * UIDPLUS - there is deliberately no plain EXPUNGE here. */
 ImapStatus imap_uid_expunge(ImapConn *c, const char *mailbox,
 			    const char *uidset, ImapError **err);
+
+/* Removes exactly one message. With UIDPLUS: UID STORE +\Deleted, then
+ * UID EXPUNGE uid. Without it, plain EXPUNGE would also remove messages
+ * that another client marked \Deleted, so those are unmarked first and
+ * marked again afterwards (implemented in expunge.c). */
+ImapStatus imap_expunge_uid(ImapConn *c, const char *mailbox, guint32 uid,
+			    ImapError **err);
 
 /* ---- APPEND ---- */
 typedef struct {

@@ -41,6 +41,7 @@ tls_options(ImapTlsMode mode, const char *ca_file, const char *name)
 						  : server->port,
 		.tls = mode,
 		.timeout_ms = 10000,
+		.debug = g_getenv("IMAP_DEBUG") != NULL,
 	};
 	o.tls_opts.ca_file = ca_file;
 	o.tls_opts.server_name = name;
