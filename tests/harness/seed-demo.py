@@ -63,7 +63,9 @@ def sentence(rng, needle):
     words = [rng.choice(WORDS) for _ in range(rng.randint(6, 14))]
     if needle:
         words.insert(rng.randrange(len(words)), "NEEDLE")
-    return " ".join(words).capitalize() + "."
+    text = " ".join(words)
+    # Not str.capitalize(): it would lower-case the planted NEEDLE.
+    return text[0].upper() + text[1:] + "."
 
 
 def body_text(rng, needle):
