@@ -107,11 +107,11 @@ process_arg(void *data, const char *arg, int key, struct fuse_args *out)
 	if (key != FUSE_OPT_KEY_NONOPT)
 		return 1;
 	if (cfg->url == NULL) {
-		cfg->url = g_strdup(arg);
+		cfg->url = strdup(arg);
 		return 0;
 	}
 	if (cfg->mountpoint == NULL) {
-		cfg->mountpoint = g_strdup(arg);
+		cfg->mountpoint = strdup(arg);
 		return 1;
 	}
 	fprintf(stderr, "imapfs: unexpected argument '%s'\n", arg);
@@ -333,46 +333,84 @@ run(Config *cfg, struct fuse_args *args)
 	return rc;
 }
 
+/* fuse_opt_parse() allocates every string option with strdup(). */
+static void
+config_clear(Config *cfg)
+{
+	char **strings[] = {
+		&cfg->url,	    &cfg->mountpoint,
+		&cfg->user,	    &cfg->password_command,
+		&cfg->password_file, &cfg->auth,
+		&cfg->oauth2_token_command,
+		&cfg->tls_ca_file,  &cfg->tls_fingerprint,
+		&cfg->trash,
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS(strings); i++) {
+		free(*strings[i]);
+		*strings[i] = NULL;
+	}
+}
+
+/* --help and --version: ours first, then libfuse's. */
+static int
+show_info(Config *cfg, struct fuse_args *args, const char *prog)
+{
+	struct fuse_operations no_ops = {0};
+
+	if (cfg->show_version) {
+		printf("imapfs %s\n", IMAPFS_VERSION);
+		fuse_opt_add_arg(args, "--version");
+	} else {
+		usage(prog);
+		fuse_opt_add_arg(args, "--help");
+		args->argv[0][0] = '\0';
+	}
+	fuse_main(args->argc, args->argv, &no_ops, NULL);
+	return 0;
+}
+
+static gboolean
+check_config(const Config *cfg, const char *prog)
+{
+	if (cfg->url == NULL || cfg->mountpoint == NULL) {
+		usage(prog);
+		return FALSE;
+	}
+	if (cfg->max_conns < 1 || cfg->dir_cache_timeout < 0 ||
+	    cfg->timeout < 1) {
+		fprintf(stderr, "imapfs: max_conns, timeout must be >= 1 and "
+				"dir_cache_timeout >= 0\n");
+		return FALSE;
+	}
+	return TRUE;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct fuse_operations no_ops = {0};
 	Config cfg = {.max_conns = 4, .dir_cache_timeout = 30, .timeout = 60};
-	int rc;
+	int rc = 1;
 
 	harden_process();
 	signal(SIGPIPE, SIG_IGN);
 	if (fuse_opt_parse(&args, &cfg, imapfs_opts, process_arg) != 0)
-		return 1;
-	if (cfg.show_version) {
-		printf("imapfs %s\n", IMAPFS_VERSION);
-		fuse_opt_add_arg(&args, "--version");
-		fuse_main(args.argc, args.argv, &no_ops, NULL);
-		return 0;
+		goto out;
+	if (cfg.show_version || cfg.show_help) {
+		rc = show_info(&cfg, &args, argv[0]);
+		goto out;
 	}
-	if (cfg.show_help) {
-		usage(argv[0]);
-		fuse_opt_add_arg(&args, "--help");
-		args.argv[0][0] = '\0';
-		fuse_main(args.argc, args.argv, &no_ops, NULL);
-		return 0;
-	}
-	if (cfg.url == NULL || cfg.mountpoint == NULL) {
-		usage(argv[0]);
-		return 1;
-	}
-	if (cfg.max_conns < 1 || cfg.dir_cache_timeout < 0 || cfg.timeout < 1) {
-		fprintf(stderr, "imapfs: max_conns, timeout must be >= 1 and "
-				"dir_cache_timeout >= 0\n");
-		return 1;
-	}
+	if (!check_config(&cfg, argv[0]))
+		goto out;
 	/* Messages are 0600 files of the mounting user: let the kernel
 	 * check permissions; the daemon never needs to. */
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	fuse_opt_add_arg(&args, "-ofsname=imapfs");
 	fuse_opt_add_arg(&args, "-osubtype=imapfs");
 	rc = run(&cfg, &args);
+out:
 	fuse_opt_free_args(&args);
+	config_clear(&cfg);
 	return rc;
 }

@@ -150,6 +150,15 @@ fill_children(Imapfs *fs, const char *parent, void *buf,
 		const StoreMailbox *m = children->pdata[i];
 		g_autofree char *name =
 			fs_path_encode_component(m->name + skip);
+		guint32 uid;
+		/* A mailbox called "12.eml" would shadow message 12 inside
+		 * its parent; the message wins (path.c classifies so). */
+		if (parent != NULL && fs_message_name_parse(name, &uid)) {
+			g_message("mailbox %s hidden: its name looks like a "
+				  "message file",
+				  m->name);
+			continue;
+		}
 		filler(buf, name, &dst, 0, FUSE_FILL_DIR_PLUS);
 	}
 	g_ptr_array_free(children, TRUE);

@@ -119,6 +119,25 @@ valid_flag_list(const char *v)
 	return TRUE;
 }
 
+/* \Recent is shown by getxattr but only the server may set it; a value
+ * copied from getfattr must still be accepted. */
+static void
+drop_recent(char *v)
+{
+	g_auto(GStrv) words = g_strsplit(v, " ", -1);
+	GString *out = g_string_new(NULL);
+
+	for (char **w = words; *w != NULL; w++) {
+		if (**w == '\0' || g_ascii_strcasecmp(*w, "\\Recent") == 0)
+			continue;
+		if (out->len > 0)
+			g_string_append_c(out, ' ');
+		g_string_append(out, *w);
+	}
+	strcpy(v, out->str);
+	g_string_free(out, TRUE);
+}
+
 static int
 op_setxattr(const char *path, const char *name, const char *value,
 	    size_t size, int flags)
@@ -140,6 +159,7 @@ op_setxattr(const char *path, const char *name, const char *value,
 	g_strstrip(v);
 	if (memchr(value, '\0', size) != NULL || !valid_flag_list(v))
 		return -EINVAL;
+	drop_recent(v);
 	rc = find(path, &info, &m, &u);
 	if (rc != 0)
 		return rc;

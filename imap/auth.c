@@ -195,6 +195,10 @@ imap_conn_login(ImapConn *c, const ImapCredentials *cred, ImapError **err)
 		st = run_login(c, cred, &tagged, &local);
 	else
 		st = run_authenticate(c, mech, cred, &tagged, &local);
+	if (st != IMAP_OK) {
+		imap_response_free(tagged);
+		tagged = NULL;
+	}
 	if (st == IMAP_ENO || st == IMAP_EBAD) {
 		imap_error_set(err, IMAP_EAUTH, local->code,
 			       "%s login as %s refused: %s", mech_name(mech),

@@ -67,6 +67,7 @@ struct ImapConn {
 	GMutex send_lock; /* one command's parts go out together */
 
 	/* Before the reader thread starts, responses queue here. */
+	gboolean threaded;
 	GQueue sync_queue;
 	GThread *reader;
 };
@@ -442,7 +443,7 @@ dispatch(void *user, ImapResponse *r)
 	ImapConn *c = user;
 
 	log_response(c, r);
-	if (c->reader == NULL) {
+	if (!c->threaded) {
 		g_queue_push_tail(&c->sync_queue, r);
 		return;
 	}
@@ -1010,6 +1011,7 @@ imap_conn_connect(const ImapConnectOptions *opts, ImapError **err)
 	/* Responses read along with the last synchronous reply would be
 	 * lost otherwise; none are expected. */
 	g_queue_clear_full(&c->sync_queue, (GDestroyNotify)imap_response_free);
+	c->threaded = TRUE; /* before the thread: it dispatches at once */
 	c->reader = g_thread_new("imap-reader", reader_main, c);
 	return c;
 }

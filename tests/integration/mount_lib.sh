@@ -1,0 +1,528 @@
+# mount_lib.sh - helpers for mount_test.sh (sourced, not run): check
+# bookkeeping, mounting and unmounting imapfs, finding the daemons this test
+# started, and mt.py, an imaplib tool (on top of tests/harness/imapcheck.py)
+# that seeds the account and tells what the server really holds.
+# shellcheck shell=bash
+# SC2034: MOUNT_ERROR and the like are read by mount_test.sh.
+# shellcheck disable=SC2034
+
+# Seconds any single filesystem or IMAP command may take before we call the
+# daemon hung. Large enough for the 3 MB message on a slow CI machine.
+MT_TIMEOUT=${MT_TIMEOUT:-60}
+
+# Runs a command bounded by MT_TIMEOUT (SIGKILL 5 s after SIGTERM). Once a
+# command timed out, the daemon is taken for hung (the file MT_HUNG_FLAG
+# exists until the next mount) and later commands get 5 s, so that a hung
+# daemon cannot stretch the run to hours.
+t()
+{
+	local secs=$MT_TIMEOUT rc
+	[ -n "${MT_HUNG_FLAG:-}" ] && [ -e "$MT_HUNG_FLAG" ] && secs=5
+	timeout -k 5 "$secs" "$@"
+	rc=$?
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		[ -n "${MT_HUNG_FLAG:-}" ] && : >"$MT_HUNG_FLAG"
+	fi
+	return $rc
+}
+
+# --- check bookkeeping --------------------------------------------------
+
+PASSED=0
+FAILED=0
+CHECK_PROBLEMS=()
+
+# Records one problem of the running check.
+fail()
+{
+	CHECK_PROBLEMS+=("$*")
+}
+
+# Shortens command output for a one-line report.
+oneline()
+{
+	tr '\r\n\t' '   ' | sed 's/  */ /g; s/^ //; s/ $//' | cut -c1-600
+}
+
+# run_check NAME FUNCTION: runs the check and prints ok/FAIL with details.
+run_check()
+{
+	local name=$1 fn=$2 details
+	CHECK_PROBLEMS=()
+	"$fn"
+	if [ ${#CHECK_PROBLEMS[@]} -eq 0 ]; then
+		PASSED=$((PASSED + 1))
+		echo "ok - $name"
+	else
+		FAILED=$((FAILED + 1))
+		details=$(printf '%s; ' "${CHECK_PROBLEMS[@]}")
+		details=${details%; }
+		echo "FAIL - $name: $(printf '%s' "$details" | tr '\r\n' '  ' |
+			cut -c1-2000)"
+	fi
+}
+
+# --- mounts and daemons -------------------------------------------------
+
+MOUNTS=()
+
+# Whether DIR is a mount point, from mountinfo: never touches DIR itself,
+# so a hung daemon cannot hang us.
+is_mounted()
+{
+	local dir
+	dir=$(realpath -m "$1")
+	awk -v d="$dir" '$5 == d { found = 1 } END { exit !found }' \
+		/proc/self/mountinfo
+}
+
+# Pids of imapfs daemons started by this test: their executable is the
+# daemon under test and their command line mentions our work directory.
+imapfs_pids()
+{
+	local p exe
+	for p in /proc/[0-9]*; do
+		exe=$(readlink "$p/exe" 2>/dev/null) || continue
+		exe=${exe% (deleted)}
+		[ "$exe" = "$IMAPFS_REAL" ] || continue
+		tr '\0' '\n' <"$p/cmdline" 2>/dev/null |
+			grep -qF -- "$WORK" || continue
+		echo "${p#/proc/}"
+	done
+}
+
+# Pids of our daemons serving mount point DIR.
+imapfs_pids_for()
+{
+	local p
+	for p in $(imapfs_pids); do
+		if tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null |
+			grep -qxF -- "$1"; then
+			echo "$p"
+		fi
+	done
+}
+
+# wait_gone SECONDS PID...: waits until none of the pids is alive (zombies
+# count as gone); fails if some still are.
+wait_gone()
+{
+	local secs=$1 i p any state
+	shift
+	for i in $(seq 1 $((secs * 10))); do
+		any=
+		for p in "$@"; do
+			state=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null |
+				cut -d' ' -f1)
+			[ -n "$state" ] && [ "$state" != Z ] && any=1
+		done
+		[ -z "$any" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# mount_imapfs MNT URL [imapfs options...]: mounts (the daemon forks itself
+# once mounted); stderr goes to MNT.err. Fails unless MNT is then mounted,
+# saying why in MOUNT_ERROR. Not to be run in a subshell: it records MNT
+# in MOUNTS for the cleanup.
+mount_imapfs()
+{
+	local mnt=$1 url=$2 rc i
+	shift 2
+	MOUNT_ERROR=
+	rm -f "${MT_HUNG_FLAG:-}"
+	mkdir -p "$mnt"
+	MOUNTS+=("$mnt")
+	t "$IMAPFS" "$@" "$url" "$mnt" </dev/null >"$mnt.out" 2>"$mnt.err"
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		MOUNT_ERROR="imapfs exited $rc: $(oneline <"$mnt.err")"
+		return 1
+	fi
+	for i in $(seq 1 100); do
+		is_mounted "$mnt" && return 0
+		sleep 0.1
+	done
+	MOUNT_ERROR="imapfs exited 0 but $mnt is not mounted: $(oneline \
+		<"$mnt.err")"
+	return 1
+}
+
+# Unmounts MNT (lazily if it is busy) and ends the daemons serving it.
+unmount_imapfs()
+{
+	local mnt=$1 pids p
+	pids=$(imapfs_pids_for "$mnt")
+	if is_mounted "$mnt"; then
+		t fusermount3 -u "$mnt" 2>/dev/null ||
+			t umount -l "$mnt" 2>/dev/null ||
+			t fusermount3 -uz "$mnt" 2>/dev/null
+	fi
+	# shellcheck disable=SC2086
+	if [ -n "$pids" ] && ! wait_gone 5 $pids; then
+		for p in $pids; do
+			kill -TERM "$p" 2>/dev/null
+		done
+		# shellcheck disable=SC2086
+		wait_gone 5 $pids || for p in $pids; do
+			kill -KILL "$p" 2>/dev/null
+		done
+	fi
+}
+
+# Polls COMMAND... every 0.2 s for up to SECONDS; succeeds once it does.
+wait_for()
+{
+	local secs=$1 i
+	shift
+	for i in $(seq 1 $((secs * 5))); do
+		"$@" && return 0
+		sleep 0.2
+	done
+	"$@"
+}
+
+# Sorted names in DIR (one per line, raw bytes, dotfiles included).
+names_in()
+{
+	t ls -A1 -- "$1" | LC_ALL=C sort
+}
+
+# --- mt.py: what the server holds ---------------------------------------
+
+# Writes mt.py to PATH. It imports imapcheck.py from MT_HARNESS.
+write_mt_py()
+{
+	cat >"$1" <<'PYEOF'
+"""mt.py - server-side view for mount_test.sh, through imaplib.
+
+  mt.py ENV seed OUTDIR        create folders and messages; writes
+                               OUTDIR/seed.env (UID_<key>=uid) and
+                               OUTDIR/needles (paths holding NEEDLE)
+  mt.py ENV dump REFDIR        BODY[] of every message into REFDIR/<path>;
+                               prints "path<TAB>size<TAB>epoch<TAB>flags"
+  mt.py ENV meta               same lines, without fetching bodies
+  mt.py ENV info MBOX UID      "size<TAB>epoch<TAB>flags"
+  mt.py ENV verify-tree DIR    DIR mirrors the account (bytes, mtimes)
+  mt.py ENV same-messages A B  A and B hold the same (bytes, date) pairs
+  mt.py ENV append-dated MBOX FILE EPOCH   prints the new UID
+Paths are the filesystem's: "%" in a name becomes "%25", "<UID>.eml".
+"""
+import hashlib
+import os
+import random
+import re
+import sys
+import base64
+from datetime import datetime, timedelta, timezone
+
+sys.path.insert(0, os.environ["MT_HARNESS"])
+import imapcheck as ic  # noqa: E402
+
+MONTHS = {m: i + 1 for i, m in enumerate(
+    "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())}
+
+
+def connect(envfile):
+    e = ic.read_env(envfile)
+    return ic.connect(e["HOST"], e["PORT"], e["USER"], e["PASSWORD"],
+                      e["CA_FILE"], "plain")
+
+
+def fs_path(mailbox):
+    return "/".join(c.replace("%", "%25") for c in mailbox.split("/"))
+
+
+def internaldate_epoch(s):
+    m = re.match(r"\s*(\d+)-(\w{3})-(\d{4}) (\d\d):(\d\d):(\d\d) "
+                 r"([+-])(\d\d)(\d\d)$", s)
+    if not m:
+        raise ic.CheckError("bad INTERNALDATE %r" % s)
+    d = datetime(int(m[3]), MONTHS[m[2]], int(m[1]), int(m[4]), int(m[5]),
+                 int(m[6]), tzinfo=timezone.utc)
+    off = timedelta(hours=int(m[8]), minutes=int(m[9]))
+    if m[7] == "+":
+        d -= off
+    else:
+        d += off
+    return int(d.timestamp())
+
+
+def selectable(conn):
+    return [n for n, a in ic.list_with_attrs(conn)
+            if "\\noselect" not in a.lower()
+            and "\\nonexistent" not in a.lower()]
+
+
+def messages(conn, mailbox):
+    """[(uid, size, epoch, [flags])] of mailbox, by UID."""
+    data = ic.ok(conn.select(ic.wire_mailbox(mailbox), True),
+                 "SELECT " + mailbox)
+    if int(data[0]) == 0:
+        return []
+    data = ic.ok(conn.uid("FETCH", "1:*",
+                          "(UID RFC822.SIZE INTERNALDATE FLAGS)"),
+                 "UID FETCH")
+    out = []
+    for item in data:
+        line = item[0] if isinstance(item, tuple) else item
+        if not line:
+            continue
+        line = line.decode("utf-8", "replace")
+        uid = re.search(r"UID (\d+)", line)
+        size = re.search(r"RFC822\.SIZE (\d+)", line)
+        date = re.search(r'INTERNALDATE "([^"]+)"', line)
+        flags = re.search(r"FLAGS \(([^)]*)\)", line)
+        if not (uid and size and date and flags):
+            continue
+        fl = sorted(f for f in flags[1].split() if f.lower() != "\\recent")
+        out.append((int(uid[1]), int(size[1]),
+                    internaldate_epoch(date[1]), fl))
+    return sorted(out)
+
+
+def body(conn, uid):
+    for _, literal in ic.fetch_items(conn, uid, "(UID BODY.PEEK[])"):
+        if literal is not None:
+            return literal
+    raise ic.CheckError("no BODY[] for UID %s" % uid)
+
+
+def all_messages(conn, with_bodies=False):
+    """Yields (mailbox, uid, size, epoch, flags, body or None)."""
+    for mbox in selectable(conn):
+        for uid, size, epoch, fl in messages(conn, mbox):
+            b = body(conn, uid) if with_bodies else None
+            yield mbox, uid, size, epoch, fl, b
+
+
+def cmd_dump(conn, refdir):
+    for mbox, uid, size, epoch, fl, b in all_messages(conn, True):
+        path = "%s/%d.eml" % (fs_path(mbox), uid)
+        os.makedirs(os.path.join(refdir, fs_path(mbox)), exist_ok=True)
+        with open(os.path.join(refdir, path), "wb") as f:
+            f.write(b)
+        print("%s\t%d\t%d\t%s" % (path, size, epoch, " ".join(fl)))
+
+
+def cmd_meta(conn):
+    for mbox, uid, size, epoch, fl, _ in all_messages(conn):
+        print("%s/%d.eml\t%d\t%d\t%s" % (fs_path(mbox), uid, size, epoch,
+                                         " ".join(fl)))
+
+
+def cmd_info(conn, mbox, uid):
+    for u, size, epoch, fl in messages(conn, mbox):
+        if u == int(uid):
+            print("%d\t%d\t%s" % (size, epoch, " ".join(fl)))
+            return 0
+    print("no UID %s in %s" % (uid, mbox), file=sys.stderr)
+    return 1
+
+
+def cmd_verify_tree(conn, top):
+    """Every message (those flagged \\Deleted may be absent) must be in
+    top with the same bytes and mtime; nothing else may be there."""
+    problems = []
+    expected_files = set()
+    expected_dirs = set()
+    for mbox, uid, size, epoch, fl, b in all_messages(conn, True):
+        path = "%s/%d.eml" % (fs_path(mbox), uid)
+        full = os.path.join(top, path)
+        expected_files.add(path)
+        if not os.path.exists(full):
+            if "\\Deleted" not in fl:
+                problems.append("missing " + path)
+            continue
+        with open(full, "rb") as f:
+            got = f.read()
+        if got != b:
+            problems.append("%s: %d bytes differ from the server's %d" %
+                            (path, len(got), len(b)))
+        mtime = int(os.stat(full).st_mtime)
+        if mtime != epoch:
+            problems.append("%s: mtime %d != INTERNALDATE %d" %
+                            (path, mtime, epoch))
+    for mbox in [n for n, _ in ic.list_with_attrs(conn)]:
+        parts = fs_path(mbox).split("/")
+        for i in range(1, len(parts) + 1):
+            expected_dirs.add("/".join(parts[:i]))
+    for root, dirs, files in os.walk(top):
+        rel = os.path.relpath(root, top)
+        for d in dirs:
+            p = d if rel == "." else rel + "/" + d
+            if p not in expected_dirs:
+                problems.append("unexpected directory " + p)
+        for fn in files:
+            p = fn if rel == "." else rel + "/" + fn
+            if p not in expected_files:
+                problems.append("unexpected file " + p)
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
+
+
+def cmd_same_messages(conn, a, b):
+    def pairs(mbox):
+        ic.select(conn, mbox)
+        return sorted((hashlib.sha256(body(conn, uid)).hexdigest(), epoch)
+                      for uid, _, epoch, _ in messages(conn, mbox))
+    pa, pb = pairs(a), pairs(b)
+    if pa == pb:
+        return 0
+    print("%s has %d messages, %s has %d; %d (sha256, date) pairs differ"
+          % (a, len(pa), b, len(pb), len(set(pa) ^ set(pb))))
+    return 1
+
+
+def cmd_append_dated(conn, mbox, path, epoch):
+    with open(path, "rb") as f:
+        print(ic.append(conn, mbox, f.read(), None, int(epoch)))
+
+
+def dated(y, mo, d, h, mi, s, tz_minutes=0):
+    tz = timezone(timedelta(minutes=tz_minutes))
+    return datetime(y, mo, d, h, mi, s, tzinfo=tz)
+
+
+def mail(subject, text, date, frm="Bob Stone <bob@example.com>", nl="\r\n",
+         extra=()):
+    head = ["From: " + frm, "To: Alice <alice@example.org>",
+            "Subject: " + subject,
+            "Date: " + date.strftime("%a, %d %b %Y %H:%M:%S %z"),
+            "Message-ID: <%s@mount-test.example>" %
+            hashlib.sha1(subject.encode()).hexdigest()[:16],
+            "MIME-Version: 1.0"] + list(extra)
+    if not any(h.lower().startswith("content-type") for h in head):
+        head += ["Content-Type: text/plain; charset=utf-8",
+                 "Content-Transfer-Encoding: 8bit"]
+    lines = head + [""] + text.split("\n")
+    return nl.join(lines).encode("utf-8") + nl.encode()
+
+
+def words(rng, n):
+    w = ("meeting report budget release schedule draft review invoice "
+         "travel server backup lunch project update question answer").split()
+    out = []
+    for i in range(n):
+        out.append(rng.choice(w))
+        if i % 12 == 11:
+            out.append("\n")
+    return " ".join(out).replace(" \n ", "\n")
+
+
+def big_mail(date):
+    rng = random.Random(20230315)
+    blob = base64.b64encode(rng.randbytes(2_250_000)).decode()
+    assert "NEEDLE" not in blob
+    b64 = "\n".join(blob[i:i + 76] for i in range(0, len(blob), 76))
+    parts = [
+        "--BOUNDARY-42",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        "The scans are attached.",
+        "--BOUNDARY-42",
+        "Content-Type: application/octet-stream; name=scans.bin",
+        "Content-Transfer-Encoding: base64",
+        "Content-Disposition: attachment; filename=scans.bin",
+        "",
+        b64,
+        "--BOUNDARY-42",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        "Postscript at the very end: NEEDLE.",
+        "--BOUNDARY-42--",
+    ]
+    return mail("Scans (big)", "\n".join(parts), date, extra=(
+        'Content-Type: multipart/mixed; boundary="BOUNDARY-42"',))
+
+
+def cmd_seed(conn, outdir):
+    rng = random.Random(7)
+    needle = []
+    uids = {}
+    for mbox in ["Archive", "Archive/2023", "Reçus", "日本語", "50% off"]:
+        ic.ok(conn.create(ic.wire_mailbox(mbox)), "CREATE " + mbox)
+    plan = [
+        ("INBOX", "small", mail("Hello", "Short one.", dated(
+            2023, 1, 5, 8, 0, 0)), False),
+        ("INBOX", "needle", mail("Report", words(rng, 3000) +
+                                 "\nthe NEEDLE is here\n" + words(rng, 200),
+                                 dated(2023, 2, 10, 12, 30, 0, 60)), True),
+        ("INBOX", "big", big_mail(dated(2023, 3, 15, 18, 45, 10, -300)),
+         True),
+        ("INBOX", "utf8", mail("=?UTF-8?B?" + base64.b64encode(
+            "Reçu: café ☕".encode()).decode() + "?=",
+            "Voilà le reçu. Ça coûte 3 €.\n日本語のテキスト",
+            dated(2022, 12, 31, 23, 59, 59),
+            frm="Chloé Durand <chloe@example.fr>"), False),
+        ("INBOX", "mv", mail("Move me", words(rng, 400),
+                             dated(2023, 4, 1, 9, 15, 0, 120)), False),
+        ("INBOX", "deleted", mail("Deleted elsewhere", words(rng, 50),
+                                  dated(2023, 4, 2, 10, 0, 0)), False),
+        ("INBOX", "rm", mail("Remove me", words(rng, 80),
+                             dated(2023, 4, 3, 11, 0, 0)), False),
+        ("INBOX", "xattr", mail("Flags", words(rng, 120),
+                                dated(2023, 4, 4, 12, 0, 0)), False),
+        ("INBOX", "barelf", mail("Unix newlines", words(rng, 60),
+                                 dated(2023, 4, 5, 13, 0, 0), nl="\n"),
+         False),
+        ("Archive", "arch1", mail("Old 1", words(rng, 100),
+                                  dated(2021, 6, 1, 7, 0, 0)), False),
+        ("Archive", "arch2", mail("Old 2", words(rng, 300),
+                                  dated(2021, 7, 1, 7, 0, 0, -420)), False),
+        ("Archive/2023", "a23n", mail("Needle archived", words(rng, 90) +
+                                      "\nNEEDLE\n", dated(
+                                          2023, 5, 6, 7, 8, 9)), True),
+        ("Archive/2023", "a23", mail("Plain archived", words(rng, 90),
+                                     dated(2023, 6, 7, 8, 9, 10)), False),
+        ("Reçus", "recu", mail("Facture", "Montant dû : 12 €",
+                               dated(2022, 3, 4, 5, 6, 7)), False),
+        ("日本語", "jp", mail("=?UTF-8?B?" + base64.b64encode(
+            "こんにちは".encode()).decode() + "?=", "日本語の本文です。",
+            dated(2022, 8, 9, 10, 11, 12, 540)), False),
+        ("50% off", "sale", mail("Sale", "Everything 50% off, NEEDLE",
+                                 dated(2022, 11, 25, 0, 0, 1)), True),
+    ]
+    for mbox, key, msg, has_needle in plan:
+        hdr = re.search(rb"^Date: (.*?)\r?$", msg, re.M)[1].decode()
+        when = datetime.strptime(hdr, "%a, %d %b %Y %H:%M:%S %z")
+        uids[key] = ic.append(conn, mbox, msg, None, when)
+        if has_needle:
+            needle.append("%s/%d.eml" % (fs_path(mbox), uids[key]))
+    ic.select(conn, "INBOX", readonly=False)
+    ic.ok(conn.uid("STORE", str(uids["deleted"]), "+FLAGS.SILENT",
+                   "(\\Deleted)"), "STORE")
+    with open(os.path.join(outdir, "seed.env"), "w") as f:
+        for key, uid in uids.items():
+            f.write("UID_%s=%d\n" % (key, uid))
+    with open(os.path.join(outdir, "needles"), "w") as f:
+        f.write("".join(p + "\n" for p in sorted(needle)))
+    return 0
+
+
+def main():
+    envfile, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    table = {"seed": cmd_seed, "dump": cmd_dump, "meta": cmd_meta,
+             "info": cmd_info, "verify-tree": cmd_verify_tree,
+             "same-messages": cmd_same_messages,
+             "append-dated": cmd_append_dated}
+    try:
+        conn = connect(envfile)
+        try:
+            return table[cmd](conn, *args) or 0
+        finally:
+            try:
+                conn.logout()
+            except Exception:
+                pass
+    except (ic.CheckError, ic.imaplib.IMAP4.error, OSError) as e:
+        print("mt.py %s: %s" % (cmd, e), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+PYEOF
+}

@@ -1,0 +1,1028 @@
+#!/bin/bash
+# mount_test.sh - end-to-end tests of the imapfs FUSE daemon: starts a
+# throwaway Dovecot, seeds it, mounts the account and works through it with
+# ordinary tools (ls, stat, cat, grep, rm, mv, mkdir, cp, rsync, setfattr,
+# df), checking with an independent IMAP client (imaplib) what the server
+# really holds.
+#
+#   mount_test.sh BUILDDIR SOURCEDIR
+#
+# Prints "ok - NAME" or "FAIL - NAME: details" per check and ends with
+# "N passed, M failed". Exit 0 if all passed, 1 if not, 77 if it cannot run
+# here (not root, no /dev/fuse, fusermount3, dovecot or daemon binary).
+#
+# SC2016: single-quoted strings given to eval are meant to expand there.
+# SC2154: SEED_UID_* are set through printf -v from the seed's output.
+# shellcheck disable=SC2016,SC2154
+# shellcheck source-path=SCRIPTDIR
+set -u
+
+if [ $# -ne 2 ]; then
+	echo "usage: mount_test.sh BUILDDIR SOURCEDIR" >&2
+	exit 2
+fi
+BUILDDIR=$1
+SOURCEDIR=$(cd "$2" && pwd) || exit 2
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HARNESS=$SOURCEDIR/tests/harness
+PATH=$PATH:/usr/sbin:/sbin
+# English error messages to match on; Python speaks UTF-8 regardless.
+export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
+unset IMAPFS_PASSWORD
+
+skip()
+{
+	echo "SKIP: $*"
+	exit 77
+}
+
+[ "$(id -u)" = 0 ] || skip "must run as root (FUSE mounts, Dovecot)"
+[ -c /dev/fuse ] || skip "/dev/fuse is missing"
+command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
+command -v dovecot >/dev/null || skip "dovecot is not installed"
+IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
+[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
+for tool in python3 rsync setfattr getfattr timeout cmp df setsid; do
+	command -v "$tool" >/dev/null || skip "$tool is not installed"
+done
+IMAPFS_REAL=$(readlink -f "$IMAPFS")
+
+# shellcheck source=mount_lib.sh
+. "$HERE/mount_lib.sh"
+
+WORK=$(mktemp -d /tmp/imapfs-mount-test.XXXXXX) || exit 1
+# Dovecot's unprivileged mail user must reach the server directory.
+chmod 0755 "$WORK"
+DOVE=$WORK/dovecot
+ENVF=$WORK/server.env
+REF=$WORK/ref
+MANIFEST=$WORK/manifest
+MNT=$WORK/mnt
+MNT_RO=$WORK/mnt-ro
+MNT_TLS=$WORK/mnt-starttls
+MNT_BAD=$WORK/mnt-bad
+MT_HUNG_FLAG=$WORK/hung
+DOVE_STARTED=
+CLEANED=
+
+cleanup()
+{
+	local m
+	[ -n "$CLEANED" ] && return 0
+	CLEANED=1
+	for m in "${MOUNTS[@]}"; do
+		unmount_imapfs "$m" 2>/dev/null
+	done
+	for m in $(imapfs_pids); do
+		kill -KILL "$m" 2>/dev/null
+	done
+	if [ -n "$DOVE_STARTED" ]; then
+		t "$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
+	fi
+	for m in "${MOUNTS[@]}"; do
+		if is_mounted "$m"; then
+			echo "mount_test: $m is still mounted; leaving $WORK" >&2
+			return 0
+		fi
+	done
+	# --one-file-system: never descend into a mount that slipped through.
+	rm -rf --one-file-system "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# The independent clients: mt.py (mount_lib.sh) and imapcheck.py.
+mt()
+{
+	MT_HARNESS=$HARNESS t python3 "$WORK/mt.py" "$ENVF" "$@"
+}
+
+ic()
+{
+	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"
+}
+
+# --- small assertions (each records a problem through fail) ----------------
+
+# expect_ok LABEL COMMAND...: the command must succeed.
+expect_ok()
+{
+	local label=$1 err rc
+	shift
+	err=$("$@" 2>&1 >/dev/null)
+	rc=$?
+	[ $rc -eq 0 ] && return 0
+	[ $rc -eq 124 ] && err="timed out after ${MT_TIMEOUT}s"
+	fail "$label: exit $rc: $(oneline <<<"$err")"
+	return 1
+}
+
+# expect_error LABEL REGEX COMMAND...: the command must fail and its stderr
+# must match the extended REGEX (the expected strerror).
+expect_error()
+{
+	local label=$1 re=$2 err rc
+	shift 2
+	err=$("$@" 2>&1 >/dev/null)
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		fail "$label: succeeded but must fail ($re)"
+		return 1
+	fi
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		fail "$label: timed out"
+		return 1
+	fi
+	if ! grep -qE -- "$re" <<<"$err"; then
+		fail "$label: wrong error (want $re): $(oneline <<<"$err")"
+		return 1
+	fi
+	return 0
+}
+
+# same_list LABEL EXPECTED GOT: newline-separated sets must be equal.
+same_list()
+{
+	local label=$1 exp got missing extra
+	exp=$(printf '%s\n' "$2" | grep -v '^$' | sort)
+	got=$(printf '%s\n' "$3" | grep -v '^$' | sort)
+	[ "$exp" = "$got" ] && return 0
+	missing=$(comm -23 <(echo "$exp") <(echo "$got") | tr '\n' ',')
+	extra=$(comm -13 <(echo "$exp") <(echo "$got") | tr '\n' ',')
+	fail "$label: missing [${missing%,}] unexpected [${extra%,}]"
+	return 1
+}
+
+# same_bytes LABEL EXPECTED_FILE GOT_FILE
+same_bytes()
+{
+	local out
+	out=$(cmp -- "$2" "$3" 2>&1) && return 0
+	fail "$1: $(oneline <<<"$out") (sizes $(stat -c %s -- "$2" \
+		2>/dev/null || echo -)/$(stat -c %s -- "$3" 2>/dev/null ||
+		echo -))"
+	return 1
+}
+
+# Flags as a sorted, space-separated set.
+norm_flags()
+{
+	tr ' ' '\n' | grep -v '^$' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+
+# Server-side UIDs of MAILBOX, one per line.
+server_uids()
+{
+	ic uids "$1"
+}
+
+# .eml names the mount shows in DIR.
+eml_names()
+{
+	names_in "$1" | grep '\.eml$'
+}
+
+# The main mount must exist and answer; a hung daemon would otherwise make
+# every following command wait for its timeout.
+need_mount()
+{
+	local mnt=${1:-$MNT}
+	if [ -e "$MT_HUNG_FLAG" ]; then
+		fail "skipped: an earlier command timed out (daemon hung?)"
+		return 1
+	fi
+	if ! is_mounted "$mnt"; then
+		fail "$mnt is not mounted"
+		return 1
+	fi
+	if ! timeout -k 2 10 stat "$mnt" >/dev/null 2>&1; then
+		fail "$mnt does not answer (stat failed or hung)"
+		return 1
+	fi
+	return 0
+}
+
+# Reads the UID_<key>=N lines of the seed into SEED_UID_<key>.
+load_seed()
+{
+	local k v
+	while IFS='=' read -r k v; do
+		case $k in
+		UID_*) printf -v "SEED_$k" '%s' "$v" ;;
+		esac
+	done <"$WORK/seed.env"
+}
+
+# manifest_field PATH N: field N (2 size, 3 epoch, 4 flags) of PATH.
+manifest_field()
+{
+	awk -F'\t' -v p="$1" -v n="$2" '$1 == p { print $n }' "$MANIFEST"
+}
+
+is_deleted_path()
+{
+	[ "$1" = "INBOX/$SEED_UID_deleted.eml" ]
+}
+
+# --- the checks ---------------------------------------------------------
+
+check_seed()
+{
+	local list exp n
+	if ! mt seed "$WORK" >"$WORK/seed.out" 2>&1; then
+		fail "seeding: $(oneline <"$WORK/seed.out")"
+		return
+	fi
+	load_seed
+	list=$(ic list)
+	exp=$(printf '%s\n' "50% off" Archive Archive/2023 INBOX "Reçus" \
+		"日本語")
+	same_list "server mailboxes" "$exp" "$list"
+	if ! mt dump "$REF" >"$MANIFEST" 2>"$WORK/dump.err"; then
+		fail "dump: $(oneline <"$WORK/dump.err")"
+		return
+	fi
+	n=$(wc -l <"$MANIFEST")
+	[ "$n" -eq 16 ] || fail "server holds $n messages, expected 16"
+	[ "$(ic deleted-uids INBOX)" = "$SEED_UID_deleted" ] ||
+		fail "INBOX/$SEED_UID_deleted is not the only \\Deleted message"
+	n=$(manifest_field "INBOX/$SEED_UID_big.eml" 2)
+	[ "${n:-0}" -gt 3000000 ] || fail "big message is only ${n:-0} bytes"
+	[ "$(wc -l <"$WORK/needles")" -eq 4 ] || fail "expected 4 NEEDLEs"
+	ic quota INBOX >"$WORK/quota" 2>&1 ||
+		fail "no quota on the server: $(oneline <"$WORK/quota")"
+}
+
+check_mount()
+{
+	local pids p
+	if ! mount_imapfs "$MNT" "imaps://$S_USER@localhost:$S_TLS_PORT/" \
+		-o "tls_ca_file=$S_CA_FILE" -o "password_file=$WORK/password" \
+		-o dir_cache_timeout=1; then
+		fail "$MOUNT_ERROR"
+		return
+	fi
+	pids=$(imapfs_pids_for "$MNT")
+	[ -n "$pids" ] || fail "mounted, but no imapfs process serves $MNT"
+	for p in $pids; do
+		# Daemonized: it must not be our child any more.
+		if [ "$(awk '{ print $4 }' "/proc/$p/stat")" = $$ ]; then
+			fail "imapfs (pid $p) did not daemonize"
+		fi
+	done
+	MAIN_PIDS=$pids
+}
+
+check_ls()
+{
+	local exp got d mode box
+	need_mount || return
+	exp=$(printf '%s\n' "50%25 off" Archive INBOX "Reçus" "日本語")
+	got=$(names_in "$MNT")
+	same_list "ls MNT" "$exp" "$got"
+	for d in "50%25 off" Archive Archive/2023 INBOX "Reçus" "日本語"; do
+		mode=$(t stat -c '%F %a' -- "$MNT/$d" 2>&1)
+		[ "$mode" = "directory 700" ] ||
+			fail "stat $d: '$mode', want 'directory 700'"
+	done
+	got=$(names_in "$MNT/Archive")
+	exp=$(
+		echo 2023
+		awk -F'\t' '$1 ~ /^Archive\/[0-9]+\.eml$/ { sub(/.*\//, "", $1);
+			print $1 }' "$MANIFEST"
+	)
+	same_list "ls MNT/Archive" "$exp" "$got"
+	# Every folder lists exactly its messages (the one another client
+	# flagged \Deleted may or may not be shown).
+	for box in INBOX "Archive/2023" "50%25 off" "Reçus" "日本語"; do
+		got=$(names_in "$MNT/$box" | grep -vx "$SEED_UID_deleted.eml")
+		exp=$(awk -F'\t' -v b="$box/" 'index($1, b) == 1 &&
+			substr($1, length(b) + 1) !~ /\// {
+			print substr($1, length(b) + 1) }' "$MANIFEST")
+		[ "$box" = INBOX ] &&
+			exp=$(grep -vx "$SEED_UID_deleted.eml" <<<"$exp")
+		same_list "ls MNT/$box" "$exp" "$got"
+	done
+}
+
+check_stat()
+{
+	local path size epoch got perm lsize lmtime name rows=0
+	need_mount || return
+	while IFS=$'\t' read -r -u 3 path size epoch _; do
+		if ! got=$(t stat -c '%s %Y %a %F' -- "$MNT/$path" 2>&1); then
+			is_deleted_path "$path" ||
+				fail "stat $path: $(oneline <<<"$got")"
+			continue
+		fi
+		[ "$got" = "$size $epoch 600 regular file" ] ||
+			fail "stat $path: '$got', want '$size $epoch 600 regular file'"
+	done 3<"$MANIFEST"
+	# ls -l takes the readdir path of the daemon, which may differ.
+	while read -r perm _ _ _ lsize lmtime name; do
+		[ "$perm" = total ] && continue
+		rows=$((rows + 1))
+		size=$(manifest_field "INBOX/$name" 2)
+		epoch=$(manifest_field "INBOX/$name" 3)
+		[ "$perm $lsize $lmtime" = "-rw------- $size $epoch" ] ||
+			fail "ls -l INBOX/$name: '$perm $lsize $lmtime'," \
+				"want '-rw------- $size $epoch'"
+	done < <(t ls -ln --time-style=+%s "$MNT/INBOX")
+	[ $rows -ge 8 ] || fail "ls -l INBOX gave $rows rows, want 8 or 9"
+}
+
+check_partial_read()
+{
+	local big=INBOX/$SEED_UID_big.eml
+	need_mount || return
+	t head -c 200 "$MNT/$big" >"$WORK/head.got"
+	head -c 200 "$REF/$big" >"$WORK/head.exp"
+	same_bytes "head -c 200" "$WORK/head.exp" "$WORK/head.got"
+	t dd if="$MNT/$big" bs=4096 skip=256 count=3 status=none \
+		>"$WORK/mid.got"
+	dd if="$REF/$big" bs=4096 skip=256 count=3 status=none \
+		>"$WORK/mid.exp"
+	same_bytes "12 KiB at offset 1 MiB" "$WORK/mid.exp" "$WORK/mid.got"
+	t tail -c 777 "$MNT/$big" >"$WORK/tail.got"
+	tail -c 777 "$REF/$big" >"$WORK/tail.exp"
+	same_bytes "tail -c 777" "$WORK/tail.exp" "$WORK/tail.got"
+	t dd if="$MNT/$big" bs=4096 skip=100000 count=1 status=none \
+		>"$WORK/past.got"
+	[ ! -s "$WORK/past.got" ] || fail "reading past the end gave data"
+}
+
+check_cat()
+{
+	local path rest big small
+	need_mount || return
+	while IFS=$'\t' read -r -u 3 path rest; do
+		if ! t cat -- "$MNT/$path" >"$WORK/cat.out" 2>"$WORK/cat.err"
+		then
+			is_deleted_path "$path" ||
+				fail "cat $path: $(oneline <"$WORK/cat.err")"
+			continue
+		fi
+		same_bytes "cat $path" "$REF/$path" "$WORK/cat.out"
+	done 3<"$MANIFEST"
+	# Two readers at once, one of them on the big message.
+	big=INBOX/$SEED_UID_big.eml
+	small=INBOX/$SEED_UID_needle.eml
+	t cat "$MNT/$big" >"$WORK/par1" &
+	t cat "$MNT/$small" >"$WORK/par2" &
+	wait
+	same_bytes "parallel cat $big" "$REF/$big" "$WORK/par1"
+	same_bytes "parallel cat $small" "$REF/$small" "$WORK/par2"
+}
+
+check_grep()
+{
+	local got rc
+	need_mount || return
+	got=$(t grep -rl NEEDLE "$MNT" 2>"$WORK/grep.err")
+	rc=$?
+	[ $rc -eq 0 ] || fail "grep exited $rc: $(oneline <"$WORK/grep.err")"
+	got=${got//"$MNT/"/}
+	same_list "grep -rl NEEDLE" "$(cat "$WORK/needles")" "$got"
+}
+
+check_seen()
+{
+	local meta seen
+	need_mount || return
+	if ! meta=$(mt meta 2>&1); then
+		fail "meta: $(oneline <<<"$meta")"
+		return
+	fi
+	[ "$(wc -l <<<"$meta")" -eq 16 ] ||
+		fail "server now holds $(wc -l <<<"$meta") messages, not 16"
+	seen=$(awk -F'\t' '$4 ~ /\\Seen/ { print $1 }' <<<"$meta")
+	[ -z "$seen" ] || fail "\\Seen set on: $(oneline <<<"$seen")"
+}
+
+# Prints the epoch of an xattr value given as digits, an IMAP date or
+# ISO 8601.
+date_value_epoch()
+{
+	python3 - "$1" <<'EOF'
+import sys
+from datetime import datetime
+v = sys.argv[1].strip().strip('"')
+if v.isdigit():
+    print(v)
+    sys.exit(0)
+for fmt in ("%d-%b-%Y %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%z",
+            "%Y-%m-%d %H:%M:%S %z"):
+    try:
+        print(int(datetime.strptime(v.lstrip(), fmt).timestamp()))
+        sys.exit(0)
+    except ValueError:
+        pass
+try:
+    print(int(datetime.fromisoformat(v).timestamp()))
+except ValueError:
+    print("unparsable")
+EOF
+}
+
+# Prints the value of xattr NAME of FILE; errors go to $WORK/getfattr.err.
+xattr_value()
+{
+	t getfattr --absolute-names --only-values -n "$2" -- "$1" \
+		2>"$WORK/getfattr.err"
+}
+
+xattr_error()
+{
+	oneline <"$WORK/getfattr.err"
+}
+
+check_xattr()
+{
+	local uid=$SEED_UID_xattr f got dump v
+	f=$MNT/INBOX/$uid.eml
+	need_mount || return
+	expect_ok "setfattr flags" t setfattr -n user.imap.flags \
+		-v '\Seen \Flagged $Work' "$f"
+	got=$(ic flags INBOX "$uid" | norm_flags)
+	[ "$got" = '$Work \Flagged \Seen' ] ||
+		fail "server flags after setfattr: '$got'"
+	got=$(xattr_value "$f" user.imap.flags | norm_flags)
+	[ "$got" = '$Work \Flagged \Seen' ] ||
+		fail "getfattr user.imap.flags: '$got' $(xattr_error)"
+	expect_ok "setfattr fewer flags" t setfattr -n user.imap.flags \
+		-v '\Flagged' "$f"
+	got=$(ic flags INBOX "$uid" | norm_flags)
+	[ "$got" = '\Flagged' ] || fail "server flags after removal: '$got'"
+
+	dump=$(t getfattr --absolute-names -d "$f" 2>&1)
+	for v in flags uid internaldate modseq; do
+		grep -q "^user\.imap\.$v=" <<<"$dump" ||
+			fail "getfattr -d lacks user.imap.$v"
+	done
+	got=$(xattr_value "$f" user.imap.uid)
+	[ "$got" = "$uid" ] ||
+		fail "user.imap.uid is '$got', want $uid $(xattr_error)"
+	got=$(xattr_value "$f" user.imap.modseq)
+	[[ $got =~ ^[1-9][0-9]*$ ]] ||
+		fail "user.imap.modseq is '$got' $(xattr_error)"
+	got=$(xattr_value "$f" user.imap.internaldate)
+	v=$(date_value_epoch "$got")
+	[ "$v" = "$(manifest_field "INBOX/$uid.eml" 3)" ] ||
+		fail "user.imap.internaldate '$got' is not the INTERNALDATE $(xattr_error)"
+	expect_error "setfattr user.imap.uid" \
+		'Operation not permitted|Permission denied|Read-only' \
+		t setfattr -n user.imap.uid -v 999 "$f"
+	got=$(xattr_value "$f" user.imap.uid)
+	[ "$got" = "$uid" ] || fail "user.imap.uid became '$got'"
+}
+
+check_rm()
+{
+	local uid=$SEED_UID_rm before after exp total_before total_after
+	need_mount || return
+	before=$(server_uids INBOX)
+	total_before=$(mt meta | wc -l)
+	expect_ok "rm" t rm "$MNT/INBOX/$uid.eml" || return
+	after=$(server_uids INBOX)
+	exp=$(grep -vx "$uid" <<<"$before")
+	same_list "server INBOX after rm" "$exp" "$after"
+	total_after=$(mt meta | wc -l)
+	[ "$total_after" -eq $((total_before - 1)) ] ||
+		fail "account went from $total_before to $total_after messages"
+	[ "$(ic deleted-uids INBOX)" = "$SEED_UID_deleted" ] ||
+		fail "the other client's \\Deleted message is gone or unflagged"
+	if eml_names "$MNT/INBOX" | grep -qx "$uid.eml"; then
+		fail "ls still shows $uid.eml"
+	fi
+	expect_error "stat after rm" 'No such file' t stat "$MNT/INBOX/$uid.eml"
+}
+
+check_mv()
+{
+	local uid=$SEED_UID_mv src before after new n epoch
+	src=INBOX/$uid.eml
+	need_mount || return
+	before=$(server_uids Archive)
+	if grep -qx "$uid" <<<"$before"; then
+		fail "test setup: UID $uid already exists in Archive"
+		return
+	fi
+	expect_ok "mv" t mv "$MNT/$src" "$MNT/Archive/" || return
+	# The name mv used resolves at once, to the same message.
+	if t cat "$MNT/Archive/$uid.eml" >"$WORK/mv.cat" 2>"$WORK/mv.err"; then
+		same_bytes "Archive/$uid.eml right after mv" "$REF/$src" \
+			"$WORK/mv.cat"
+	else
+		fail "Archive/$uid.eml right after mv: $(oneline <"$WORK/mv.err")"
+	fi
+	server_uids INBOX | grep -qx "$uid" && fail "still in INBOX on the server"
+	eml_names "$MNT/INBOX" | grep -qx "$uid.eml" && fail "ls INBOX still shows it"
+	after=$(server_uids Archive)
+	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
+	n=$(grep -c . <<<"$new")
+	if [ "$n" -ne 1 ]; then
+		fail "Archive gained $n messages, want 1"
+		return
+	fi
+	ic fetch Archive "$new" >"$WORK/mv.srv"
+	same_bytes "server copy" "$REF/$src" "$WORK/mv.srv"
+	epoch=$(mt info Archive "$new" | cut -f2)
+	[ "$epoch" = "$(manifest_field "$src" 3)" ] ||
+		fail "INTERNALDATE not kept: $epoch"
+	# Once settled, the folder lists each message once, by its new UID.
+	if ! wait_for 5 eval '[ "$(eml_names "$MNT/Archive" | sed "s/\.eml$//" |
+		sort)" = "$(sort <<<"$after")" ]'; then
+		fail "ls Archive: [$(eml_names "$MNT/Archive" | oneline)]," \
+			"server UIDs [$(oneline <<<"$after")]"
+	fi
+}
+
+check_dirs()
+{
+	local list uid n
+	need_mount || return
+	expect_ok "mkdir New" t mkdir "$MNT/New"
+	ic list | grep -qx New || fail "CREATE New not seen by the server"
+	names_in "$MNT" | grep -qx New || fail "ls does not show New at once"
+	expect_error "mkdir New again" 'File exists' t mkdir "$MNT/New"
+	expect_ok "rmdir New" t rmdir "$MNT/New"
+	ic list | grep -qx New && fail "New still on the server after rmdir"
+	t stat "$MNT/New" >/dev/null 2>&1 && fail "New still resolves"
+
+	# "%25" on the mount is "%" on the server; UTF-8 names pass as is.
+	expect_ok "mkdir 7%25 tax" t mkdir "$MNT/7%25 tax"
+	ic list | grep -qx "7% tax" || fail "server lacks the folder '7% tax'"
+	names_in "$MNT" | grep -qx "7%25 tax" || fail "ls lacks '7%25 tax'"
+	expect_ok "rmdir 7%25 tax" t rmdir "$MNT/7%25 tax"
+	ic list | grep -q "^7" && fail "'7% tax' still on the server"
+	expect_ok "mkdir Été" t mkdir "$MNT/Été"
+	ic list | grep -qx "Été" || fail "server lacks the folder 'Été'"
+	expect_ok "rmdir Été" t rmdir "$MNT/Été"
+
+	n=$(ic count Archive)
+	expect_error "rmdir Archive (messages and children)" \
+		'Directory not empty' t rmdir "$MNT/Archive"
+	expect_error "rmdir Reçus (messages only)" 'Directory not empty' \
+		t rmdir "$MNT/Reçus"
+	list=$(ic list)
+	{ grep -qx Archive <<<"$list" && grep -qx Archive/2023 <<<"$list" &&
+		grep -qx "Reçus" <<<"$list"; } ||
+		fail "a folder vanished from the server: $(oneline <<<"$list")"
+	[ "$(ic count Archive)" = "$n" ] || fail "Archive lost messages"
+
+	expect_ok "mkdir New2" t mkdir "$MNT/New2"
+	expect_ok "mkdir New2/Sub" t mkdir "$MNT/New2/Sub"
+	ic list | grep -qx New2/Sub || fail "New2/Sub not on the server"
+	expect_error "rmdir New2 (child only)" 'Directory not empty' \
+		t rmdir "$MNT/New2"
+	printf 'Subject: in sub\r\n\r\nchild message\r\n' >"$WORK/sub.eml"
+	uid=$(mt append-dated New2/Sub "$WORK/sub.eml" 1600000000) ||
+		fail "append to New2/Sub failed"
+	expect_ok "mv New2 Renamed" t mv "$MNT/New2" "$MNT/Renamed"
+	list=$(ic list)
+	{ grep -qx Renamed <<<"$list" && grep -qx Renamed/Sub <<<"$list"; } ||
+		fail "server lacks Renamed or Renamed/Sub: $(oneline <<<"$list")"
+	grep -q '^New2' <<<"$list" &&
+		fail "New2 still on the server: $(oneline <<<"$list")"
+	[ "$(ic count Renamed/Sub)" = 1 ] || fail "Renamed/Sub lost its message"
+	t stat "$MNT/New2" >/dev/null 2>&1 && fail "New2 still resolves"
+	uid=$(server_uids Renamed/Sub)
+	if wait_for 3 eval 'eml_names "$MNT/Renamed/Sub" | grep -qx "$uid.eml"'
+	then
+		t cat "$MNT/Renamed/Sub/$uid.eml" >"$WORK/sub.got"
+		same_bytes "Renamed/Sub/$uid.eml" "$WORK/sub.eml" "$WORK/sub.got"
+	else
+		fail "ls Renamed/Sub: [$(eml_names "$MNT/Renamed/Sub" | oneline)]"
+	fi
+}
+
+check_bad_names()
+{
+	local before after cr lf
+	need_mount || return
+	cr=$(printf '\r')
+	lf=$(printf '\nx')
+	lf=${lf%x}
+	before=$(ic list)
+	expect_error "mkdir with CR" 'Invalid argument' \
+		t mkdir "$MNT/bad${cr}name"
+	expect_error "mkdir with LF" 'Invalid argument' \
+		t mkdir "$MNT/bad${lf}name"
+	after=$(ic list)
+	same_list "server mailboxes" "$before" "$after"
+	names_in "$MNT" | grep -q '^bad' && fail "ls shows a bad* entry"
+}
+
+check_cp()
+{
+	local before after new n t0 epoch m
+	need_mount || return
+	# Bare LFs, plus one CRLF line that must not gain a second CR.
+	printf 'From: Dave <dave@example.org>\nSubject: uploaded with LF\n' \
+		>"$WORK/up-lf.eml"
+	printf 'X-Already: crlf\r\n\nLine one\nLine two\n\nEnd\n' \
+		>>"$WORK/up-lf.eml"
+	python3 - "$WORK/up-lf.eml" "$WORK/up-lf.exp" <<'EOF'
+import re, sys
+data = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write(re.sub(rb"(?<!\r)\n", b"\r\n", data))
+EOF
+	before=$(server_uids INBOX)
+	t0=$(date +%s)
+	expect_ok "cp LF file" t cp "$WORK/up-lf.eml" "$MNT/INBOX/" || return
+	after=$(server_uids INBOX)
+	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
+	n=$(grep -c . <<<"$new")
+	if [ "$n" -ne 1 ]; then
+		fail "cp made $n new messages, want 1"
+		return
+	fi
+	ic fetch INBOX "$new" >"$WORK/up-lf.srv"
+	same_bytes "uploaded bytes (LF->CRLF)" "$WORK/up-lf.exp" \
+		"$WORK/up-lf.srv"
+	epoch=$(mt info INBOX "$new" | cut -f2)
+	if [ -z "$epoch" ] || [ "$epoch" -lt $((t0 - 5)) ] ||
+		[ "$epoch" -gt $(($(date +%s) + 5)) ]; then
+		fail "INTERNALDATE of a plain cp is $epoch, not about $t0"
+	fi
+	eml_names "$MNT/INBOX" | grep -qx "$new.eml" ||
+		fail "ls INBOX does not show $new.eml at once"
+	t cat "$MNT/INBOX/$new.eml" >"$WORK/up-lf.got" 2>&1
+	same_bytes "cat $new.eml" "$WORK/up-lf.exp" "$WORK/up-lf.got"
+	wait_for 3 eval '! names_in "$MNT/INBOX" | grep -qx up-lf.eml' ||
+		fail "ls INBOX still shows up-lf.eml"
+
+	# cp -p: the file's mtime becomes the INTERNALDATE.
+	printf 'From: Erin <erin@example.org>\r\nSubject: dated\r\n\r\nOld.\r\n' \
+		>"$WORK/up-dated.eml"
+	touch -d @1623760496 "$WORK/up-dated.eml"
+	before=$(server_uids INBOX)
+	expect_ok "cp -p" t cp -p "$WORK/up-dated.eml" "$MNT/INBOX/"
+	after=$(server_uids INBOX)
+	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
+	if [ "$(grep -c . <<<"$new")" -ne 1 ]; then
+		fail "cp -p made $(grep -c . <<<"$new") new messages, want 1"
+	else
+		ic fetch INBOX "$new" >"$WORK/up-dated.srv"
+		same_bytes "cp -p bytes" "$WORK/up-dated.eml" "$WORK/up-dated.srv"
+		epoch=$(mt info INBOX "$new" | cut -f2)
+		[ "$epoch" = 1623760496 ] ||
+			fail "cp -p INTERNALDATE $epoch, want 1623760496"
+		m=$(t stat -c %Y "$MNT/INBOX/$new.eml" 2>&1)
+		[ "$m" = 1623760496 ] || fail "cp -p: mtime of $new.eml is $m"
+	fi
+
+	# A 1.5 MB upload takes many write calls.
+	python3 - "$WORK/up-big.eml" <<'EOF'
+import random, sys
+rng = random.Random(5)
+lines = [b"From: f@example.org", b"Subject: big upload", b""]
+lines += [bytes(rng.choice(b"abcdefghij klmnop") for _ in range(70))
+          for _ in range(21000)]
+open(sys.argv[1], "wb").write(b"\r\n".join(lines) + b"\r\n")
+EOF
+	before=$(server_uids INBOX)
+	expect_ok "cp 1.5 MB" t cp "$WORK/up-big.eml" "$MNT/INBOX/"
+	after=$(server_uids INBOX)
+	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
+	if [ "$(grep -c . <<<"$new")" -ne 1 ]; then
+		fail "cp of 1.5 MB made $(grep -c . <<<"$new") new messages"
+	else
+		ic fetch INBOX "$new" >"$WORK/up-big.srv"
+		same_bytes "1.5 MB upload" "$WORK/up-big.eml" "$WORK/up-big.srv"
+	fi
+}
+
+check_no_write()
+{
+	local path=INBOX/$SEED_UID_small.eml f size re
+	f=$MNT/$path
+	re='Operation not permitted|Permission denied'
+	need_mount || return
+	expect_error "append (>>)" "$re" t bash -c 'echo x >>"$1"' _ "$f"
+	expect_error "truncate -s 0" "$re" t truncate -s 0 "$f"
+	expect_error "overwrite (>)" "$re" t bash -c 'echo x >"$1"' _ "$f"
+	expect_error "dd conv=notrunc" "$re" t dd if=/dev/zero of="$f" bs=1 \
+		count=1 conv=notrunc status=none
+	ic fetch INBOX "$SEED_UID_small" >"$WORK/nw.srv"
+	same_bytes "server copy" "$REF/$path" "$WORK/nw.srv"
+	size=$(t stat -c %s "$f" 2>&1)
+	[ "$size" = "$(manifest_field "$path" 2)" ] || fail "size is now $size"
+	t cat "$f" >"$WORK/nw.cat" 2>&1
+	same_bytes "cat" "$REF/$path" "$WORK/nw.cat"
+}
+
+check_df()
+{
+	local size used q_used q_limit
+	need_mount || return
+	read -r size used < <(t df -k --output=size,used "$MNT" | tail -n 1)
+	read -r q_used q_limit < <(ic quota INBOX)
+	if [ -z "${size:-}" ] || [ -z "${q_limit:-}" ]; then
+		fail "df gave '${size:-}', server quota '${q_limit:-}'"
+		return
+	fi
+	[ "$q_limit" = 100000 ] || fail "server quota limit $q_limit KiB"
+	{ [ "$size" -ge 99000 ] && [ "$size" -le 101000 ]; } ||
+		fail "df size $size KiB, quota is $q_limit KiB"
+	{ [ $((used - q_used)) -le 1024 ] &&
+		[ $((q_used - used)) -le 1024 ]; } ||
+		fail "df used $used KiB, server says $q_used KiB"
+}
+
+check_other_clients()
+{
+	local uid f=$MNT/INBOX/$SEED_UID_small.eml
+	need_mount || return
+	printf 'Subject: from elsewhere\r\n\r\nhi\r\n' >"$WORK/ext.eml"
+	uid=$(mt append-dated "Reçus" "$WORK/ext.eml" 1650000000) || {
+		fail "append by the other client failed"
+		return
+	}
+	wait_for 6 eval 'eml_names "$MNT/Reçus" | grep -qx "$uid.eml"' ||
+		fail "message appended elsewhere not listed within 6 s"
+	t cat "$MNT/Reçus/$uid.eml" >"$WORK/ext.got" 2>&1
+	same_bytes "cat of the new message" "$WORK/ext.eml" "$WORK/ext.got"
+	ic create External || fail "CREATE External failed"
+	wait_for 6 eval 'names_in "$MNT" | grep -qx External' ||
+		fail "folder created elsewhere not listed within 6 s"
+	ic store INBOX "$SEED_UID_small" '\Answered' >/dev/null ||
+		fail "STORE failed"
+	wait_for 6 eval '[ "$(xattr_value "$f" user.imap.flags)" = \
+		"\\Answered" ]' ||
+		fail "flags changed elsewhere show as '$(xattr_value "$f" \
+			user.imap.flags)' $(xattr_error)"
+	{ ic mark-deleted "Reçus" "$uid" && ic expunge "Reçus"; } ||
+		fail "expunge by the other client failed"
+	wait_for 6 eval '! eml_names "$MNT/Reçus" | grep -qx "$uid.eml"' ||
+		fail "message expunged elsewhere still listed after 6 s"
+}
+
+check_rsync()
+{
+	local out got srv
+	need_mount || return
+	mkdir -p "$WORK/backup"
+	out=$(MT_TIMEOUT=$((MT_TIMEOUT * 4)) t rsync -a "$MNT/" \
+		"$WORK/backup/" 2>&1) ||
+		fail "rsync from the mount: $(oneline <<<"$out")"
+	out=$(MT_TIMEOUT=$((MT_TIMEOUT * 4)) mt verify-tree "$WORK/backup" \
+		2>&1) || fail "backup differs: $(oneline <<<"$out")"
+
+	expect_ok "mkdir Restored" t mkdir "$MNT/Restored" || return
+	out=$(MT_TIMEOUT=$((MT_TIMEOUT * 4)) t rsync -a \
+		"$WORK/backup/Archive/" "$MNT/Restored/" 2>&1) ||
+		fail "rsync into the mount: $(oneline <<<"$out")"
+	out=$(mt same-messages Archive Restored 2>&1) ||
+		fail "Restored: $(oneline <<<"$out")"
+	out=$(mt same-messages Archive/2023 Restored/2023 2>&1) ||
+		fail "Restored/2023: $(oneline <<<"$out")"
+	srv=$(server_uids Restored | sed 's/$/.eml/')
+	wait_for 3 eval '[ "$(eml_names "$MNT/Restored" | sort)" = \
+		"$(sort <<<"$srv")" ]' ||
+		same_list "ls Restored vs server" "$srv" \
+			"$(eml_names "$MNT/Restored")"
+}
+
+check_read_only()
+{
+	local before_uids before_list before_flags f mark sent
+	before_uids=$(server_uids INBOX)
+	before_list=$(ic list)
+	before_flags=$(ic flags INBOX "$SEED_UID_small")
+	mark=$(wc -l <"$DOVE/dovecot.log")
+	if ! mount_imapfs "$MNT_RO" \
+		"imaps://$S_USER@localhost:$S_TLS_PORT/" -o read_only \
+		-o "tls_ca_file=$S_CA_FILE" -o max_conns=1 \
+		-o "password_command=cat $WORK/password"; then
+		fail "$MOUNT_ERROR"
+		return
+	fi
+	need_mount "$MNT_RO" || return
+	f=INBOX/$SEED_UID_big.eml
+	t head -c 200 "$MNT_RO/$f" >"$WORK/ro.head"
+	head -c 200 "$REF/$f" >"$WORK/ro.head.exp"
+	same_bytes "head -c 200 of the big message" "$WORK/ro.head.exp" \
+		"$WORK/ro.head"
+	# One IMAP connection (max_conns=1) serving two readers at once.
+	t cat "$MNT_RO/INBOX/$SEED_UID_needle.eml" >"$WORK/ro.cat1" &
+	t cat "$MNT_RO/Archive/2023/$SEED_UID_a23.eml" >"$WORK/ro.cat2" &
+	wait
+	same_bytes "cat INBOX/$SEED_UID_needle.eml" \
+		"$REF/INBOX/$SEED_UID_needle.eml" "$WORK/ro.cat1"
+	same_bytes "cat Archive/2023/$SEED_UID_a23.eml" \
+		"$REF/Archive/2023/$SEED_UID_a23.eml" "$WORK/ro.cat2"
+	expect_error "rm" 'Read-only file system' \
+		t rm -f "$MNT_RO/INBOX/$SEED_UID_small.eml"
+	expect_error "mkdir" 'Read-only file system' t mkdir "$MNT_RO/RO"
+	printf 'Subject: ro\r\n\r\nno\r\n' >"$WORK/ro.eml"
+	expect_error "cp" 'Read-only file system' \
+		t cp "$WORK/ro.eml" "$MNT_RO/INBOX/"
+	expect_error "setfattr" 'Read-only file system' \
+		t setfattr -n user.imap.flags -v '\Seen' \
+		"$MNT_RO/INBOX/$SEED_UID_small.eml"
+	same_list "server INBOX" "$before_uids" "$(server_uids INBOX)"
+	same_list "server mailboxes" "$before_list" "$(ic list)"
+	[ "$(ic flags INBOX "$SEED_UID_small")" = "$before_flags" ] ||
+		fail "flags changed on the server"
+	unmount_imapfs "$MNT_RO"
+	# Not a check (the spec does not promise partial fetches): how much
+	# the server sent for a 200-byte read of a 3 MB message plus two cats.
+	sleep 0.5
+	sent=$(tail -n +"$((mark + 1))" "$DOVE/dovecot.log" |
+		grep -o ' out=[0-9]*' | awk -F= '{ n += $2 } END { print n }')
+	echo "# read-only session: the server sent ${sent:-?} bytes" \
+		"(big message: $(manifest_field "INBOX/$SEED_UID_big.eml" 2))"
+}
+
+check_starttls()
+{
+	local got
+	if ! IMAPFS_PASSWORD=$S_PASSWORD mount_imapfs "$MNT_TLS" \
+		"imap://$S_USER@localhost:$S_PORT/" \
+		-o "tls_ca_file=$S_CA_FILE"; then
+		fail "$MOUNT_ERROR"
+		return
+	fi
+	need_mount "$MNT_TLS" || return
+	got=$(names_in "$MNT_TLS")
+	same_list "ls" "$(ic list | grep -v / | sed 's/%/%25/g')" "$got"
+	t cat "$MNT_TLS/日本語/$SEED_UID_jp.eml" >"$WORK/tls.cat" 2>&1
+	same_bytes "cat" "$REF/日本語/$SEED_UID_jp.eml" "$WORK/tls.cat"
+	unmount_imapfs "$MNT_TLS"
+	is_mounted "$MNT_TLS" && fail "still mounted"
+}
+
+check_trash()
+{
+	local uid=$SEED_UID_utf8 mnt=$WORK/mnt-trash before after new
+	ic create Trash || {
+		fail "CREATE Trash failed"
+		return
+	}
+	if ! mount_imapfs "$mnt" "imaps://$S_USER@localhost:$S_TLS_PORT/" \
+		-o "tls_ca_file=$S_CA_FILE" -o "password_file=$WORK/password" \
+		-o trash=Trash; then
+		fail "$MOUNT_ERROR"
+		return
+	fi
+	need_mount "$mnt" || return
+	before=$(server_uids Trash)
+	expect_ok "rm" t rm "$mnt/INBOX/$uid.eml"
+	server_uids INBOX | grep -qx "$uid" && fail "still in INBOX"
+	after=$(server_uids Trash)
+	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
+	if [ "$(grep -c . <<<"$new")" -ne 1 ]; then
+		fail "Trash gained $(grep -c . <<<"$new") messages, want 1"
+	else
+		ic fetch Trash "$new" >"$WORK/trash.srv"
+		same_bytes "message in Trash" "$REF/INBOX/$uid.eml" \
+			"$WORK/trash.srv"
+	fi
+	unmount_imapfs "$mnt"
+	is_mounted "$mnt" && fail "still mounted"
+}
+
+# bad_mount LABEL REGEX [env NAME=VALUE] imapfs-arguments...: the daemon must
+# exit non-zero before mounting, with one line on stderr matching REGEX.
+bad_mount()
+{
+	local label=$1 re=$2 rc lines p
+	shift 2
+	mkdir -p "$MNT_BAD"
+	t "$@" "$MNT_BAD" </dev/null >/dev/null 2>"$WORK/bad.err"
+	rc=$?
+	lines=$(grep -c . "$WORK/bad.err")
+	if [ $rc -eq 0 ]; then
+		fail "$label: exit 0"
+	elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		fail "$label: hung (killed after ${MT_TIMEOUT}s)"
+	elif [ "$lines" -ne 1 ]; then
+		fail "$label: $lines lines on stderr, want 1: $(oneline <"$WORK/bad.err")"
+	elif ! grep -qiE -- "$re" "$WORK/bad.err"; then
+		fail "$label: unclear message (want /$re/): $(oneline <"$WORK/bad.err")"
+	fi
+	if is_mounted "$MNT_BAD"; then
+		fail "$label: $MNT_BAD got mounted"
+		MOUNTS+=("$MNT_BAD")
+		unmount_imapfs "$MNT_BAD"
+	fi
+	p=$(imapfs_pids_for "$MNT_BAD")
+	# shellcheck disable=SC2086
+	if [ -n "$p" ] && ! wait_gone 3 $p; then
+		fail "$label: imapfs still running (pid $p)"
+		kill -KILL $p 2>/dev/null
+	fi
+}
+
+check_bad_mounts()
+{
+	local url="imaps://$S_USER@localhost:$S_TLS_PORT/" dead_port
+	printf 'wrong-password\n' >"$WORK/wrong"
+	chmod 0600 "$WORK/wrong"
+	bad_mount "wrong password" 'auth|login|password|credential|denied' \
+		"$IMAPFS" -o "tls_ca_file=$S_CA_FILE" \
+		-o "password_file=$WORK/wrong" "$url"
+	bad_mount "untrusted certificate" 'certif|verif|trust|tls|ssl' \
+		"$IMAPFS" -o "tls_ca_file=$S_OTHER_CA_FILE" \
+		-o "password_file=$WORK/password" "$url"
+	dead_port=$(python3 -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	bad_mount "unreachable server" 'connect|refused|unreachable|reach' \
+		"$IMAPFS" -o "tls_ca_file=$S_CA_FILE" \
+		-o "password_file=$WORK/password" \
+		"imaps://$S_USER@localhost:$dead_port/"
+	# imap:// (STARTTLS) against the implicit-TLS port: nothing comes.
+	bad_mount "no greeting (timeout=3)" 'no data|time|greeting' \
+		"$IMAPFS" -o "tls_ca_file=$S_CA_FILE" -o timeout=3 \
+		-o "password_file=$WORK/password" \
+		"imap://$S_USER@localhost:$S_TLS_PORT/"
+	# setsid: no controlling terminal, so no prompt on /dev/tty either.
+	bad_mount "no password source" 'password' \
+		setsid -w "$IMAPFS" -o "tls_ca_file=$S_CA_FILE" "$url"
+	bad_mount "password_command fails" 'password' \
+		"$IMAPFS" -o "tls_ca_file=$S_CA_FILE" \
+		-o "password_command=false" "$url"
+	cp "$WORK/password" "$WORK/password-0644"
+	chmod 0644 "$WORK/password-0644"
+	bad_mount "password_file readable by others" \
+		'0600|mode|permission|readable|insecure|secure' \
+		"$IMAPFS" -o "tls_ca_file=$S_CA_FILE" \
+		-o "password_file=$WORK/password-0644" "$url"
+}
+
+check_unmount()
+{
+	local pids rc out
+	pids=$(imapfs_pids_for "$MNT")
+	[ -n "$pids" ] || pids=${MAIN_PIDS:-}
+	if ! is_mounted "$MNT"; then
+		fail "$MNT was not mounted any more"
+	else
+		out=$(t fusermount3 -u "$MNT" 2>&1)
+		rc=$?
+		[ $rc -eq 0 ] || fail "fusermount3 -u: exit $rc: $(oneline <<<"$out")"
+	fi
+	# shellcheck disable=SC2086
+	if [ -n "$pids" ] && ! wait_gone 5 $pids; then
+		fail "imapfs (pid $pids) still running 5 s after unmount"
+	fi
+	is_mounted "$MNT" && fail "$MNT still mounted"
+	pids=$(imapfs_pids)
+	[ -z "$pids" ] || fail "imapfs processes left: $pids"
+}
+
+# --- main ---------------------------------------------------------------
+
+write_mt_py "$WORK/mt.py"
+if ! t "$HARNESS/dovecot.sh" start "$DOVE" --quota-kb 100000 \
+	--watch-pid $$ >"$ENVF" 2>"$WORK/dovecot.err"; then
+	echo "Bail out! dovecot did not start: $(oneline <"$WORK/dovecot.err")"
+	exit 1
+fi
+DOVE_STARTED=1
+# shellcheck disable=SC2034 # read through printf -v
+while IFS='=' read -r k v; do
+	case $k in
+	HOST | PORT | TLS_PORT | USER | PASSWORD | CA_FILE | OTHER_CA_FILE)
+		printf -v "S_$k" '%s' "$v"
+		;;
+	esac
+done <"$ENVF"
+MAIN_PIDS=
+printf '%s\n' "$S_PASSWORD" >"$WORK/password"
+chmod 0600 "$WORK/password"
+
+run_check "seed the server" check_seed
+if [ "$FAILED" -ne 0 ]; then
+	cleanup
+	echo "Bail out! cannot seed the server"
+	echo "$PASSED passed, $FAILED failed"
+	exit 1
+fi
+run_check "mount over TLS, daemonized" check_mount
+run_check "ls shows folders" check_ls
+run_check "stat: size and mtime" check_stat
+run_check "partial reads" check_partial_read
+run_check "cat equals BODY[]" check_cat
+run_check "grep -rl NEEDLE" check_grep
+run_check "reading leaves \\Seen unset" check_seen
+run_check "xattrs" check_xattr
+run_check "rm expunges one message" check_rm
+run_check "mv across folders" check_mv
+run_check "mkdir, rmdir, rename folders" check_dirs
+run_check "CR/LF in names refused" check_bad_names
+run_check "cp uploads" check_cp
+run_check "messages are not writable" check_no_write
+run_check "df shows the quota" check_df
+run_check "changes by other clients show" check_other_clients
+run_check "rsync backup and restore" check_rsync
+run_check "read_only mount" check_read_only
+run_check "STARTTLS mount" check_starttls
+run_check "rm with -o trash" check_trash
+run_check "failed mounts" check_bad_mounts
+run_check "unmount ends the daemon" check_unmount
+
+cleanup
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
