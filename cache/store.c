@@ -4,45 +4,21 @@
  * holds a lock while the kernel consumes it) and the names given to
  * messages during this session by moves and uploads. */
 #include "cache/store.h"
+#include "store_internal.h"
 
 #include <string.h>
 
-typedef struct {
-	char *name;
-	GMutex refresh; /* one refresh of this mailbox at a time */
-	StoreListing *listing;
-	gint64 fetched_at; /* monotonic us; 0: never */
-	GHashTable *aliases; /* name -> GUINT_TO_POINTER(uid) */
-} MailboxState;
-
-struct MailStore {
-	ImapPool *pool;
-	gint64 ttl_us;
-	char *trash;
-	gboolean read_only;
-
-	GMutex lock; /* below */
-	GPtrArray *mailboxes; /* ImapMailbox * from LIST */
-	gint64 listed_at;
-	char delimiter;
-	GHashTable *states; /* name -> MailboxState * */
-	gint64 quota_at;
-	guint64 quota_used_kb, quota_limit_kb;
-	gboolean quota_known;
-	GMutex list_refresh;
-};
-
 /* ------------------------------------------------------------ listings */
 
-static StoreListing *
+StoreListing *
 listing_new(guint32 uidvalidity, guint reserve)
 {
 	StoreListing *l = g_new0(StoreListing, 1);
 
 	l->ref = 1;
 	l->uidvalidity = uidvalidity;
-	l->msgs = g_array_sized_new(FALSE, FALSE, sizeof(StoreMessage),
-				    reserve);
+	l->msgs =
+	    g_array_sized_new(FALSE, FALSE, sizeof(StoreMessage), reserve);
 	return l;
 }
 
@@ -62,7 +38,7 @@ store_listing_unref(StoreListing *l)
 	g_free(l);
 }
 
-static gint
+gint
 find_index(const StoreListing *l, guint32 uid, gboolean *found)
 {
 	gint lo = 0, hi = (gint)l->msgs->len - 1;
@@ -96,7 +72,7 @@ store_listing_find(const StoreListing *l, guint32 uid)
 }
 
 /* Copy-on-write: a listing someone else still reads is never mutated. */
-static StoreListing *
+StoreListing *
 listing_writable(StoreListing **slot)
 {
 	StoreListing *old = *slot, *copy;
@@ -112,7 +88,7 @@ listing_writable(StoreListing **slot)
 
 /* ------------------------------------------------------------- state */
 
-static MailboxState *
+MailboxState *
 state_get(MailStore *s, const char *name)
 {
 	MailboxState *st;
@@ -124,7 +100,7 @@ state_get(MailStore *s, const char *name)
 		st->name = g_strdup(name);
 		g_mutex_init(&st->refresh);
 		st->aliases = g_hash_table_new_full(g_str_hash, g_str_equal,
-						    g_free, NULL);
+		                                    g_free, NULL);
 		g_hash_table_insert(s->states, st->name, st);
 	}
 	g_mutex_unlock(&s->lock);
@@ -143,22 +119,59 @@ state_free(gpointer p)
 	g_free(st);
 }
 
+static void
+open_caches(MailStore *s, const MailStoreOptions *o)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *bodies = NULL;
+
+	if (o->cache_dir == NULL || o->cache_mode == STORE_CACHE_NONE)
+		return;
+	s->disk = disk_cache_open(o->cache_dir, &error);
+	if (s->disk == NULL) {
+		/* Normal for a second mount of one account: it must not write
+		 * the first one's files. */
+		g_message("running without a persistent cache: %s",
+			  error->message);
+		return;
+	}
+	if (o->cache_mode != STORE_CACHE_FULL)
+		return;
+	bodies = g_build_filename(o->cache_dir, "bodies", NULL);
+	s->bodies = body_cache_open(bodies, o->cache_size, &error);
+	if (s->bodies == NULL)
+		g_warning("running without a body cache: %s", error->message);
+}
+
 MailStore *
 store_new(const MailStoreOptions *o)
 {
 	MailStore *s = g_new0(MailStore, 1);
 
 	s->pool = o->pool;
+	s->offline = o->pool == NULL;
 	s->ttl_us = (gint64)o->dir_cache_timeout_s * G_USEC_PER_SEC;
 	s->trash = g_strdup(o->trash);
-	s->read_only = o->read_only;
+	s->read_only = o->read_only || s->offline;
+	s->cache_mode = o->cache_mode;
+	s->watch_enabled = o->watch;
+	s->change_fn = o->change_fn;
+	s->change_user = o->change_user;
 	g_mutex_init(&s->lock);
 	g_mutex_init(&s->list_refresh);
 	/* States are never removed while the store lives (a renamed or
 	 * deleted mailbox just loses its listing), so pointers stay valid. */
-	s->states = g_hash_table_new_full(g_str_hash, g_str_equal, NULL,
-					  state_free);
+	s->states =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, NULL, state_free);
+	open_caches(s, o);
 	return s;
+}
+
+void
+store_start_watch(MailStore *s)
+{
+	if (s->pool != NULL && s->watch_enabled && s->watch == NULL)
+		s->watch = watch_start(s);
 }
 
 void
@@ -166,23 +179,28 @@ store_free(MailStore *s)
 {
 	if (s == NULL)
 		return;
+	if (s->watch != NULL)
+		watch_stop(s->watch);
 	g_hash_table_destroy(s->states);
 	if (s->mailboxes != NULL)
 		g_ptr_array_free(s->mailboxes, TRUE);
+	body_cache_close(s->bodies);
+	disk_cache_close(s->disk);
 	g_mutex_clear(&s->lock);
 	g_mutex_clear(&s->list_refresh);
+	g_free(s->last_listed);
 	g_free(s->trash);
 	g_free(s);
 }
 
-static gboolean
+gboolean
 fresh(MailStore *s, gint64 at)
 {
 	return at != 0 && g_get_monotonic_time() - at < s->ttl_us;
 }
 
 /* Drops a mailbox's listing and aliases: the next look refetches. */
-static void
+void
 forget_listing(MailStore *s, const char *name)
 {
 	MailboxState *st = state_get(s, name);
@@ -222,7 +240,7 @@ store_invalidate(MailStore *s)
 
 typedef ImapStatus (*ConnFn)(ImapConn *c, void *data, ImapError **err);
 
-static gboolean
+gboolean
 connection_lost(ImapStatus st)
 {
 	return st == IMAP_EEOF || st == IMAP_EBYE || st == IMAP_ETIMEOUT ||
@@ -231,13 +249,16 @@ connection_lost(ImapStatus st)
 
 /* Runs fn on a pooled connection. Idempotent work is retried once on a
  * fresh connection when the first one died under it. */
-static ImapStatus
+ImapStatus
 with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
-	  void *data, ImapError **err)
+          void *data, ImapError **err)
 {
 	ImapError *local = NULL;
 	ImapStatus st = IMAP_ECLOSED;
 
+	if (s->pool == NULL)
+		return imap_error_set(err, IMAP_ECLOSED, 0,
+		                      "offline: not connected to the server");
 	for (int attempt = 0; attempt < 2; attempt++) {
 		ImapConn *c = imap_pool_acquire(s->pool, mailbox, &local);
 		if (c == NULL) {
@@ -269,35 +290,73 @@ do_list(ImapConn *c, void *data, ImapError **err)
 	return imap_list(c, "", "*", (GPtrArray **)data, err);
 }
 
+static void
+install_mailbox_list(MailStore *s, GPtrArray *list)
+{
+	char delim = 0;
+
+	for (guint i = 0; i < list->len && delim == 0; i++)
+		delim = ((ImapMailbox *)list->pdata[i])->delimiter;
+	g_mutex_lock(&s->lock);
+	if (s->mailboxes != NULL)
+		g_ptr_array_free(s->mailboxes, TRUE);
+	s->mailboxes = list;
+	if (delim != 0)
+		s->delimiter = delim;
+	s->listed_at = g_get_monotonic_time();
+	g_mutex_unlock(&s->lock);
+}
+
+/* Without a server (offline, or unreachable), the saved list stands in. */
+static gboolean
+list_from_disk(MailStore *s)
+{
+	GPtrArray *list = NULL;
+	g_autoptr(GError) error = NULL;
+
+	if (s->disk == NULL || !disk_cache_load_list(s->disk, &list, &error))
+		return FALSE;
+	install_mailbox_list(s, list);
+	return TRUE;
+}
+
 static ImapStatus
 refresh_mailbox_list(MailStore *s, ImapError **err)
 {
 	GPtrArray *list = NULL;
+	ImapError *local = NULL;
+	g_autoptr(GError) error = NULL;
 	ImapStatus st = IMAP_OK;
-	char delim = 0;
 
 	g_mutex_lock(&s->list_refresh);
 	g_mutex_lock(&s->lock);
-	if (fresh(s, s->listed_at) && s->mailboxes != NULL) {
+	if (s->mailboxes != NULL && (fresh(s, s->listed_at) || s->offline)) {
 		g_mutex_unlock(&s->lock);
 		g_mutex_unlock(&s->list_refresh);
 		return IMAP_OK;
 	}
 	g_mutex_unlock(&s->lock);
-	st = with_conn(s, NULL, TRUE, do_list, &list, err);
+	st = with_conn(s, NULL, TRUE, do_list, &list, &local);
 	if (st == IMAP_OK) {
-		for (guint i = 0; i < list->len && delim == 0; i++)
-			delim = ((ImapMailbox *)list->pdata[i])->delimiter;
-		g_mutex_lock(&s->lock);
-		if (s->mailboxes != NULL)
-			g_ptr_array_free(s->mailboxes, TRUE);
-		s->mailboxes = list;
-		if (delim != 0)
-			s->delimiter = delim;
-		s->listed_at = g_get_monotonic_time();
-		g_mutex_unlock(&s->lock);
+		install_mailbox_list(s, list);
+		if (s->disk != NULL &&
+		    !disk_cache_save_list(s->disk, list, &error))
+			g_warning("cannot save the mailbox list: %s",
+			          error->message);
+	} else if (connection_lost(st) &&
+	           (s->mailboxes != NULL || list_from_disk(s))) {
+		g_message("server unreachable, showing cached mailboxes: %s",
+		          local->text);
+		imap_error_clear(&local);
+		st = IMAP_OK;
 	}
 	g_mutex_unlock(&s->list_refresh);
+	if (local != NULL) {
+		if (err != NULL && *err == NULL)
+			*err = local;
+		else
+			imap_error_free(local);
+	}
 	return st;
 }
 
@@ -382,7 +441,7 @@ listed(MailStore *s, const char *name)
 
 ImapStatus
 store_children(MailStore *s, const char *parent, GPtrArray **out,
-	       ImapError **err)
+               ImapError **err)
 {
 	GHashTable *seen;
 	GPtrArray *children;
@@ -404,11 +463,11 @@ store_children(MailStore *s, const char *parent, GPtrArray **out,
 			continue;
 		}
 		real = listed(s, child);
-		g_ptr_array_add(children,
-				mailbox_entry(child,
-					      real ? real->attrs
-						   : IMAP_MBOX_NOSELECT,
-					      real == NULL));
+		g_ptr_array_add(
+		    children,
+		    mailbox_entry(child,
+		                  real ? real->attrs : IMAP_MBOX_NOSELECT,
+		                  real == NULL));
 		g_hash_table_add(seen, child);
 	}
 	g_mutex_unlock(&s->lock);
@@ -419,7 +478,7 @@ store_children(MailStore *s, const char *parent, GPtrArray **out,
 
 ImapStatus
 store_mailbox(MailStore *s, const char *name, StoreMailbox *out,
-	      ImapError **err)
+              ImapError **err)
 {
 	ImapStatus st = refresh_mailbox_list(s, err);
 	gsize len = strlen(name);
@@ -452,90 +511,68 @@ store_mailbox(MailStore *s, const char *name, StoreMailbox *out,
 	}
 	g_mutex_unlock(&s->lock);
 	return imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
-			      "no mailbox %s", name);
+	                      "no mailbox %s", name);
 }
 
 /* ---------------------------------------------------------- messages */
 
-typedef struct {
-	const char *mailbox;
-	StoreListing *listing;
-} FetchAll;
-
+/* First use of a mailbox this session: start from the disk cache, so a
+ * remount only asks the server what changed. */
 static void
-collect_meta(void *user, const ImapMessageMeta *meta)
+load_from_disk(MailStore *s, MailboxState *st)
 {
-	FetchAll *f = user;
-	StoreMessage m = {
-		.uid = meta->uid,
-		.size = meta->size,
-		.internaldate = meta->internaldate,
-		.modseq = meta->modseq,
-		.flags = g_intern_string(meta->flags ? meta->flags : ""),
-	};
+	DiskMailbox dm = {0};
+	g_autoptr(GError) error = NULL;
 
-	g_array_append_val(f->listing->msgs, m);
-}
-
-static gint
-by_uid(gconstpointer a, gconstpointer b)
-{
-	guint32 x = ((const StoreMessage *)a)->uid;
-	guint32 y = ((const StoreMessage *)b)->uid;
-
-	return x < y ? -1 : x > y;
-}
-
-static ImapStatus
-do_fetch_all(ImapConn *c, void *data, ImapError **err)
-{
-	FetchAll *f = data;
-	ImapSelectInfo info = {0};
-	ImapStatus st;
-
-	st = imap_conn_use_mailbox(c, f->mailbox, NULL, &info, err);
-	if (st != IMAP_OK)
-		return st;
-	f->listing = listing_new(info.uidvalidity, info.exists);
-	if (info.exists > 0)
-		st = imap_uid_fetch_meta(c, f->mailbox, "1:*", NULL,
-					 collect_meta, f, err);
-	imap_conn_release_mailbox(c);
-	imap_select_info_clear(&info);
-	if (st != IMAP_OK) {
-		store_listing_unref(f->listing);
-		f->listing = NULL;
-	}
-	return st;
-}
-
-/* Sizes a reader verified stay verified across refreshes. */
-static void
-carry_verified(StoreListing *fresh_l, const StoreListing *old)
-{
-	if (old == NULL || old->uidvalidity != fresh_l->uidvalidity)
+	if (st->loaded || s->disk == NULL)
 		return;
-	for (guint i = 0; i < fresh_l->msgs->len; i++) {
-		StoreMessage *m = &g_array_index(fresh_l->msgs, StoreMessage, i);
-		const StoreMessage *o = store_listing_find(old, m->uid);
-		if (o != NULL && o->size_verified) {
-			m->size = o->size;
-			m->size_verified = TRUE;
-		}
+	st->loaded = TRUE;
+	if (!disk_cache_load_mailbox(s->disk, st->name, &dm, &error)) {
+		if (!g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+			g_message("cache of %s discarded: %s", st->name,
+			          error->message);
+		return;
 	}
+	g_mutex_lock(&s->lock);
+	if (st->listing == NULL) {
+		st->listing = store_listing_ref(dm.listing);
+		st->uidnext = dm.uidnext;
+		st->highestmodseq = dm.highestmodseq;
+		st->fetched_at = 0;
+	}
+	g_mutex_unlock(&s->lock);
+	disk_mailbox_clear(&dm);
+}
+
+static void
+note_listed(MailStore *s, const char *mailbox)
+{
+	gboolean changed;
+
+	g_mutex_lock(&s->lock);
+	changed = g_strcmp0(s->last_listed, mailbox) != 0;
+	if (changed) {
+		g_free(s->last_listed);
+		s->last_listed = g_strdup(mailbox);
+	}
+	g_mutex_unlock(&s->lock);
+	if (changed && s->watch != NULL)
+		watch_note_listed(s->watch);
 }
 
 ImapStatus
 store_messages(MailStore *s, const char *mailbox, gboolean force,
-	       StoreListing **out, ImapError **err)
+               StoreListing **out, ImapError **err)
 {
 	MailboxState *st = state_get(s, mailbox);
-	FetchAll f = {.mailbox = mailbox};
+	ImapError *local = NULL;
 	ImapStatus rc;
 
 	g_mutex_lock(&st->refresh);
+	load_from_disk(s, st);
 	g_mutex_lock(&s->lock);
-	if (!force && st->listing != NULL && fresh(s, st->fetched_at)) {
+	if (!force && st->listing != NULL &&
+	    (fresh(s, st->fetched_at) || s->offline)) {
 		*out = store_listing_ref(st->listing);
 		g_mutex_unlock(&s->lock);
 		g_mutex_unlock(&st->refresh);
@@ -543,38 +580,43 @@ store_messages(MailStore *s, const char *mailbox, gboolean force,
 	}
 	g_mutex_unlock(&s->lock);
 
-	rc = with_conn(s, mailbox, TRUE, do_fetch_all, &f, err);
-	if (rc == IMAP_OK) {
-		g_array_sort(f.listing->msgs, by_uid);
-		g_mutex_lock(&s->lock);
-		carry_verified(f.listing, st->listing);
-		if (st->listing != NULL &&
-		    st->listing->uidvalidity != f.listing->uidvalidity)
-			g_hash_table_remove_all(st->aliases);
-		store_listing_unref(st->listing);
-		st->listing = f.listing;
-		st->fetched_at = g_get_monotonic_time();
-		*out = store_listing_ref(st->listing);
-		g_mutex_unlock(&s->lock);
+	rc = resync_mailbox(s, st, &local);
+	g_mutex_lock(&s->lock);
+	if (rc != IMAP_OK && connection_lost(rc) && st->listing != NULL) {
+		/* Offline: what we know beats an error; retry on next look. */
+		g_message("%s: server unreachable, showing cached listing: %s",
+		          mailbox, local->text);
+		imap_error_clear(&local);
+		rc = IMAP_OK;
 	}
+	if (rc == IMAP_OK)
+		*out = store_listing_ref(st->listing);
+	g_mutex_unlock(&s->lock);
 	g_mutex_unlock(&st->refresh);
+	if (local != NULL) {
+		if (err != NULL && *err == NULL)
+			*err = local;
+		else
+			imap_error_free(local);
+	}
+	if (rc == IMAP_OK)
+		note_listed(s, mailbox);
 	return rc;
 }
 
 static ImapStatus
-no_message(const char *mailbox, guint32 uid, const char *alias,
-	   ImapError **err)
+no_message(const char *mailbox, guint32 uid, const char *alias, ImapError **err)
 {
 	if (alias != NULL)
 		return imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
-				      "no message %s in %s", alias, mailbox);
+		                      "no message %s in %s", alias, mailbox);
 	return imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
-			      "no message UID %u in %s", uid, mailbox);
+	                      "no message UID %u in %s", uid, mailbox);
 }
 
 ImapStatus
-store_message(MailStore *s, const char *mailbox, guint32 uid,
-	      const char *alias, StoreMessage *out, ImapError **err)
+store_message(MailStore *s, const char *mailbox, guint32 uid, const char *alias,
+              StoreMessage *out, ImapError **err)
 {
 	MailboxState *st = state_get(s, mailbox);
 	StoreListing *l = NULL;
@@ -602,7 +644,8 @@ store_message(MailStore *s, const char *mailbox, guint32 uid,
 /* Applies fn to the message in the current listing (if present). */
 static void
 update_message(MailStore *s, const char *mailbox, guint32 uid,
-	       void (*fn)(StoreMessage *m, gconstpointer arg), gconstpointer arg)
+               void (*fn)(StoreMessage *m, gconstpointer arg),
+               gconstpointer arg)
 {
 	MailboxState *st = state_get(s, mailbox);
 	StoreListing *l;
@@ -629,7 +672,7 @@ set_verified_size(StoreMessage *m, gconstpointer arg)
 
 void
 store_note_size(MailStore *s, const char *mailbox, guint32 uid,
-		guint64 real_size)
+                guint64 real_size)
 {
 	update_message(s, mailbox, uid, set_verified_size, &real_size);
 }
@@ -663,7 +706,7 @@ remove_message(MailStore *s, const char *mailbox, guint32 uid)
  * makes alias resolve to it. Without a UID, the listing is refetched. */
 static void
 insert_message(MailStore *s, const char *mailbox, guint32 uidvalidity,
-	       const StoreMessage *m, const char *alias)
+               const StoreMessage *m, const char *alias)
 {
 	MailboxState *st = state_get(s, mailbox);
 	StoreListing *l;
@@ -684,57 +727,8 @@ insert_message(MailStore *s, const char *mailbox, guint32 uidvalidity,
 	}
 	if (alias != NULL && m->uid != 0)
 		g_hash_table_insert(st->aliases, g_strdup(alias),
-				    GUINT_TO_POINTER(m->uid));
+		                    GUINT_TO_POINTER(m->uid));
 	g_mutex_unlock(&s->lock);
-}
-
-/* -------------------------------------------------------------- read */
-
-typedef struct {
-	const char *mailbox;
-	guint32 uid;
-	guint64 offset, len;
-	char *buf;
-	guint64 got;
-} ReadReq;
-
-static gboolean
-copy_out(void *ctx, const char *data, gsize len)
-{
-	ReadReq *r = ctx;
-	guint64 room = r->len - r->got;
-
-	/* A server may send more than asked; never past the buffer. */
-	memcpy(r->buf + r->got, data, MIN(room, len));
-	r->got += MIN(room, len);
-	return TRUE;
-}
-
-static ImapStatus
-do_read(ImapConn *c, void *data, ImapError **err)
-{
-	ReadReq *r = data;
-	guint64 total = 0;
-
-	r->got = 0;
-	return imap_uid_fetch_body(c, r->mailbox, r->uid, r->offset, r->len,
-				   copy_out, r, &total, err);
-}
-
-ImapStatus
-store_read(MailStore *s, const char *mailbox, guint32 uid, guint64 offset,
-	   guint64 len, char *buf, guint64 *got, ImapError **err)
-{
-	ReadReq r = {mailbox, uid, offset, len, buf, 0};
-	ImapStatus st;
-
-	*got = 0;
-	if (len == 0)
-		return IMAP_OK;
-	st = with_conn(s, mailbox, TRUE, do_read, &r, err);
-	if (st == IMAP_OK)
-		*got = r.got;
-	return st;
 }
 
 /* ----------------------------------------------------------- changes */
@@ -743,7 +737,7 @@ static ImapStatus
 read_only_error(ImapError **err)
 {
 	return imap_error_set(err, IMAP_EINVAL, IMAP_CODE_READONLY,
-			      "mounted read-only");
+	                      "mounted read-only");
 }
 
 typedef struct {
@@ -774,7 +768,7 @@ do_move(ImapConn *c, void *data, ImapError **err)
 
 	if (imap_conn_has_cap(c, "MOVE"))
 		return imap_uid_move(c, r->mailbox, set, r->dest, &r->copyuid,
-				     err);
+		                     err);
 	st = imap_uid_copy(c, r->mailbox, set, r->dest, &r->copyuid, err);
 	if (st != IMAP_OK)
 		return st;
@@ -784,8 +778,8 @@ do_move(ImapConn *c, void *data, ImapError **err)
 
 ImapStatus
 store_move_message(MailStore *s, const char *mailbox, guint32 uid,
-		   const char *dest, const char *alias, guint32 *new_uid,
-		   ImapError **err)
+                   const char *dest, const char *alias, guint32 *new_uid,
+                   ImapError **err)
 {
 	MoveReq r = {.mailbox = mailbox, .uid = uid, .dest = dest};
 	StoreMessage m;
@@ -807,8 +801,8 @@ store_move_message(MailStore *s, const char *mailbox, guint32 uid,
 	if (st != IMAP_OK)
 		forget_listing(s, mailbox);
 	m.uid = r.copyuid.valid ? imap_copyuid_lookup(&r.copyuid, uid) : 0;
-	insert_message(s, dest, r.copyuid.valid ? r.copyuid.uidvalidity : 0,
-		       &m, alias);
+	insert_message(s, dest, r.copyuid.valid ? r.copyuid.uidvalidity : 0, &m,
+	               alias);
 	*new_uid = m.uid;
 	imap_copyuid_clear(&r.copyuid);
 	return st;
@@ -822,7 +816,7 @@ is_trash(MailStore *s, const char *mailbox)
 
 ImapStatus
 store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
-		     ImapError **err)
+                     ImapError **err)
 {
 	MoveReq r = {.mailbox = mailbox, .uid = uid};
 	guint32 new_uid;
@@ -832,7 +826,7 @@ store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
 		return read_only_error(err);
 	if (!is_trash(s, mailbox))
 		return store_move_message(s, mailbox, uid, s->trash, NULL,
-					  &new_uid, err);
+		                          &new_uid, err);
 	st = with_conn(s, mailbox, FALSE, do_expunge, &r, err);
 	if (st == IMAP_OK)
 		remove_message(s, mailbox, uid);
@@ -853,13 +847,13 @@ do_append(ImapConn *c, void *data, ImapError **err)
 	AppendReq *r = data;
 
 	return imap_append(c, r->mailbox, r->flags, r->date, r->message,
-			   &r->appenduid, err);
+	                   &r->appenduid, err);
 }
 
 ImapStatus
 store_append(MailStore *s, const char *mailbox, GBytes *message,
-	     const char *flags, gint64 date, const char *alias,
-	     guint32 *new_uid, ImapError **err)
+             const char *flags, gint64 date, const char *alias,
+             guint32 *new_uid, ImapError **err)
 {
 	AppendReq r = {mailbox, message, flags, date, {0}};
 	StoreMessage m = {0};
@@ -876,9 +870,9 @@ store_append(MailStore *s, const char *mailbox, GBytes *message,
 	m.size_verified = TRUE;
 	m.internaldate = date > 0 ? date : g_get_real_time() / G_USEC_PER_SEC;
 	m.flags = g_intern_string(flags != NULL ? flags : "");
-	insert_message(s, mailbox, r.appenduid.valid ? r.appenduid.uidvalidity
-						     : 0,
-		       &m, alias);
+	insert_message(s, mailbox,
+	               r.appenduid.valid ? r.appenduid.uidvalidity : 0, &m,
+	               alias);
 	*new_uid = m.uid;
 	return IMAP_OK;
 }
@@ -896,12 +890,12 @@ do_set_flags(ImapConn *c, void *data, ImapError **err)
 	g_autofree char *set = g_strdup_printf("%u", r->uid);
 
 	return imap_uid_store(c, r->mailbox, set, IMAP_STORE_SET, r->flags,
-			      err);
+	                      err);
 }
 
 ImapStatus
 store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
-		const char *flags, ImapError **err)
+                const char *flags, ImapError **err)
 {
 	FlagReq r = {mailbox, uid, flags};
 	ImapStatus st;
@@ -973,7 +967,7 @@ has_children(MailStore *s, const char *name)
 
 ImapStatus
 store_delete_mailbox(MailStore *s, const char *name, gboolean *not_empty,
-		     ImapError **err)
+                     ImapError **err)
 {
 	NameReq r = {name, NULL, {0}};
 	StoreMailbox mb = {0};
@@ -996,7 +990,7 @@ store_delete_mailbox(MailStore *s, const char *name, gboolean *not_empty,
 		return st;
 	if (*not_empty)
 		return imap_error_set(err, IMAP_ENO, IMAP_CODE_CANNOT,
-				      "mailbox %s is not empty", name);
+		                      "mailbox %s is not empty", name);
 	st = with_conn(s, NULL, FALSE, do_delete, &r, err);
 	forget_listing(s, name);
 	forget_mailbox_list(s);
@@ -1013,7 +1007,7 @@ do_rename(ImapConn *c, void *data, ImapError **err)
 
 ImapStatus
 store_rename_mailbox(MailStore *s, const char *from, const char *to,
-		     ImapError **err)
+                     ImapError **err)
 {
 	NameReq r = {from, to, {0}};
 	ImapStatus st;
@@ -1043,8 +1037,7 @@ do_quota(ImapConn *c, void *data, ImapError **err)
 }
 
 ImapStatus
-store_quota(MailStore *s, guint64 *used_kb, guint64 *limit_kb,
-	    ImapError **err)
+store_quota(MailStore *s, guint64 *used_kb, guint64 *limit_kb, ImapError **err)
 {
 	QuotaReq r = {{0}};
 	ImapStatus st;
@@ -1062,7 +1055,7 @@ store_quota(MailStore *s, guint64 *used_kb, guint64 *limit_kb,
 	g_mutex_unlock(&s->lock);
 	if (!imap_pool_has_cap(s->pool, "QUOTA"))
 		st = imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-				    "server has no QUOTA");
+		                    "server has no QUOTA");
 	else
 		st = with_conn(s, NULL, TRUE, do_quota, &r, err);
 	g_mutex_lock(&s->lock);
@@ -1075,7 +1068,7 @@ store_quota(MailStore *s, guint64 *used_kb, guint64 *limit_kb,
 	g_mutex_unlock(&s->lock);
 	if (st == IMAP_OK && !r.q.has_storage)
 		st = imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-				    "no STORAGE quota");
+		                    "no STORAGE quota");
 	imap_quota_clear(&r.q);
 	return st;
 }

@@ -18,6 +18,7 @@ typedef struct {
 	gboolean exact_sizes; /* trust RFC822.SIZE (no direct_io) */
 	guint dir_cache_timeout;
 	gint64 mounted_at; /* directories show this time */
+	struct fuse *fuse; /* for invalidations from other threads */
 	GMutex uploads_lock;
 	GHashTable *uploads; /* path -> Upload *, not yet sent */
 } Imapfs;
@@ -65,6 +66,12 @@ int upload_write(Upload *u, const char *buf, size_t size, off_t off);
 int upload_truncate(Upload *u, off_t size);
 /* Names of uploads pending in mailbox (for readdir). */
 GPtrArray *upload_names_in(Imapfs *fs, const char *mailbox);
+
+/* notify.c */
+void imapfs_notify_init(Imapfs *fs);
+void imapfs_refresh_if_requested(Imapfs *fs);
+void imapfs_on_change(void *user, const char *mailbox, const guint32 *removed,
+		      guint n_removed);
 
 /* Operation tables split by file. */
 void imapfs_dir_ops(struct fuse_operations *ops);

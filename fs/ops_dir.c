@@ -210,6 +210,7 @@ op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
 
 	if (rc != 0)
 		return rc;
+	imapfs_refresh_if_requested(fs);
 	filler(buf, ".", NULL, 0, 0);
 	filler(buf, "..", NULL, 0, 0);
 	if (info.kind == FS_PATH_ROOT)

@@ -1,31 +1,19 @@
-/* ops_file.c - opening, reading and writing files. Messages are read with
- * partial fetches into a per-open window that grows while reading is
- * sequential; their sizes are only trusted once a read saw the end, so
- * until then the file is opened direct_io and a wrong RFC822.SIZE cannot
- * truncate or pad what is read. Written files are uploads (upload.c). */
+/* ops_file.c - opening, reading and writing files. Message bodies come
+ * through cache/ (body cache, or windowed partial fetches). A size is
+ * trusted only once known exactly (cached body, verified before, or
+ * -o exact_sizes); until then the file is opened direct_io, so a wrong
+ * RFC822.SIZE can neither truncate nor pad what is read. Written files are
+ * uploads (upload.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 
 #include "imapfs.h"
 
-#define WINDOW_MIN (256u * 1024)
-#define WINDOW_MAX (8u * 1024 * 1024)
-#define WHOLE_BELOW (1024u * 1024) /* small messages: one fetch */
-
 typedef struct {
-	Upload *upload; /* set for written files */
-	char *mailbox;
-	guint32 uid;
-	guint64 size_hint;
-	gboolean verified;
-	GMutex lock;
-	char *win;
-	guint64 win_off, win_len, win_cap;
-	guint64 next_off; /* where a sequential reader continues */
-	guint64 chunk;
-	gboolean eof_known;
-	guint64 eof;
+	Upload *upload;	 /* set for written files */
+	StoreBody *body; /* set for messages */
+	char *what;	 /* "mailbox UID n", for logs */
 } Handle;
 
 static Handle *
@@ -38,26 +26,15 @@ static void
 handle_free(Handle *h)
 {
 	upload_unref(h->upload);
-	g_free(h->mailbox);
-	g_free(h->win);
-	g_mutex_clear(&h->lock);
+	store_body_close(h->body);
+	g_free(h->what);
 	g_free(h);
-}
-
-static Handle *
-handle_new(void)
-{
-	Handle *h = g_new0(Handle, 1);
-
-	g_mutex_init(&h->lock);
-	h->chunk = WINDOW_MIN;
-	return h;
 }
 
 static int
 open_upload(Upload *u, struct fuse_file_info *fi)
 {
-	Handle *h = handle_new();
+	Handle *h = g_new0(Handle, 1);
 
 	if (fi->flags & O_TRUNC)
 		upload_truncate(u, 0);
@@ -72,7 +49,10 @@ op_open(const char *path, struct fuse_file_info *fi)
 {
 	Imapfs *fs = imapfs_get();
 	g_auto(FsPathInfo) info = {0};
+	ImapError *err = NULL;
 	StoreMessage m;
+	StoreBody *body;
+	guint64 size;
 	Handle *h;
 	Upload *u;
 	int rc = imapfs_classify(fs, path, &info);
@@ -87,58 +67,21 @@ op_open(const char *path, struct fuse_file_info *fi)
 		return rc;
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
 		return fs->read_only ? -EROFS : -EPERM;
-	h = handle_new();
-	h->mailbox = g_strdup(info.parent);
-	h->uid = m.uid;
-	h->size_hint = m.size;
-	h->verified = m.size_verified || fs->exact_sizes;
-	/* Message bytes never change: pages cached by the kernel stay
-	 * valid across opens. */
-	fi->keep_cache = h->verified;
-	fi->direct_io = !h->verified;
+	body = store_body_open(fs->store, info.parent, m.uid, &err);
+	if (body == NULL)
+		return imapfs_errno("open", path, err ? err->status : IMAP_EPROTO,
+				    err);
+	h = g_new0(Handle, 1);
+	h->body = body;
+	h->what = g_strdup_printf("%s UID %u", info.parent, m.uid);
+	/* Message bytes never change: pages the kernel cached stay valid
+	 * across opens, once the size is known to be right. */
+	if (store_body_exact_size(body, &size) || fs->exact_sizes) {
+		fi->keep_cache = 1;
+	} else {
+		fi->direct_io = 1;
+	}
 	fi->fh = (uintptr_t)h;
-	return 0;
-}
-
-/* Fetches the window that serves a read at off. Called with h->lock. */
-static int
-fill_window(Imapfs *fs, Handle *h, guint64 off, size_t size)
-{
-	ImapError *err = NULL;
-	guint64 want, got = 0;
-	ImapStatus st;
-
-	if (off == h->next_off && off > 0)
-		h->chunk = MIN(h->chunk * 2, WINDOW_MAX);
-	else if (off != h->next_off)
-		h->chunk = WINDOW_MIN;
-	want = MAX((guint64)size, h->chunk);
-	if (off == 0 && h->size_hint < WHOLE_BELOW)
-		want = MAX(want, h->size_hint + 4096);
-	if (want > h->win_cap) {
-		g_free(h->win);
-		h->win = g_malloc(want);
-		h->win_cap = want;
-	}
-	h->win_len = 0;
-	st = store_read(fs->store, h->mailbox, h->uid, off, want, h->win, &got,
-			&err);
-	if (st != IMAP_OK) {
-		g_autofree char *what = g_strdup_printf("%s UID %u", h->mailbox,
-							h->uid);
-		return imapfs_errno("read", what, st, err);
-	}
-	h->win_off = off;
-	h->win_len = got;
-	if (got < want) {
-		h->eof_known = TRUE;
-		h->eof = off + got;
-		if (h->eof != h->size_hint)
-			g_message("%s UID %u: RFC822.SIZE said %" G_GUINT64_FORMAT
-				  ", body has %" G_GUINT64_FORMAT " bytes",
-				  h->mailbox, h->uid, h->size_hint, h->eof);
-		store_note_size(fs->store, h->mailbox, h->uid, h->eof);
-	}
 	return 0;
 }
 
@@ -147,8 +90,9 @@ op_read(const char *path, char *buf, size_t size, off_t off,
 	struct fuse_file_info *fi)
 {
 	Handle *h = handle_of(fi);
-	guint64 o = (guint64)off, n;
-	int rc = 0;
+	ImapError *err = NULL;
+	guint64 o = (guint64)off, n = 0;
+	ImapStatus st;
 
 	if (h->upload != NULL) {
 		Upload *u = h->upload;
@@ -158,21 +102,10 @@ op_read(const char *path, char *buf, size_t size, off_t off,
 		g_mutex_unlock(&u->lock);
 		return (int)n;
 	}
-	g_mutex_lock(&h->lock);
-	if (h->eof_known && o >= h->eof)
-		goto out;
-	if (o < h->win_off || o >= h->win_off + h->win_len ||
-	    (o + size > h->win_off + h->win_len && !h->eof_known))
-		rc = fill_window(imapfs_get(), h, o, size);
-	if (rc == 0 && o >= h->win_off && o < h->win_off + h->win_len) {
-		n = MIN((guint64)size, h->win_off + h->win_len - o);
-		memcpy(buf, h->win + (o - h->win_off), n);
-		h->next_off = o + n;
-		rc = (int)n;
-	}
-out:
-	g_mutex_unlock(&h->lock);
-	return rc;
+	st = store_body_read(h->body, o, size, buf, &n, &err);
+	if (st != IMAP_OK)
+		return imapfs_errno("read", h->what, st, err);
+	return (int)n;
 }
 
 static int

@@ -12,6 +12,8 @@
 #define XA_UID "user.imap.uid"
 #define XA_DATE "user.imap.internaldate"
 #define XA_MODSEQ "user.imap.modseq"
+/* Set on any path: drop cached listings (a scriptable SIGHUP). */
+#define XA_REFRESH "user.imapfs.refresh"
 
 /* Copies value out the way getxattr(2) wants: size 0 asks for the length. */
 static int
@@ -154,6 +156,10 @@ op_setxattr(const char *path, const char *name, const char *value,
 	if (strcmp(name, XA_UID) == 0 || strcmp(name, XA_DATE) == 0 ||
 	    strcmp(name, XA_MODSEQ) == 0)
 		return -EPERM;
+	if (strcmp(name, XA_REFRESH) == 0) {
+		store_invalidate(fs->store);
+		return 0;
+	}
 	if (strcmp(name, XA_FLAGS) != 0)
 		return -ENOTSUP;
 	g_strstrip(v);

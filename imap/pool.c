@@ -179,6 +179,12 @@ imap_pool_acquire(ImapPool *p, const char *mailbox, ImapError **err)
 	return c;
 }
 
+ImapConn *
+imap_pool_connect(ImapPool *p, ImapError **err)
+{
+	return open_conn(p, err);
+}
+
 void
 imap_pool_release(ImapPool *p, ImapConn *c)
 {

@@ -51,4 +51,8 @@ gboolean disk_cache_load_list(DiskCache *dc, GPtrArray **out, GError **err);
  * it on purpose). */
 char *disk_cache_mailbox_path(DiskCache *dc, const char *mailbox);
 
+/* A file name for mailbox made only of [0-9a-z-], unique per name (hex of
+ * the UTF-8 bytes, or their SHA-256 when long); bodies.c uses it too. */
+char *disk_cache_safe_name(const char *mailbox);
+
 #endif

@@ -12,11 +12,30 @@
 
 typedef struct MailStore MailStore;
 
+/* What is kept on disk (rclone-style): nothing, listings only, or
+ * listings and every body read. */
+typedef enum {
+	STORE_CACHE_NONE,
+	STORE_CACHE_METADATA,
+	STORE_CACHE_FULL,
+} StoreCacheMode;
+
+/* Told when the server changed a mailbox behind our back (IDLE, resync):
+ * removed lists the UIDs that vanished (n_removed may be 0). */
+typedef void (*StoreChangeFn)(void *user, const char *mailbox,
+			      const guint32 *removed, guint n_removed);
+
 typedef struct {
-	ImapPool *pool;
+	ImapPool *pool;		   /* NULL: offline, cache only */
 	guint dir_cache_timeout_s; /* listings older than this are refreshed */
 	const char *trash;	   /* rm moves here; NULL: expunge */
 	gboolean read_only;
+	StoreCacheMode cache_mode;
+	const char *cache_dir;	/* NULL: nothing on disk */
+	guint64 cache_size;	/* bytes of bodies kept; 0: unbounded */
+	gboolean watch;		/* IDLE (or poll) for changes */
+	StoreChangeFn change_fn;
+	void *change_user;
 } MailStoreOptions;
 
 /* One message's metadata. flags is an interned string (never freed). */
@@ -72,14 +91,26 @@ ImapStatus store_message(MailStore *s, const char *mailbox, guint32 uid,
 			 const char *alias, StoreMessage *out,
 			 ImapError **err);
 
-/* Reads len bytes at offset of the message body (partial fetch, never
- * sets \Seen). *got < len means the body ended. */
-ImapStatus store_read(MailStore *s, const char *mailbox, guint32 uid,
-		      guint64 offset, guint64 len, char *buf, guint64 *got,
-		      ImapError **err);
-/* Records the true size once a reader saw the body end. */
-void store_note_size(MailStore *s, const char *mailbox, guint32 uid,
-		     guint64 real_size);
+/* An open message body. Bodies in the body cache are read from disk;
+ * others are fetched in windows (BODY.PEEK[]<off.len>, never setting
+ * \Seen) that grow while reading is sequential, and a body read from the
+ * start to its end is stored in the body cache. */
+typedef struct StoreBody StoreBody;
+
+/* Opens without fetching anything. */
+StoreBody *store_body_open(MailStore *s, const char *mailbox, guint32 uid,
+			   ImapError **err);
+/* Reads up to len bytes at offset; *got < len means the body ended. */
+ImapStatus store_body_read(StoreBody *b, guint64 offset, guint64 len,
+			   char *buf, guint64 *got, ImapError **err);
+/* TRUE when the exact size is known (body cached, or a read saw the
+ * end, or the size was verified before). */
+gboolean store_body_exact_size(StoreBody *b, guint64 *size);
+void store_body_close(StoreBody *b);
+
+/* Starts watching for changes by other clients (IDLE, or polling where
+ * the server has no IDLE). Call after any fork. */
+void store_start_watch(MailStore *s);
 
 /* Deletes exactly this message (UID EXPUNGE; without UIDPLUS see
  * store.c), or moves it to the trash mailbox if one is configured. */

@@ -26,6 +26,9 @@ void imap_pool_free(ImapPool *pool);
  * max_conns exist, else waits. */
 ImapConn *imap_pool_acquire(ImapPool *pool, const char *mailbox,
 			    ImapError **err);
+/* A new authenticated connection outside the pool's count and hands, for
+ * long-lived work such as IDLE; close it with imap_conn_close(). */
+ImapConn *imap_pool_connect(ImapPool *pool, ImapError **err);
 /* Returns c; a dead connection is closed and forgotten. */
 void imap_pool_release(ImapPool *pool, ImapConn *c);
 /* Capabilities of the server as seen by the last login (for decisions

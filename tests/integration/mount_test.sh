@@ -53,6 +53,8 @@ IMAPFS_REAL=$(readlink -f "$IMAPFS")
 WORK=$(mktemp -d /tmp/imapfs-mount-test.XXXXXX) || exit 1
 # Dovecot's unprivileged mail user must reach the server directory.
 chmod 0755 "$WORK"
+# The daemon's persistent cache goes here, not into the real home.
+export XDG_CACHE_HOME=$WORK/xdg-cache
 DOVE=$WORK/dovecot
 ENVF=$WORK/server.env
 REF=$WORK/ref

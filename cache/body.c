@@ -1,0 +1,260 @@
+/* body.c - reading message bodies: from the body cache when there, else
+ * from the server in windows that double while the reader stays
+ * sequential (so `head -c 200` of a 30 MB message fetches 256 KiB, and
+ * `cat` of it needs few round trips). A body read in order from its first
+ * byte to its end is written to the body cache as it streams by. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+
+#define WINDOW_MIN  (256u * 1024)
+#define WINDOW_MAX  (8u * 1024 * 1024)
+#define WHOLE_BELOW (1024u * 1024) /* smaller messages: one fetch */
+
+struct StoreBody {
+	MailStore *s;
+	char *mailbox;
+	guint32 uid, uidvalidity;
+	guint64 size_hint;
+	gboolean size_known;
+	guint64 size;
+	int fd; /* cached body, or -1 */
+	GMutex lock;
+	char *win;
+	guint64 win_off, win_len, win_cap;
+	guint64 next_off; /* where a sequential reader continues */
+	guint64 chunk;
+	BodyWriter *writer; /* streaming into the body cache */
+	guint64 written;    /* bytes given to writer, from offset 0 */
+};
+
+StoreBody *
+store_body_open(MailStore *s, const char *mailbox, guint32 uid, ImapError **err)
+{
+	StoreMessage m;
+	StoreListing *l = NULL;
+	StoreBody *b;
+	ImapStatus st = store_message(s, mailbox, uid, NULL, &m, err);
+
+	if (st != IMAP_OK)
+		return NULL;
+	if (store_messages(s, mailbox, FALSE, &l, err) != IMAP_OK)
+		return NULL;
+	b = g_new0(StoreBody, 1);
+	b->s = s;
+	b->mailbox = g_strdup(mailbox);
+	b->uid = uid;
+	b->uidvalidity = l->uidvalidity;
+	store_listing_unref(l);
+	b->size_hint = m.size;
+	b->size_known = m.size_verified;
+	b->size = m.size;
+	b->chunk = WINDOW_MIN;
+	b->fd = -1;
+	g_mutex_init(&b->lock);
+	if (s->bodies != NULL) {
+		b->fd = body_cache_open_body(s->bodies, mailbox, b->uidvalidity,
+		                             uid, &b->size);
+		if (b->fd >= 0)
+			b->size_known = TRUE;
+	}
+	return b;
+}
+
+gboolean
+store_body_exact_size(StoreBody *b, guint64 *size)
+{
+	gboolean known;
+
+	g_mutex_lock(&b->lock);
+	known = b->size_known;
+	*size = b->size;
+	g_mutex_unlock(&b->lock);
+	return known;
+}
+
+static ImapStatus
+read_cached(StoreBody *b, guint64 off, guint64 len, char *buf, guint64 *got,
+            ImapError **err)
+{
+	gssize n;
+
+	*got = 0;
+	while (*got < len) {
+		n = pread(b->fd, buf + *got, len - *got, (off_t)(off + *got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return imap_error_set(err, IMAP_ENET, 0,
+			                      "reading cached body: %s",
+			                      g_strerror(errno));
+		if (n == 0)
+			break;
+		*got += (guint64)n;
+	}
+	return IMAP_OK;
+}
+
+typedef struct {
+	StoreBody *b;
+	guint64 offset, len;
+	guint64 got;
+} WindowReq;
+
+static gboolean
+window_sink(void *ctx, const char *data, gsize len)
+{
+	WindowReq *r = ctx;
+	guint64 room = r->len - r->got;
+	gsize n = (gsize)MIN(room, len);
+
+	/* A server may send more than asked; never past the buffer. */
+	memcpy(r->b->win + r->got, data, n);
+	r->got += n;
+	return TRUE;
+}
+
+static ImapStatus
+do_fetch_window(ImapConn *c, void *data, ImapError **err)
+{
+	WindowReq *r = data;
+	guint64 total = 0;
+
+	r->got = 0;
+	return imap_uid_fetch_body(c, r->b->mailbox, r->b->uid, r->offset,
+	                           r->len, window_sink, r, &total, err);
+}
+
+/* Feeds the body cache while the windows cover the body from byte 0 in
+ * order; any gap abandons it (a later full read will store it). */
+static void
+feed_cache(StoreBody *b, gboolean at_end)
+{
+	if (b->s->bodies == NULL)
+		return;
+	if (b->writer == NULL && b->win_off == 0 && b->written == 0)
+		b->writer = body_cache_begin(b->s->bodies, b->mailbox,
+		                             b->uidvalidity, b->uid);
+	if (b->writer == NULL)
+		return;
+	if (b->win_off != b->written ||
+	    !body_writer_append(b->writer, b->win, b->win_len)) {
+		body_writer_abort(b->writer);
+		b->writer = NULL;
+		return;
+	}
+	b->written += b->win_len;
+	if (at_end) {
+		body_writer_commit(b->writer);
+		b->writer = NULL;
+	}
+}
+
+static guint64
+window_size(StoreBody *b, guint64 off, guint64 len)
+{
+	guint64 want;
+
+	if (off == b->next_off && off > 0)
+		b->chunk = MIN(b->chunk * 2, WINDOW_MAX);
+	else if (off != b->next_off)
+		b->chunk = WINDOW_MIN;
+	want = MAX(len, b->chunk);
+	if (off == 0 && b->size_hint < WHOLE_BELOW)
+		want = MAX(want, b->size_hint + 4096);
+	return want;
+}
+
+static ImapStatus
+fill_window(StoreBody *b, guint64 off, guint64 len, ImapError **err)
+{
+	WindowReq r = {.b = b, .offset = off};
+	ImapStatus st;
+
+	r.len = window_size(b, off, len);
+	if (r.len > b->win_cap) {
+		g_free(b->win);
+		b->win = g_malloc(r.len);
+		b->win_cap = r.len;
+	}
+	b->win_len = 0;
+	st = with_conn(b->s, b->mailbox, TRUE, do_fetch_window, &r, err);
+	if (st != IMAP_OK)
+		return st;
+	b->win_off = off;
+	b->win_len = r.got;
+	if (r.got < r.len && !b->size_known) {
+		b->size_known = TRUE;
+		b->size = off + r.got;
+		if (b->size != b->size_hint)
+			g_message(
+			    "%s UID %u: RFC822.SIZE said %" G_GUINT64_FORMAT
+			    ", body has %" G_GUINT64_FORMAT " bytes",
+			    b->mailbox, b->uid, b->size_hint, b->size);
+		store_note_size(b->s, b->mailbox, b->uid, b->size);
+	}
+	feed_cache(b, r.got < r.len);
+	return IMAP_OK;
+}
+
+static gboolean
+in_window(const StoreBody *b, guint64 pos)
+{
+	return pos >= b->win_off && pos < b->win_off + b->win_len;
+}
+
+/* Copies from the window, fetching the next one where the read runs past
+ * it, so sequential readers get windows that tile the body exactly. */
+ImapStatus
+store_body_read(StoreBody *b, guint64 off, guint64 len, char *buf, guint64 *got,
+                ImapError **err)
+{
+	ImapStatus st = IMAP_OK;
+	guint64 n = 0, pos, take;
+
+	*got = 0;
+	if (b->fd >= 0)
+		return read_cached(b, off, len, buf, got, err);
+	g_mutex_lock(&b->lock);
+	while (n < len) {
+		pos = off + n;
+		if (b->size_known && pos >= b->size)
+			break;
+		if (!in_window(b, pos)) {
+			st = fill_window(b, pos, len - n, err);
+			if (st != IMAP_OK || !in_window(b, pos))
+				break;
+		}
+		take = MIN(len - n, b->win_off + b->win_len - pos);
+		memcpy(buf + n, b->win + (pos - b->win_off), take);
+		n += take;
+		b->next_off = off + n;
+	}
+	g_mutex_unlock(&b->lock);
+	*got = n;
+	if (n > 0 && st != IMAP_OK) {
+		/* Bytes already copied are worth more than the error; the
+		 * next read will meet it again. */
+		imap_error_clear(err);
+		st = IMAP_OK;
+	}
+	return st;
+}
+
+void
+store_body_close(StoreBody *b)
+{
+	if (b == NULL)
+		return;
+	if (b->writer != NULL)
+		body_writer_abort(b->writer);
+	if (b->fd >= 0)
+		body_cache_release(b->s->bodies, b->mailbox, b->uidvalidity,
+		                   b->uid, b->fd);
+	g_free(b->win);
+	g_free(b->mailbox);
+	g_mutex_clear(&b->lock);
+	g_free(b);
+}

@@ -1,0 +1,75 @@
+/* store_internal.h - state shared by the files of the cache layer
+ * (store.c, resync.c, body.c, watch.c); not for fs/. */
+#ifndef CACHE_STORE_INTERNAL_H
+#define CACHE_STORE_INTERNAL_H
+
+#include "cache/bodies.h"
+#include "cache/disk.h"
+#include "cache/store.h"
+
+typedef struct {
+	char *name;
+	GMutex refresh; /* one refresh of this mailbox at a time */
+	StoreListing *listing;
+	guint32 uidnext;       /* as of the listing */
+	guint64 highestmodseq; /* as of the listing; 0 unknown */
+	gboolean loaded;       /* the disk cache was consulted */
+	gint64 fetched_at;     /* monotonic us; 0: stale */
+	GHashTable *aliases;   /* name -> GUINT_TO_POINTER(uid) */
+} MailboxState;
+
+struct MailStore {
+	ImapPool *pool; /* NULL when offline */
+	gint64 ttl_us;
+	char *trash;
+	gboolean read_only;
+	gboolean offline;
+	gboolean watch_enabled;
+	StoreCacheMode cache_mode;
+	DiskCache *disk;    /* NULL: nothing persists */
+	BodyCache *bodies;  /* NULL: bodies are not kept */
+	StoreChangeFn change_fn;
+	void *change_user;
+
+	GMutex lock; /* below, and MailboxState fields but refresh */
+	GPtrArray *mailboxes; /* ImapMailbox * from LIST */
+	gint64 listed_at;
+	char delimiter;
+	GHashTable *states; /* name -> MailboxState * */
+	char *last_listed;  /* mailbox most recently listed (watch.c) */
+	gint64 quota_at;
+	guint64 quota_used_kb, quota_limit_kb;
+	gboolean quota_known;
+	GMutex list_refresh;
+	struct StoreWatch *watch;
+};
+
+typedef ImapStatus (*ConnFn)(ImapConn *c, void *data, ImapError **err);
+
+StoreListing *listing_new(guint32 uidvalidity, guint reserve);
+StoreListing *listing_writable(StoreListing **slot);
+gint find_index(const StoreListing *l, guint32 uid, gboolean *found);
+MailboxState *state_get(MailStore *s, const char *name);
+gboolean fresh(MailStore *s, gint64 at);
+gboolean connection_lost(ImapStatus st);
+void forget_listing(MailStore *s, const char *name);
+/* Runs fn on a pooled connection; idempotent work is retried once on a
+ * fresh connection when the first died under it. */
+ImapStatus with_conn(MailStore *s, const char *mailbox, gboolean idempotent,
+		     ConnFn fn, void *data, ImapError **err);
+
+/* Records the true size of a body once a reader saw its end. */
+void store_note_size(MailStore *s, const char *mailbox, guint32 uid,
+		     guint64 real_size);
+
+/* resync.c: brings st's listing up to date with the server, at a cost
+ * proportional to what changed when a listing is already known. Called
+ * with st->refresh held. */
+ImapStatus resync_mailbox(MailStore *s, MailboxState *st, ImapError **err);
+
+/* watch.c */
+struct StoreWatch *watch_start(MailStore *s);
+void watch_stop(struct StoreWatch *w);
+void watch_note_listed(struct StoreWatch *w);
+
+#endif
