@@ -238,6 +238,14 @@ do_resync(ImapConn *c, void *data, ImapError **err)
 	Resync *r = data;
 	ImapStatus st;
 
+	/* STATUS answers from this session's view of a mailbox it has
+	 * selected (Dovecot says [CLIENTBUG]); a NOOP brings that view up to
+	 * date first, or new mail would go unnoticed. */
+	if (imap_conn_has_selected(c, r->mailbox)) {
+		st = imap_noop(c, err);
+		if (st != IMAP_OK)
+			return st;
+	}
 	st = imap_status(c, r->mailbox, &r->status, err);
 	if (st != IMAP_OK)
 		return st;

@@ -70,8 +70,12 @@ mt() { MT_HARNESS=$HARNESS t python3 "$WORK/mt.py" "$ENVF" "$@"; }
 
 start_dovecot()
 {
-	t "$HARNESS/dovecot.sh" start "$DOVE" --watch-pid $$ >"$ENVF" \
-		2>"$WORK/dovecot.err" || return 1
+	local caps=()
+	# CACHE_TEST_CAPS runs the suite against a server advertising only
+	# these capabilities (the CONDSTORE-only and plain resync paths).
+	[ -n "${CACHE_TEST_CAPS:-}" ] && caps=(--capability "$CACHE_TEST_CAPS")
+	t "$HARNESS/dovecot.sh" start "$DOVE" --watch-pid $$ "${caps[@]}" \
+		>"$ENVF" 2>"$WORK/dovecot.err" || return 1
 	DOVE_STARTED=1
 	# shellcheck disable=SC1090
 	. "$ENVF"
@@ -180,12 +184,21 @@ check_remount_shows_changes()
 # The point of the cache: a big unchanged mailbox costs one STATUS.
 check_no_change_wire()
 {
-	local mark fetches
+	local mark fetches plain=
+	# Without CONDSTORE flag changes can only be found by fetching all
+	# flags (RFC 3501 has nothing cheaper); the listing must still hold.
+	[ -n "${CACHE_TEST_CAPS:-}" ] && ! grep -q CONDSTORE <<<"$CACHE_TEST_CAPS" &&
+		plain=1
 	mark=$(log_mark)
 	ls -l "$MNT/Big" >"$WORK/big.ls" || fail "ls Big"
 	[ "$(grep -c '\.eml$' "$WORK/big.ls")" = 1500 ] ||
 		fail "Big lists $(grep -c '\.eml$' "$WORK/big.ls") files"
 	fetches=$(log_since "$mark" | grep -cE 'S: \* [0-9]+ FETCH')
+	if [ -n "$plain" ]; then
+		log_since "$mark" | grep -q 'RFC822.SIZE' &&
+			fail "plain resync refetched sizes and dates"
+		return 0
+	fi
 	[ "$fetches" = 0 ] ||
 		fail "remount of unchanged Big received $fetches FETCH responses"
 	log_since "$mark" | grep -qE 'C: A[0-9]+ STATUS Big' ||
