@@ -155,6 +155,7 @@ store_new(const MailStoreOptions *o)
 	s->read_only = o->read_only || s->offline;
 	s->cache_mode = o->cache_mode;
 	s->watch_enabled = o->watch;
+	s->reconnect = !o->no_reconnect;
 	s->change_fn = o->change_fn;
 	s->change_user = o->change_user;
 	g_mutex_init(&s->lock);
@@ -213,7 +214,7 @@ forget_listing(MailStore *s, const char *name)
 	g_mutex_unlock(&s->lock);
 }
 
-static void
+void
 forget_mailbox_list(MailStore *s)
 {
 	g_mutex_lock(&s->lock);
@@ -245,41 +246,6 @@ connection_lost(ImapStatus st)
 {
 	return st == IMAP_EEOF || st == IMAP_EBYE || st == IMAP_ETIMEOUT ||
 	       st == IMAP_ENET || st == IMAP_ECLOSED;
-}
-
-/* Runs fn on a pooled connection. Idempotent work is retried once on a
- * fresh connection when the first one died under it. */
-ImapStatus
-with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
-          void *data, ImapError **err)
-{
-	ImapError *local = NULL;
-	ImapStatus st = IMAP_ECLOSED;
-
-	if (s->pool == NULL)
-		return imap_error_set(err, IMAP_ECLOSED, 0,
-		                      "offline: not connected to the server");
-	for (int attempt = 0; attempt < 2; attempt++) {
-		ImapConn *c = imap_pool_acquire(s->pool, mailbox, &local);
-		if (c == NULL) {
-			st = local != NULL ? local->status : IMAP_ENET;
-		} else {
-			st = fn(c, data, &local);
-			imap_pool_release(s->pool, c);
-		}
-		if (st == IMAP_OK || !idempotent || !connection_lost(st) ||
-		    attempt == 1)
-			break;
-		g_message("retrying after lost connection: %s", local->text);
-		imap_error_clear(&local);
-	}
-	if (local != NULL) {
-		if (err != NULL && *err == NULL)
-			*err = local;
-		else
-			imap_error_free(local);
-	}
-	return st;
 }
 
 /* ------------------------------------------------------ mailbox tree */
@@ -371,7 +337,7 @@ store_delimiter(MailStore *s)
 	return d;
 }
 
-static gboolean
+gboolean
 name_equal(const char *a, const char *b)
 {
 	if (g_ascii_strcasecmp(a, "INBOX") == 0)
@@ -642,7 +608,7 @@ store_message(MailStore *s, const char *mailbox, guint32 uid, const char *alias,
 }
 
 /* Applies fn to the message in the current listing (if present). */
-static void
+void
 update_message(MailStore *s, const char *mailbox, guint32 uid,
                void (*fn)(StoreMessage *m, gconstpointer arg),
                gconstpointer arg)
@@ -677,13 +643,13 @@ store_note_size(MailStore *s, const char *mailbox, guint32 uid,
 	update_message(s, mailbox, uid, set_verified_size, &real_size);
 }
 
-static void
-set_flags(StoreMessage *m, gconstpointer arg)
+void
+store_set_flags_fn(StoreMessage *m, gconstpointer arg)
 {
 	m->flags = g_intern_string(arg);
 }
 
-static void
+void
 remove_message(MailStore *s, const char *mailbox, guint32 uid)
 {
 	MailboxState *st = state_get(s, mailbox);
@@ -704,7 +670,7 @@ remove_message(MailStore *s, const char *mailbox, guint32 uid)
 
 /* Adds a message we created, so it lists before the next refresh, and
  * makes alias resolve to it. Without a UID, the listing is refetched. */
-static void
+void
 insert_message(MailStore *s, const char *mailbox, guint32 uidvalidity,
                const StoreMessage *m, const char *alias)
 {
@@ -729,297 +695,6 @@ insert_message(MailStore *s, const char *mailbox, guint32 uidvalidity,
 		g_hash_table_insert(st->aliases, g_strdup(alias),
 		                    GUINT_TO_POINTER(m->uid));
 	g_mutex_unlock(&s->lock);
-}
-
-/* ----------------------------------------------------------- changes */
-
-static ImapStatus
-read_only_error(ImapError **err)
-{
-	return imap_error_set(err, IMAP_EINVAL, IMAP_CODE_READONLY,
-	                      "mounted read-only");
-}
-
-typedef struct {
-	const char *mailbox;
-	guint32 uid;
-	const char *dest;
-	ImapCopyUid copyuid;
-	gboolean moved_with_copy;
-} MoveReq;
-
-static ImapStatus
-do_expunge(ImapConn *c, void *data, ImapError **err)
-{
-	MoveReq *r = data;
-
-	return imap_expunge_uid(c, r->mailbox, r->uid, err);
-}
-
-/* MOVE when the server has it; else COPY, and only once the copy is
- * confirmed, expunge the original. A failure between the two leaves the
- * message in both places, never in neither. */
-static ImapStatus
-do_move(ImapConn *c, void *data, ImapError **err)
-{
-	MoveReq *r = data;
-	g_autofree char *set = g_strdup_printf("%u", r->uid);
-	ImapStatus st;
-
-	if (imap_conn_has_cap(c, "MOVE"))
-		return imap_uid_move(c, r->mailbox, set, r->dest, &r->copyuid,
-		                     err);
-	st = imap_uid_copy(c, r->mailbox, set, r->dest, &r->copyuid, err);
-	if (st != IMAP_OK)
-		return st;
-	r->moved_with_copy = TRUE;
-	return imap_expunge_uid(c, r->mailbox, r->uid, err);
-}
-
-ImapStatus
-store_move_message(MailStore *s, const char *mailbox, guint32 uid,
-                   const char *dest, const char *alias, guint32 *new_uid,
-                   ImapError **err)
-{
-	MoveReq r = {.mailbox = mailbox, .uid = uid, .dest = dest};
-	StoreMessage m;
-	ImapStatus st;
-
-	*new_uid = 0;
-	if (s->read_only)
-		return read_only_error(err);
-	st = store_message(s, mailbox, uid, NULL, &m, err);
-	if (st != IMAP_OK)
-		return st;
-	st = with_conn(s, mailbox, FALSE, do_move, &r, err);
-	if (st != IMAP_OK && !r.moved_with_copy) {
-		imap_copyuid_clear(&r.copyuid);
-		return st;
-	}
-	/* Even if the expunge after COPY failed, the copy exists. */
-	remove_message(s, mailbox, uid);
-	if (st != IMAP_OK)
-		forget_listing(s, mailbox);
-	m.uid = r.copyuid.valid ? imap_copyuid_lookup(&r.copyuid, uid) : 0;
-	insert_message(s, dest, r.copyuid.valid ? r.copyuid.uidvalidity : 0, &m,
-	               alias);
-	*new_uid = m.uid;
-	imap_copyuid_clear(&r.copyuid);
-	return st;
-}
-
-static gboolean
-is_trash(MailStore *s, const char *mailbox)
-{
-	return s->trash == NULL || name_equal(s->trash, mailbox);
-}
-
-ImapStatus
-store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
-                     ImapError **err)
-{
-	MoveReq r = {.mailbox = mailbox, .uid = uid};
-	guint32 new_uid;
-	ImapStatus st;
-
-	if (s->read_only)
-		return read_only_error(err);
-	if (!is_trash(s, mailbox))
-		return store_move_message(s, mailbox, uid, s->trash, NULL,
-		                          &new_uid, err);
-	st = with_conn(s, mailbox, FALSE, do_expunge, &r, err);
-	if (st == IMAP_OK)
-		remove_message(s, mailbox, uid);
-	return st;
-}
-
-typedef struct {
-	const char *mailbox;
-	GBytes *message;
-	const char *flags;
-	gint64 date;
-	ImapAppendUid appenduid;
-} AppendReq;
-
-static ImapStatus
-do_append(ImapConn *c, void *data, ImapError **err)
-{
-	AppendReq *r = data;
-
-	return imap_append(c, r->mailbox, r->flags, r->date, r->message,
-	                   &r->appenduid, err);
-}
-
-ImapStatus
-store_append(MailStore *s, const char *mailbox, GBytes *message,
-             const char *flags, gint64 date, const char *alias,
-             guint32 *new_uid, ImapError **err)
-{
-	AppendReq r = {mailbox, message, flags, date, {0}};
-	StoreMessage m = {0};
-	ImapStatus st;
-
-	*new_uid = 0;
-	if (s->read_only)
-		return read_only_error(err);
-	st = with_conn(s, NULL, FALSE, do_append, &r, err);
-	if (st != IMAP_OK)
-		return st;
-	m.uid = r.appenduid.valid ? r.appenduid.uid : 0;
-	m.size = g_bytes_get_size(message);
-	m.size_verified = TRUE;
-	m.internaldate = date > 0 ? date : g_get_real_time() / G_USEC_PER_SEC;
-	m.flags = g_intern_string(flags != NULL ? flags : "");
-	insert_message(s, mailbox,
-	               r.appenduid.valid ? r.appenduid.uidvalidity : 0, &m,
-	               alias);
-	*new_uid = m.uid;
-	return IMAP_OK;
-}
-
-typedef struct {
-	const char *mailbox;
-	guint32 uid;
-	const char *flags;
-} FlagReq;
-
-static ImapStatus
-do_set_flags(ImapConn *c, void *data, ImapError **err)
-{
-	FlagReq *r = data;
-	g_autofree char *set = g_strdup_printf("%u", r->uid);
-
-	return imap_uid_store(c, r->mailbox, set, IMAP_STORE_SET, r->flags,
-	                      err);
-}
-
-ImapStatus
-store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
-                const char *flags, ImapError **err)
-{
-	FlagReq r = {mailbox, uid, flags};
-	ImapStatus st;
-
-	if (s->read_only)
-		return read_only_error(err);
-	st = with_conn(s, mailbox, TRUE, do_set_flags, &r, err);
-	if (st == IMAP_OK)
-		update_message(s, mailbox, uid, set_flags, flags);
-	return st;
-}
-
-/* ---------------------------------------------------------- mailboxes */
-
-typedef struct {
-	const char *a, *b;
-	ImapMailboxStatus status;
-} NameReq;
-
-static ImapStatus
-do_create(ImapConn *c, void *data, ImapError **err)
-{
-	NameReq *r = data;
-
-	return imap_create(c, r->a, err);
-}
-
-ImapStatus
-store_create_mailbox(MailStore *s, const char *name, ImapError **err)
-{
-	NameReq r = {name, NULL, {0}};
-	ImapStatus st;
-
-	if (s->read_only)
-		return read_only_error(err);
-	st = with_conn(s, NULL, FALSE, do_create, &r, err);
-	forget_mailbox_list(s);
-	return st;
-}
-
-static ImapStatus
-do_status(ImapConn *c, void *data, ImapError **err)
-{
-	NameReq *r = data;
-
-	return imap_status(c, r->a, &r->status, err);
-}
-
-static ImapStatus
-do_delete(ImapConn *c, void *data, ImapError **err)
-{
-	NameReq *r = data;
-
-	return imap_delete(c, r->a, err);
-}
-
-static gboolean
-has_children(MailStore *s, const char *name)
-{
-	GPtrArray *children = NULL;
-	gboolean any;
-
-	if (store_children(s, name, &children, NULL) != IMAP_OK)
-		return FALSE;
-	any = children->len > 0;
-	g_ptr_array_free(children, TRUE);
-	return any;
-}
-
-ImapStatus
-store_delete_mailbox(MailStore *s, const char *name, gboolean *not_empty,
-                     ImapError **err)
-{
-	NameReq r = {name, NULL, {0}};
-	StoreMailbox mb = {0};
-	ImapStatus st;
-
-	*not_empty = FALSE;
-	if (s->read_only)
-		return read_only_error(err);
-	forget_mailbox_list(s);
-	st = store_mailbox(s, name, &mb, err);
-	if (st != IMAP_OK)
-		return st;
-	*not_empty = has_children(s, name);
-	if (!*not_empty && !(mb.attrs & IMAP_MBOX_NOSELECT)) {
-		st = with_conn(s, NULL, TRUE, do_status, &r, err);
-		*not_empty = st == IMAP_OK && r.status.messages > 0;
-	}
-	store_mailbox_clear(&mb);
-	if (st != IMAP_OK)
-		return st;
-	if (*not_empty)
-		return imap_error_set(err, IMAP_ENO, IMAP_CODE_CANNOT,
-		                      "mailbox %s is not empty", name);
-	st = with_conn(s, NULL, FALSE, do_delete, &r, err);
-	forget_listing(s, name);
-	forget_mailbox_list(s);
-	return st;
-}
-
-static ImapStatus
-do_rename(ImapConn *c, void *data, ImapError **err)
-{
-	NameReq *r = data;
-
-	return imap_rename(c, r->a, r->b, err);
-}
-
-ImapStatus
-store_rename_mailbox(MailStore *s, const char *from, const char *to,
-                     ImapError **err)
-{
-	NameReq r = {from, to, {0}};
-	ImapStatus st;
-
-	if (s->read_only)
-		return read_only_error(err);
-	/* Connections that have `from` selected keep a stale selection;
-	 * the pool's idle connections are reopened lazily. */
-	imap_pool_drain(s->pool);
-	st = with_conn(s, NULL, FALSE, do_rename, &r, err);
-	store_invalidate(s);
-	return st;
 }
 
 /* -------------------------------------------------------------- quota */

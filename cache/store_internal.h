@@ -25,6 +25,8 @@ struct MailStore {
 	gboolean read_only;
 	gboolean offline;
 	gboolean watch_enabled;
+	gboolean reconnect; /* retry after lost connections */
+	gint64 unreachable_at; /* last failed connect (monotonic us); lock */
 	StoreCacheMode cache_mode;
 	DiskCache *disk;    /* NULL: nothing persists */
 	BodyCache *bodies;  /* NULL: bodies are not kept */
@@ -53,10 +55,32 @@ MailboxState *state_get(MailStore *s, const char *name);
 gboolean fresh(MailStore *s, gint64 at);
 gboolean connection_lost(ImapStatus st);
 void forget_listing(MailStore *s, const char *name);
-/* Runs fn on a pooled connection; idempotent work is retried once on a
- * fresh connection when the first died under it. */
+/* Tells whether a change the connection died during took effect:
+ * *done TRUE if so (results filled in data), FALSE if it may be redone. */
+typedef ImapStatus (*VerifyFn)(ImapConn *c, void *data, gboolean *done,
+			       ImapError **err);
+
+/* retry.c: runs fn on a pooled connection; idempotent work is rerun on a
+ * new connection when one dies under it (with backoff). */
 ImapStatus with_conn(MailStore *s, const char *mailbox, gboolean idempotent,
 		     ConnFn fn, void *data, ImapError **err);
+/* For changes: after a lost connection, verify decides between "done" and
+ * running fn again. */
+ImapStatus with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn,
+			     VerifyFn verify, void *data, ImapError **err);
+
+/* store.c helpers used by changes.c */
+void forget_mailbox_list(MailStore *s);
+gboolean name_equal(const char *a, const char *b);
+void update_message(MailStore *s, const char *mailbox, guint32 uid,
+		    void (*fn)(StoreMessage *m, gconstpointer arg),
+		    gconstpointer arg);
+void store_set_flags_fn(StoreMessage *m, gconstpointer flags);
+void remove_message(MailStore *s, const char *mailbox, guint32 uid);
+/* Adds a message we created so it lists at once; alias then resolves to
+ * it. Without a UID the listing is refetched instead. */
+void insert_message(MailStore *s, const char *mailbox, guint32 uidvalidity,
+		    const StoreMessage *m, const char *alias);
 
 /* Records the true size of a body once a reader saw its end. */
 void store_note_size(MailStore *s, const char *mailbox, guint32 uid,

@@ -133,70 +133,149 @@ op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 	return rc;
 }
 
+/* What opendir saw, served by readdir at any offset: a listing that
+ * changes between two readdir calls cannot skip or repeat entries, and
+ * real offsets spare the kernel a LOOKUP per entry. */
+typedef struct {
+	GPtrArray *dirs;       /* child directory names */
+	StoreListing *listing; /* messages, or NULL */
+	GPtrArray *uploads;    /* pending upload names */
+} DirSnapshot;
+
+static void
+snapshot_free(DirSnapshot *d)
+{
+	if (d == NULL)
+		return;
+	g_ptr_array_free(d->dirs, TRUE);
+	if (d->uploads != NULL)
+		g_ptr_array_free(d->uploads, TRUE);
+	store_listing_unref(d->listing);
+	g_free(d);
+}
+
 static int
-fill_children(Imapfs *fs, const char *parent, void *buf,
-	      fuse_fill_dir_t filler)
+snapshot_children(Imapfs *fs, const char *parent, DirSnapshot *d)
 {
 	GPtrArray *children = NULL;
 	ImapError *err = NULL;
 	ImapStatus st = store_children(fs->store, parent, &children, &err);
 	gsize skip = parent != NULL ? strlen(parent) + 1 : 0;
-	struct stat dst;
+	guint32 uid;
 
 	if (st != IMAP_OK)
 		return imapfs_errno("list", parent ? parent : "/", st, err);
-	dir_stat(fs, &dst);
 	for (guint i = 0; i < children->len; i++) {
 		const StoreMailbox *m = children->pdata[i];
-		g_autofree char *name =
-			fs_path_encode_component(m->name + skip);
-		guint32 uid;
+		char *name = fs_path_encode_component(m->name + skip);
 		/* A mailbox called "12.eml" would shadow message 12 inside
 		 * its parent; the message wins (path.c classifies so). */
 		if (parent != NULL && fs_message_name_parse(name, &uid)) {
 			g_message("mailbox %s hidden: its name looks like a "
 				  "message file",
 				  m->name);
+			g_free(name);
 			continue;
 		}
-		filler(buf, name, &dst, 0, FUSE_FILL_DIR_PLUS);
+		g_ptr_array_add(d->dirs, name);
 	}
 	g_ptr_array_free(children, TRUE);
 	return 0;
 }
 
 static int
-fill_messages(Imapfs *fs, const char *mailbox, void *buf,
-	      fuse_fill_dir_t filler)
+snapshot_messages(Imapfs *fs, const char *mailbox, DirSnapshot *d)
 {
-	StoreListing *l = NULL;
 	ImapError *err = NULL;
-	ImapStatus st = store_messages(fs->store, mailbox, FALSE, &l, &err);
-	char name[FS_MESSAGE_NAME_SIZE];
-	struct stat mst;
+	ImapStatus st = store_messages(fs->store, mailbox, FALSE, &d->listing,
+				       &err);
 
 	if (st != IMAP_OK)
 		return imapfs_errno("list messages of", mailbox, st, err);
-	for (guint i = 0; i < l->msgs->len; i++) {
-		const StoreMessage *m = &g_array_index(l->msgs, StoreMessage, i);
-		fs_message_name_format(m->uid, name);
-		imapfs_message_stat(fs, m, &mst);
-		if (filler(buf, name, &mst, 0, FUSE_FILL_DIR_PLUS) != 0)
-			break;
-	}
-	store_listing_unref(l);
 	return 0;
 }
 
-static void
-fill_uploads(Imapfs *fs, const char *mailbox, void *buf,
-	     fuse_fill_dir_t filler)
+static int
+snapshot_take(Imapfs *fs, const FsPathInfo *info, DirSnapshot *d)
 {
-	GPtrArray *names = upload_names_in(fs, mailbox);
+	guint attrs = 0;
+	int rc;
 
-	for (guint i = 0; i < names->len; i++)
-		filler(buf, names->pdata[i], NULL, 0, 0);
-	g_ptr_array_free(names, TRUE);
+	if (info->kind == FS_PATH_ROOT)
+		return snapshot_children(fs, NULL, d);
+	if (info->kind != FS_PATH_MAILBOX)
+		return -ENOTDIR;
+	rc = lookup_mailbox(fs, info->mailbox, &attrs);
+	if (rc == 0)
+		rc = snapshot_children(fs, info->mailbox, d);
+	if (rc == 0 && !(attrs & IMAP_MBOX_NOSELECT))
+		rc = snapshot_messages(fs, info->mailbox, d);
+	if (rc == 0)
+		d->uploads = upload_names_in(fs, info->mailbox);
+	return rc;
+}
+
+static int
+op_opendir(const char *path, struct fuse_file_info *fi)
+{
+	Imapfs *fs = imapfs_get();
+	g_auto(FsPathInfo) info = {0};
+	DirSnapshot *d;
+	int rc = imapfs_classify(fs, path, &info);
+
+	if (rc != 0)
+		return rc;
+	imapfs_refresh_if_requested(fs);
+	d = g_new0(DirSnapshot, 1);
+	d->dirs = g_ptr_array_new_with_free_func(g_free);
+	rc = snapshot_take(fs, &info, d);
+	if (rc != 0) {
+		snapshot_free(d);
+		return rc;
+	}
+	fi->fh = (uintptr_t)d;
+	return 0;
+}
+
+/* Entry i of the snapshot (0 ".", 1 "..", then directories, messages and
+ * uploads); FALSE past the end. */
+static gboolean
+snapshot_entry(Imapfs *fs, DirSnapshot *d, guint64 i, char *buf,
+	       gsize bufsize, const char **name, struct stat *st,
+	       gboolean *has_stat)
+{
+	guint nmsg = d->listing != NULL ? d->listing->msgs->len : 0;
+	guint nup = d->uploads != NULL ? d->uploads->len : 0;
+
+	*has_stat = TRUE;
+	if (i < 2) {
+		*name = i == 0 ? "." : "..";
+		*has_stat = FALSE;
+		return TRUE;
+	}
+	i -= 2;
+	if (i < d->dirs->len) {
+		*name = d->dirs->pdata[i];
+		dir_stat(fs, st);
+		return TRUE;
+	}
+	i -= d->dirs->len;
+	if (i < nmsg) {
+		const StoreMessage *m =
+			&g_array_index(d->listing->msgs, StoreMessage, i);
+		fs_message_name_format(m->uid, buf);
+		*name = buf;
+		imapfs_message_stat(fs, m, st);
+		return TRUE;
+	}
+	i -= nmsg;
+	if (i < nup) {
+		*name = d->uploads->pdata[i];
+		*has_stat = FALSE;
+		return TRUE;
+	}
+	(void)bufsize;
+	return FALSE;
 }
 
 static int
@@ -204,28 +283,28 @@ op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
 	   struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
 	Imapfs *fs = imapfs_get();
-	g_auto(FsPathInfo) info = {0};
-	guint attrs = 0;
-	int rc = imapfs_classify(fs, path, &info);
+	DirSnapshot *d = (DirSnapshot *)(uintptr_t)fi->fh;
+	char namebuf[FS_MESSAGE_NAME_SIZE];
+	const char *name;
+	struct stat st;
+	gboolean has_stat;
 
-	if (rc != 0)
-		return rc;
-	imapfs_refresh_if_requested(fs);
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	if (info.kind == FS_PATH_ROOT)
-		return fill_children(fs, NULL, buf, filler);
-	if (info.kind != FS_PATH_MAILBOX)
-		return -ENOTDIR;
-	rc = lookup_mailbox(fs, info.mailbox, &attrs);
-	if (rc != 0)
-		return rc;
-	rc = fill_children(fs, info.mailbox, buf, filler);
-	if (rc == 0 && !(attrs & IMAP_MBOX_NOSELECT))
-		rc = fill_messages(fs, info.mailbox, buf, filler);
-	if (rc == 0)
-		fill_uploads(fs, info.mailbox, buf, filler);
-	return rc;
+	for (guint64 i = off < 0 ? 0 : (guint64)off;
+	     snapshot_entry(fs, d, i, namebuf, sizeof(namebuf), &name, &st,
+			    &has_stat);
+	     i++) {
+		if (filler(buf, name, has_stat ? &st : NULL, (off_t)(i + 1),
+			   has_stat ? FUSE_FILL_DIR_PLUS : 0) != 0)
+			break;
+	}
+	return 0;
+}
+
+static int
+op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	snapshot_free((DirSnapshot *)(uintptr_t)fi->fh);
+	return 0;
 }
 
 static int
@@ -393,7 +472,9 @@ void
 imapfs_dir_ops(struct fuse_operations *ops)
 {
 	ops->getattr = op_getattr;
+	ops->opendir = op_opendir;
 	ops->readdir = op_readdir;
+	ops->releasedir = op_releasedir;
 	ops->mkdir = op_mkdir;
 	ops->rmdir = op_rmdir;
 	ops->unlink = op_unlink;

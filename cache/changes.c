@@ -1,0 +1,550 @@
+/* changes.c - every change the filesystem makes to the account: moving,
+ * deleting and uploading messages, flags, and mailboxes. Each runs through
+ * with_conn_checked() (retry.c): if the connection dies mid-change, the
+ * new connection first looks whether the change happened - the message
+ * in the destination (same size and date, or the same bytes for an
+ * upload), the source gone, the mailbox there or not - and only then
+ * repeats it. A move interrupted between COPY and EXPUNGE is finished by
+ * expunging the source, so a message is never in neither place and not
+ * left in both. */
+#include <string.h>
+
+#include "store_internal.h"
+
+/* UIDs of mailbox that hold a message of size bytes and are not in the
+ * listing we had before the change (those existed already). */
+static ImapStatus
+new_uids_of_size(ImapConn *c, const char *mailbox, guint64 size,
+		 StoreListing *before, GArray **out, ImapError **err)
+{
+	g_autofree char *larger = g_strdup_printf("%" G_GUINT64_FORMAT,
+						  size > 0 ? size - 1 : 0);
+	g_autofree char *smaller = g_strdup_printf("%" G_GUINT64_FORMAT,
+						   size + 1);
+	const ImapSearchKey keys[] = {
+		{"LARGER", larger, NULL},
+		{"SMALLER", smaller, NULL},
+	};
+	GArray *uids = NULL;
+	ImapStatus st = imap_uid_search(c, mailbox, keys, 2, &uids, err);
+
+	if (st != IMAP_OK)
+		return st;
+	for (guint i = uids->len; i-- > 0;)
+		if (before != NULL &&
+		    store_listing_find(before, g_array_index(uids, guint32, i)))
+			g_array_remove_index(uids, i);
+	*out = uids;
+	return IMAP_OK;
+}
+
+static ImapStatus
+uid_exists(ImapConn *c, const char *mailbox, guint32 uid, gboolean *exists,
+	   ImapError **err)
+{
+	g_autofree char *set = g_strdup_printf("%u", uid);
+	const ImapSearchKey key = {"UID", set, NULL};
+	GArray *uids = NULL;
+	ImapStatus st = imap_uid_search(c, mailbox, &key, 1, &uids, err);
+
+	if (st != IMAP_OK)
+		return st;
+	*exists = uids->len > 0;
+	g_array_free(uids, TRUE);
+	return IMAP_OK;
+}
+
+static ImapStatus
+mailbox_exists(ImapConn *c, const char *name, gboolean *exists,
+	       ImapError **err)
+{
+	GPtrArray *list = NULL;
+	ImapStatus st = imap_list(c, "", name, &list, err);
+
+	if (st != IMAP_OK)
+		return st;
+	*exists = FALSE;
+	for (guint i = 0; i < list->len; i++) {
+		const ImapMailbox *m = list->pdata[i];
+		if (name_equal(m->name, name) &&
+		    !(m->attrs & IMAP_MBOX_NONEXISTENT))
+			*exists = TRUE;
+	}
+	g_ptr_array_free(list, TRUE);
+	return IMAP_OK;
+}
+
+static StoreListing *
+known_listing(MailStore *s, const char *mailbox)
+{
+	MailboxState *st = state_get(s, mailbox);
+	StoreListing *l;
+
+	g_mutex_lock(&s->lock);
+	l = st->listing != NULL ? store_listing_ref(st->listing) : NULL;
+	g_mutex_unlock(&s->lock);
+	return l;
+}
+
+static ImapStatus
+read_only_error(ImapError **err)
+{
+	return imap_error_set(err, IMAP_EINVAL, IMAP_CODE_READONLY,
+			      "mounted read-only");
+}
+
+/* ------------------------------------------------------------ moving */
+
+typedef struct {
+	const char *mailbox;
+	guint32 uid;
+	const char *dest;
+	StoreMessage meta;	    /* the message before the move */
+	StoreListing *dest_before; /* dest's listing before the move */
+	ImapCopyUid copyuid;
+	guint32 found_uid; /* where verification found it */
+} MoveReq;
+
+/* MOVE when the server has it; else COPY, and only once the copy is
+ * confirmed, expunge the original. */
+static ImapStatus
+do_move(ImapConn *c, void *data, ImapError **err)
+{
+	MoveReq *r = data;
+	g_autofree char *set = g_strdup_printf("%u", r->uid);
+	ImapStatus st;
+
+	imap_copyuid_clear(&r->copyuid);
+	if (imap_conn_has_cap(c, "MOVE"))
+		return imap_uid_move(c, r->mailbox, set, r->dest, &r->copyuid,
+				     err);
+	st = imap_uid_copy(c, r->mailbox, set, r->dest, &r->copyuid, err);
+	if (st != IMAP_OK)
+		return st;
+	return imap_expunge_uid(c, r->mailbox, r->uid, err);
+}
+
+/* A candidate that matches the moved message by size and INTERNALDATE
+ * (both kept by COPY and MOVE). */
+static void
+match_moved(void *user, const ImapMessageMeta *meta)
+{
+	MoveReq *r = user;
+
+	if (r->found_uid == 0 && meta->size == r->meta.size &&
+	    meta->internaldate == r->meta.internaldate)
+		r->found_uid = meta->uid;
+}
+
+static ImapStatus
+find_moved(ImapConn *c, MoveReq *r, ImapError **err)
+{
+	g_autofree char *set = NULL;
+	GArray *uids = NULL;
+	ImapStatus st;
+
+	r->found_uid = 0;
+	st = new_uids_of_size(c, r->dest, r->meta.size, r->dest_before, &uids,
+			      err);
+	if (st != IMAP_OK || uids->len == 0) {
+		if (uids != NULL)
+			g_array_free(uids, TRUE);
+		return st;
+	}
+	set = imap_uidset_format((const guint32 *)(void *)uids->data,
+				 uids->len);
+	g_array_free(uids, TRUE);
+	return imap_uid_fetch_meta(c, r->dest, set, NULL, match_moved, r, err);
+}
+
+static ImapStatus
+verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
+{
+	MoveReq *r = data;
+	gboolean in_source = FALSE;
+	ImapStatus st;
+
+	st = uid_exists(c, r->mailbox, r->uid, &in_source, err);
+	if (st == IMAP_OK)
+		st = find_moved(c, r, err);
+	if (st != IMAP_OK)
+		return st;
+	if (r->found_uid != 0 && in_source) {
+		/* COPY landed, the expunge did not: finish the move. */
+		g_message("move of %s UID %u was cut after the copy; removing "
+			  "the original",
+			  r->mailbox, r->uid);
+		st = imap_expunge_uid(c, r->mailbox, r->uid, err);
+		*done = st == IMAP_OK;
+		return st;
+	}
+	if (r->found_uid != 0 || !in_source) {
+		*done = r->found_uid != 0;
+		if (!*done)
+			return imap_error_set(err, IMAP_ENO,
+					      IMAP_CODE_NONEXISTENT,
+					      "%s UID %u vanished during the "
+					      "move",
+					      r->mailbox, r->uid);
+		return IMAP_OK;
+	}
+	*done = FALSE;
+	return IMAP_OK;
+}
+
+ImapStatus
+store_move_message(MailStore *s, const char *mailbox, guint32 uid,
+		   const char *dest, const char *alias, guint32 *new_uid,
+		   ImapError **err)
+{
+	MoveReq r = {.mailbox = mailbox, .uid = uid, .dest = dest};
+	ImapStatus st;
+
+	*new_uid = 0;
+	if (s->read_only)
+		return read_only_error(err);
+	st = store_message(s, mailbox, uid, NULL, &r.meta, err);
+	if (st != IMAP_OK)
+		return st;
+	r.dest_before = known_listing(s, dest);
+	st = with_conn_checked(s, mailbox, do_move, verify_move, &r, err);
+	store_listing_unref(r.dest_before);
+	if (st != IMAP_OK) {
+		/* The outcome is unknown: look again next time. */
+		forget_listing(s, mailbox);
+		forget_listing(s, dest);
+		imap_copyuid_clear(&r.copyuid);
+		return st;
+	}
+	remove_message(s, mailbox, uid);
+	if (r.copyuid.valid)
+		r.meta.uid = imap_copyuid_lookup(&r.copyuid, uid);
+	else
+		r.meta.uid = r.found_uid;
+	insert_message(s, dest, r.copyuid.valid ? r.copyuid.uidvalidity : 0,
+		       &r.meta, alias);
+	*new_uid = r.meta.uid;
+	imap_copyuid_clear(&r.copyuid);
+	return IMAP_OK;
+}
+
+/* ---------------------------------------------------------- deleting */
+
+static gboolean
+is_trash(MailStore *s, const char *mailbox)
+{
+	return s->trash == NULL || name_equal(s->trash, mailbox);
+}
+
+static ImapStatus
+do_expunge(ImapConn *c, void *data, ImapError **err)
+{
+	MoveReq *r = data;
+
+	return imap_expunge_uid(c, r->mailbox, r->uid, err);
+}
+
+/* Expunging one UID twice is harmless; only "is it gone" matters. */
+static ImapStatus
+verify_expunge(ImapConn *c, void *data, gboolean *done, ImapError **err)
+{
+	MoveReq *r = data;
+	gboolean exists = TRUE;
+	ImapStatus st = uid_exists(c, r->mailbox, r->uid, &exists, err);
+
+	*done = st == IMAP_OK && !exists;
+	return st;
+}
+
+ImapStatus
+store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
+		     ImapError **err)
+{
+	MoveReq r = {.mailbox = mailbox, .uid = uid};
+	guint32 new_uid;
+	ImapStatus st;
+
+	if (s->read_only)
+		return read_only_error(err);
+	if (!is_trash(s, mailbox))
+		return store_move_message(s, mailbox, uid, s->trash, NULL,
+					  &new_uid, err);
+	st = with_conn_checked(s, mailbox, do_expunge, verify_expunge, &r,
+			       err);
+	if (st == IMAP_OK)
+		remove_message(s, mailbox, uid);
+	return st;
+}
+
+/* --------------------------------------------------------- uploading */
+
+typedef struct {
+	const char *mailbox;
+	GBytes *message;
+	const char *flags;
+	gint64 date;
+	StoreListing *before;
+	ImapAppendUid appenduid;
+	guint32 found_uid;
+} AppendReq;
+
+static ImapStatus
+do_append(ImapConn *c, void *data, ImapError **err)
+{
+	AppendReq *r = data;
+
+	return imap_append(c, r->mailbox, r->flags, r->date, r->message,
+			   &r->appenduid, err);
+}
+
+typedef struct {
+	GByteArray *got;
+} Collect;
+
+static gboolean
+collect(void *ctx, const char *data, gsize len)
+{
+	Collect *col = ctx;
+
+	g_byte_array_append(col->got, (const guint8 *)data, (guint)len);
+	return TRUE;
+}
+
+/* Did the upload land? A new message with exactly these bytes. */
+static ImapStatus
+verify_append(ImapConn *c, void *data, gboolean *done, ImapError **err)
+{
+	AppendReq *r = data;
+	gsize len;
+	const guint8 *want = g_bytes_get_data(r->message, &len);
+	GArray *uids = NULL;
+	ImapStatus st;
+
+	*done = FALSE;
+	st = new_uids_of_size(c, r->mailbox, len, r->before, &uids, err);
+	for (guint i = 0; st == IMAP_OK && i < uids->len && !*done; i++) {
+		Collect col = {g_byte_array_new()};
+		guint64 total = 0;
+		guint32 uid = g_array_index(uids, guint32, i);
+		st = imap_uid_fetch_body(c, r->mailbox, uid, 0, 0, collect,
+					 &col, &total, err);
+		if (st == IMAP_OK && col.got->len == len &&
+		    memcmp(col.got->data, want, len) == 0) {
+			*done = TRUE;
+			r->found_uid = uid;
+		}
+		g_byte_array_free(col.got, TRUE);
+	}
+	if (uids != NULL)
+		g_array_free(uids, TRUE);
+	return st;
+}
+
+ImapStatus
+store_append(MailStore *s, const char *mailbox, GBytes *message,
+	     const char *flags, gint64 date, const char *alias,
+	     guint32 *new_uid, ImapError **err)
+{
+	AppendReq r = {mailbox, message, flags, date, NULL, {0}, 0};
+	StoreMessage m = {0};
+	ImapStatus st;
+
+	*new_uid = 0;
+	if (s->read_only)
+		return read_only_error(err);
+	r.before = known_listing(s, mailbox);
+	st = with_conn_checked(s, NULL, do_append, verify_append, &r, err);
+	store_listing_unref(r.before);
+	if (st != IMAP_OK)
+		return st;
+	m.uid = r.appenduid.valid ? r.appenduid.uid : r.found_uid;
+	m.size = g_bytes_get_size(message);
+	m.size_verified = TRUE;
+	m.internaldate = date > 0 ? date : g_get_real_time() / G_USEC_PER_SEC;
+	m.flags = g_intern_string(flags != NULL ? flags : "");
+	insert_message(s, mailbox,
+		       r.appenduid.valid ? r.appenduid.uidvalidity : 0, &m,
+		       alias);
+	*new_uid = m.uid;
+	return IMAP_OK;
+}
+
+/* ------------------------------------------------------------- flags */
+
+typedef struct {
+	const char *mailbox;
+	guint32 uid;
+	const char *flags;
+} FlagReq;
+
+/* Setting flags to a value is idempotent. */
+static ImapStatus
+do_set_flags(ImapConn *c, void *data, ImapError **err)
+{
+	FlagReq *r = data;
+	g_autofree char *set = g_strdup_printf("%u", r->uid);
+
+	return imap_uid_store(c, r->mailbox, set, IMAP_STORE_SET, r->flags,
+			      err);
+}
+
+ImapStatus
+store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
+		const char *flags, ImapError **err)
+{
+	FlagReq r = {mailbox, uid, flags};
+	ImapStatus st;
+
+	if (s->read_only)
+		return read_only_error(err);
+	st = with_conn(s, mailbox, TRUE, do_set_flags, &r, err);
+	if (st == IMAP_OK)
+		update_message(s, mailbox, uid, store_set_flags_fn, flags);
+	return st;
+}
+
+/* ---------------------------------------------------------- mailboxes */
+
+typedef struct {
+	const char *a, *b;
+	ImapMailboxStatus status;
+} NameReq;
+
+static ImapStatus
+do_create(ImapConn *c, void *data, ImapError **err)
+{
+	NameReq *r = data;
+
+	return imap_create(c, r->a, err);
+}
+
+static ImapStatus
+verify_create(ImapConn *c, void *data, gboolean *done, ImapError **err)
+{
+	NameReq *r = data;
+
+	return mailbox_exists(c, r->a, done, err);
+}
+
+ImapStatus
+store_create_mailbox(MailStore *s, const char *name, ImapError **err)
+{
+	NameReq r = {name, NULL, {0}};
+	ImapStatus st;
+
+	if (s->read_only)
+		return read_only_error(err);
+	st = with_conn_checked(s, NULL, do_create, verify_create, &r, err);
+	forget_mailbox_list(s);
+	return st;
+}
+
+static ImapStatus
+do_status(ImapConn *c, void *data, ImapError **err)
+{
+	NameReq *r = data;
+
+	return imap_status(c, r->a, &r->status, err);
+}
+
+static ImapStatus
+do_delete(ImapConn *c, void *data, ImapError **err)
+{
+	NameReq *r = data;
+
+	return imap_delete(c, r->a, err);
+}
+
+static ImapStatus
+verify_delete(ImapConn *c, void *data, gboolean *done, ImapError **err)
+{
+	NameReq *r = data;
+	gboolean exists = TRUE;
+	ImapStatus st = mailbox_exists(c, r->a, &exists, err);
+
+	*done = st == IMAP_OK && !exists;
+	return st;
+}
+
+static gboolean
+has_children(MailStore *s, const char *name)
+{
+	GPtrArray *children = NULL;
+	gboolean any;
+
+	if (store_children(s, name, &children, NULL) != IMAP_OK)
+		return FALSE;
+	any = children->len > 0;
+	g_ptr_array_free(children, TRUE);
+	return any;
+}
+
+ImapStatus
+store_delete_mailbox(MailStore *s, const char *name, gboolean *not_empty,
+		     ImapError **err)
+{
+	NameReq r = {name, NULL, {0}};
+	StoreMailbox mb = {0};
+	ImapStatus st;
+
+	*not_empty = FALSE;
+	if (s->read_only)
+		return read_only_error(err);
+	forget_mailbox_list(s);
+	st = store_mailbox(s, name, &mb, err);
+	if (st != IMAP_OK)
+		return st;
+	*not_empty = has_children(s, name);
+	if (!*not_empty && !(mb.attrs & IMAP_MBOX_NOSELECT)) {
+		st = with_conn(s, NULL, TRUE, do_status, &r, err);
+		*not_empty = st == IMAP_OK && r.status.messages > 0;
+	}
+	store_mailbox_clear(&mb);
+	if (st != IMAP_OK)
+		return st;
+	if (*not_empty)
+		return imap_error_set(err, IMAP_ENO, IMAP_CODE_CANNOT,
+				      "mailbox %s is not empty", name);
+	st = with_conn_checked(s, NULL, do_delete, verify_delete, &r, err);
+	forget_listing(s, name);
+	forget_mailbox_list(s);
+	return st;
+}
+
+static ImapStatus
+do_rename(ImapConn *c, void *data, ImapError **err)
+{
+	NameReq *r = data;
+
+	return imap_rename(c, r->a, r->b, err);
+}
+
+static ImapStatus
+verify_rename(ImapConn *c, void *data, gboolean *done, ImapError **err)
+{
+	NameReq *r = data;
+	gboolean from = TRUE, to = FALSE;
+	ImapStatus st = mailbox_exists(c, r->a, &from, err);
+
+	if (st == IMAP_OK)
+		st = mailbox_exists(c, r->b, &to, err);
+	*done = st == IMAP_OK && !from && to;
+	return st;
+}
+
+ImapStatus
+store_rename_mailbox(MailStore *s, const char *from, const char *to,
+		     ImapError **err)
+{
+	NameReq r = {from, to, {0}};
+	ImapStatus st;
+
+	if (s->read_only)
+		return read_only_error(err);
+	/* Connections that have `from` selected keep a stale selection;
+	 * the pool's idle connections are reopened lazily. */
+	imap_pool_drain(s->pool);
+	st = with_conn_checked(s, NULL, do_rename, verify_rename, &r, err);
+	store_invalidate(s);
+	return st;
+}

@@ -1,0 +1,154 @@
+/* retry.c - surviving network blips. Work runs on a pooled connection;
+ * when the connection dies under it (EOF, reset, timeout, BYE), idempotent
+ * work (LIST, SELECT, FETCH, STATUS, SEARCH) is simply run again on a new
+ * connection, with backoff. Work that changes the account (APPEND, MOVE,
+ * COPY, EXPUNGE, CREATE, RENAME, DELETE) is first checked on the new
+ * connection - did it take effect before the connection died? - and run
+ * again only if it did not, so nothing is lost or done twice. */
+#include "store_internal.h"
+
+static const gint64 backoff_ms[] = {100, 500, 1500, 3000};
+/* After a failed connect, fail at once for this long instead of making
+ * every file operation wait through the backoff again. */
+#define UNREACHABLE_US (15 * G_USEC_PER_SEC)
+#define ATTEMPTS ((int)G_N_ELEMENTS(backoff_ms))
+
+static void
+take_error(ImapError **err, ImapError *local)
+{
+	if (local == NULL)
+		return;
+	if (err != NULL && *err == NULL)
+		*err = local;
+	else
+		imap_error_free(local);
+}
+
+static ImapStatus
+offline_error(ImapError **err)
+{
+	return imap_error_set(err, IMAP_ECLOSED, 0,
+	                      "offline: not connected to the server");
+}
+
+static void
+note_unreachable(MailStore *s, gboolean unreachable)
+{
+	g_mutex_lock(&s->lock);
+	s->unreachable_at = unreachable ? g_get_monotonic_time() : 0;
+	g_mutex_unlock(&s->lock);
+}
+
+static gboolean
+recently_unreachable(MailStore *s)
+{
+	gboolean recent;
+
+	g_mutex_lock(&s->lock);
+	recent = s->unreachable_at != 0 &&
+	         g_get_monotonic_time() - s->unreachable_at < UNREACHABLE_US;
+	g_mutex_unlock(&s->lock);
+	return recent;
+}
+
+static ImapConn *
+acquire(MailStore *s, const char *mailbox, ImapError **err)
+{
+	ImapConn *c = imap_pool_acquire(s->pool, mailbox, err);
+
+	if (c == NULL && err != NULL && *err != NULL &&
+	    connection_lost((*err)->status))
+		note_unreachable(s, TRUE);
+	else if (c != NULL)
+		note_unreachable(s, FALSE);
+	return c;
+}
+
+/* Runs fn once on a pooled connection. */
+static ImapStatus
+run_once(MailStore *s, const char *mailbox, ConnFn fn, void *data,
+         ImapError **err)
+{
+	ImapConn *c = acquire(s, mailbox, err);
+	ImapStatus st;
+
+	if (c == NULL)
+		return err != NULL && *err != NULL ? (*err)->status : IMAP_ENET;
+	st = fn(c, data, err);
+	imap_pool_release(s->pool, c);
+	return st;
+}
+
+/* was_down: the server was already unreachable when the work began;
+ * then it fails at once rather than waiting through the backoff. */
+static gboolean
+may_retry(MailStore *s, ImapStatus st, int attempt, ImapError *why,
+          gboolean was_down)
+{
+	if (!connection_lost(st) || !s->reconnect || attempt >= ATTEMPTS ||
+	    was_down)
+		return FALSE;
+	g_message("connection lost (%s); retrying in %" G_GINT64_FORMAT
+	          " ms",
+	          why != NULL ? why->text : imap_status_name(st),
+	          backoff_ms[attempt]);
+	g_usleep((gulong)(backoff_ms[attempt] * 1000));
+	return TRUE;
+}
+
+ImapStatus
+with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
+          void *data, ImapError **err)
+{
+	ImapError *local = NULL;
+	ImapStatus st;
+	int attempt = 0;
+	gboolean was_down;
+
+	if (s->pool == NULL)
+		return offline_error(err);
+	was_down = recently_unreachable(s);
+	for (;;) {
+		st = run_once(s, mailbox, fn, data, &local);
+		if (st == IMAP_OK || !idempotent ||
+		    !may_retry(s, st, attempt++, local, was_down))
+			break;
+		imap_error_clear(&local);
+	}
+	take_error(err, local);
+	return st;
+}
+
+ImapStatus
+with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn,
+                  VerifyFn verify, void *data, ImapError **err)
+{
+	ImapError *local = NULL;
+	ImapStatus st;
+	gboolean done, was_down;
+	int attempt = 0;
+	ImapConn *c;
+
+	if (s->pool == NULL)
+		return offline_error(err);
+	was_down = recently_unreachable(s);
+	st = run_once(s, mailbox, fn, data, &local);
+	while (st != IMAP_OK && may_retry(s, st, attempt++, local, was_down)) {
+		imap_error_clear(&local);
+		c = acquire(s, mailbox, &local);
+		if (c == NULL) {
+			st = local != NULL ? local->status : IMAP_ENET;
+			continue;
+		}
+		done = FALSE;
+		st = verify(c, data, &done, &local);
+		if (st == IMAP_OK && !done)
+			st = fn(c, data, &local);
+		imap_pool_release(s->pool, c);
+		if (st == IMAP_OK && done)
+			g_message("the change had been made before the "
+			          "connection was lost; not repeating it");
+	}
+	take_error(err, local);
+	return st;
+}
