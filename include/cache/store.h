@@ -34,6 +34,7 @@ typedef struct {
 	const char *cache_dir;	/* NULL: nothing on disk */
 	guint64 cache_size;	/* bytes of bodies kept; 0: unbounded */
 	gboolean watch;		/* IDLE (or poll) for changes */
+	gboolean no_reconnect;	/* fail at once when a connection dies */
 	StoreChangeFn change_fn;
 	void *change_user;
 } MailStoreOptions;
