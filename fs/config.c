@@ -43,6 +43,7 @@ static const FsOption options[] = {
     OPT_S(cache_size, "SIZE", "body cache limit, e.g. 512M (default)"),
     OPT_B(offline, "mount from the cache without connecting"),
     OPT_B(no_watch, "do not IDLE for other clients' changes"),
+    OPT_B(reconnect, "reconnect and retry after network errors (yes)"),
     {"log_level", FS_OPT_LEVEL, offsetof(FsConfig, log_level), 0, 0, FALSE,
      "LEVEL", "error, warning (default), info or debug"},
     {"config", FS_OPT_PATH, offsetof(FsConfig, config), 0, 0, TRUE, "PATH",
@@ -85,6 +86,7 @@ fs_config_init(FsConfig *cfg)
 	cfg->dir_cache_timeout = 30;
 	cfg->timeout = 60;
 	cfg->log_level = FS_LOG_DEFAULT;
+	cfg->reconnect = TRUE;
 }
 
 void

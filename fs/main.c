@@ -411,6 +411,7 @@ make_store(Imapfs *fs, const FsConfig *cfg, const FsUrl *url,
 	    .read_only = cfg->read_only,
 	    .cache_dir = dir,
 	    .watch = !cfg->no_watch,
+	    .no_reconnect = !cfg->reconnect,
 	    .change_fn = imapfs_on_change,
 	    .change_user = fs,
 	};

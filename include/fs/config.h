@@ -82,6 +82,7 @@ typedef struct {
 	char *cache_size; /* bytes, with K/M/G suffix (default 512M) */
 	gboolean offline; /* mount from the cache without connecting */
 	gboolean no_watch; /* no IDLE/polling for other clients' changes */
+	gboolean reconnect; /* retry after lost connections (default yes) */
 	int log_level; /* FsLogLevel */
 	/* Seen among libfuse's own options. */
 	gboolean foreground; /* -f, -d or -o debug */
