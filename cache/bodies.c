@@ -650,3 +650,19 @@ body_cache_count(BodyCache *bc)
 	g_mutex_unlock(&bc->lock);
 	return n;
 }
+
+gboolean
+body_cache_has(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
+	       guint32 uid)
+{
+	g_autofree char *key = NULL;
+	gboolean has;
+
+	if (bc == NULL)
+		return FALSE;
+	key = body_key(mailbox, uidvalidity, uid);
+	g_mutex_lock(&bc->lock);
+	has = g_hash_table_contains(bc->index, key);
+	g_mutex_unlock(&bc->lock);
+	return has;
+}

@@ -47,6 +47,7 @@ store_body_open(MailStore *s, const char *mailbox, guint32 uid, ImapError **err)
 	b->mailbox = g_strdup(mailbox);
 	b->uid = uid;
 	b->uidvalidity = l->uidvalidity;
+	prefetch_note_open(s->prefetch, mailbox, l, uid);
 	store_listing_unref(l);
 	b->size_hint = m.size;
 	b->size_known = m.size_verified;
@@ -54,12 +55,15 @@ store_body_open(MailStore *s, const char *mailbox, guint32 uid, ImapError **err)
 	b->chunk = WINDOW_MIN;
 	b->fd = -1;
 	g_mutex_init(&b->lock);
-	if (s->bodies != NULL) {
-		b->fd = body_cache_open_body(s->bodies, mailbox, b->uidvalidity,
-		                             uid, &b->size);
-		if (b->fd >= 0)
-			b->size_known = TRUE;
-	}
+	if (s->bodies == NULL)
+		return b;
+	/* On its way already: waiting beats fetching it twice. */
+	if (prefetch_pending(s->prefetch, mailbox, uid))
+		prefetch_wait(s->prefetch, mailbox, uid, 30 * G_USEC_PER_SEC);
+	b->fd = body_cache_open_body(s->bodies, mailbox, b->uidvalidity, uid,
+				     &b->size);
+	if (b->fd >= 0)
+		b->size_known = TRUE;
 	return b;
 }
 

@@ -340,10 +340,22 @@ verify_append(ImapConn *c, void *data, gboolean *done, ImapError **err)
 	return st;
 }
 
+static ImapStatus
+check_then_append(ImapConn *c, void *data, ImapError **err)
+{
+	AppendReq *r = data;
+	gboolean done = FALSE;
+	ImapStatus st = verify_append(c, r, &done, err);
+
+	if (st != IMAP_OK || done)
+		return st;
+	return do_append(c, r, err);
+}
+
 ImapStatus
 store_append(MailStore *s, const char *mailbox, GBytes *message,
 	     const char *flags, gint64 date, const char *alias,
-	     guint32 *new_uid, ImapError **err)
+	     gboolean check_first, guint32 *new_uid, ImapError **err)
 {
 	AppendReq r = {mailbox, message, flags, date, NULL, {0}, 0};
 	StoreMessage m = {0};
@@ -353,7 +365,9 @@ store_append(MailStore *s, const char *mailbox, GBytes *message,
 	if (s->read_only)
 		return read_only_error(err);
 	r.before = known_listing(s, mailbox);
-	st = with_conn_checked(s, NULL, do_append, verify_append, &r, err);
+	st = with_conn_checked(s, NULL,
+			       check_first ? check_then_append : do_append,
+			       verify_append, &r, err);
 	store_listing_unref(r.before);
 	if (st != IMAP_OK)
 		return st;

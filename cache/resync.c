@@ -298,58 +298,57 @@ is_vanished(const Resync *r, guint32 uid)
 	return FALSE;
 }
 
-/* Old listing + changes -> new listing; *removed gets expunged UIDs. */
+/* Old listing + changes -> new listing; *removed gets expunged UIDs.
+ * Messages fetched now win over what the old listing had for the same
+ * UID (our own moves and uploads insert entries ahead of the server's
+ * word), and new UIDs below ones we inserted are kept, not skipped. */
 static StoreListing *
 merge(Resync *r, GArray *removed)
 {
+	GHashTable *fetched = g_hash_table_new(NULL, NULL);
 	StoreListing *l;
-	guint32 last = 0;
 
-	g_array_sort(r->added, by_uid);
-	if (r->full) {
-		l = listing_new(r->status.uidvalidity, r->added->len);
-		g_array_append_vals(l->msgs, r->added->data, r->added->len);
-	} else {
-		l = listing_new(r->old->uidvalidity,
-		                r->old->msgs->len + r->added->len);
+	for (guint i = 0; i < r->added->len; i++)
+		g_hash_table_add(fetched,
+				 GUINT_TO_POINTER(g_array_index(
+					 r->added, StoreMessage, i).uid));
+	l = listing_new(r->full ? r->status.uidvalidity : r->old->uidvalidity,
+			(r->full ? 0 : r->old->msgs->len) + r->added->len);
+	if (!r->full) {
 		if (r->present != NULL)
 			g_array_sort(r->present, cmp_u32);
 		for (guint i = 0; i < r->old->msgs->len; i++) {
 			StoreMessage m =
-			    g_array_index(r->old->msgs, StoreMessage, i);
+				g_array_index(r->old->msgs, StoreMessage, i);
 			const StoreMessage *ch = g_hash_table_lookup(
-			    r->changed, GUINT_TO_POINTER(m.uid));
+				r->changed, GUINT_TO_POINTER(m.uid));
 			if (is_vanished(r, m.uid) ||
 			    !in_sorted(r->present, m.uid)) {
 				g_array_append_val(removed, m.uid);
 				continue;
 			}
+			if (g_hash_table_contains(fetched,
+						  GUINT_TO_POINTER(m.uid)))
+				continue;
 			if (ch != NULL) {
 				m.flags = ch->flags;
 				m.modseq = ch->modseq;
 			}
 			g_array_append_val(l->msgs, m);
 		}
-		last = l->msgs->len > 0 ? g_array_index(l->msgs, StoreMessage,
-		                                        l->msgs->len - 1)
-		                              .uid
-		                        : 0;
-		for (guint i = 0; i < r->added->len; i++) {
-			const StoreMessage *m =
-			    &g_array_index(r->added, StoreMessage, i);
-			if (m->uid > last)
-				g_array_append_val(l->msgs, *m);
-		}
 	}
-	/* Duplicates are impossible from one server answer, but a server
-	 * bug must not break the sorted-unique invariant. */
+	g_array_append_vals(l->msgs, r->added->data, r->added->len);
+	g_array_sort(l->msgs, by_uid);
+	/* A server answering one UID twice must not break the sorted,
+	 * unique invariant. */
 	for (guint i = 1; i < l->msgs->len;) {
-		if (g_array_index(l->msgs, StoreMessage, i).uid <=
+		if (g_array_index(l->msgs, StoreMessage, i).uid ==
 		    g_array_index(l->msgs, StoreMessage, i - 1).uid)
 			g_array_remove_index(l->msgs, i);
 		else
 			i++;
 	}
+	g_hash_table_destroy(fetched);
 	return l;
 }
 
@@ -413,6 +412,10 @@ install(MailStore *s, MailboxState *st, Resync *r, StoreListing *l)
 	}
 	store_listing_unref(st->listing);
 	st->listing = l;
+	/* Names given by our moves and uploads bridge only until the
+	 * server's listing shows the real UIDs; kept longer, a name could
+	 * come to mean another message. */
+	g_hash_table_remove_all(st->aliases);
 	st->uidnext = r->status.uidnext;
 	st->highestmodseq =
 	    r->status.has_highestmodseq ? r->status.highestmodseq : 0;
@@ -441,6 +444,7 @@ resync_mailbox(MailStore *s, MailboxState *st, ImapError **err)
 	if (rc == IMAP_OK && r.unchanged) {
 		g_mutex_lock(&s->lock);
 		st->fetched_at = g_get_monotonic_time();
+		g_hash_table_remove_all(st->aliases);
 		g_mutex_unlock(&s->lock);
 	} else if (rc == IMAP_OK) {
 		l = merge(&r, removed);

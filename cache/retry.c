@@ -88,6 +88,9 @@ may_retry(MailStore *s, ImapStatus st, int attempt, ImapError *why,
 	if (!connection_lost(st) || !s->reconnect || attempt >= ATTEMPTS ||
 	    was_down)
 		return FALSE;
+	/* A server that stalls: one more try, not a timeout per attempt. */
+	if (st == IMAP_ETIMEOUT && attempt >= 1)
+		return FALSE;
 	g_message("connection lost (%s); retrying in %" G_GINT64_FORMAT
 	          " ms",
 	          why != NULL ? why->text : imap_status_name(st),

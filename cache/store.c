@@ -173,6 +173,8 @@ store_start_watch(MailStore *s)
 {
 	if (s->pool != NULL && s->watch_enabled && s->watch == NULL)
 		s->watch = watch_start(s);
+	if (s->prefetch == NULL)
+		s->prefetch = prefetch_start(s);
 }
 
 void
@@ -182,6 +184,7 @@ store_free(MailStore *s)
 		return;
 	if (s->watch != NULL)
 		watch_stop(s->watch);
+	prefetch_stop(s->prefetch);
 	g_hash_table_destroy(s->states);
 	if (s->mailboxes != NULL)
 		g_ptr_array_free(s->mailboxes, TRUE);

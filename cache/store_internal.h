@@ -44,6 +44,7 @@ struct MailStore {
 	gboolean quota_known;
 	GMutex list_refresh;
 	struct StoreWatch *watch;
+	struct StorePrefetch *prefetch; /* NULL without a body cache */
 };
 
 typedef ImapStatus (*ConnFn)(ImapConn *c, void *data, ImapError **err);
@@ -90,6 +91,18 @@ void store_note_size(MailStore *s, const char *mailbox, guint32 uid,
  * proportional to what changed when a listing is already known. Called
  * with st->refresh held. */
 ImapStatus resync_mailbox(MailStore *s, MailboxState *st, ImapError **err);
+
+/* prefetch.c: following sequential scans (see there). */
+struct StorePrefetch *prefetch_start(MailStore *s);
+void prefetch_stop(struct StorePrefetch *p);
+void prefetch_note_open(struct StorePrefetch *p, const char *mailbox,
+			StoreListing *l, guint32 uid);
+/* TRUE if uid of mailbox is queued or being fetched. */
+gboolean prefetch_pending(struct StorePrefetch *p, const char *mailbox,
+			  guint32 uid);
+/* Waits until it is not; FALSE on timeout. */
+gboolean prefetch_wait(struct StorePrefetch *p, const char *mailbox,
+		       guint32 uid, gint64 timeout_us);
 
 /* watch.c */
 struct StoreWatch *watch_start(MailStore *s);

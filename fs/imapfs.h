@@ -35,6 +35,7 @@ typedef struct {
 	char *flags;  /* from user.imap.flags, or NULL */
 	gboolean dirty;
 	gboolean committed; /* sent: the file is a message now */
+	gboolean in_doubt; /* a send failed; it may have arrived */
 	gboolean deferred; /* rsync-style temp name: sent at rename */
 } Upload;
 

@@ -112,7 +112,12 @@ upload_commit(Imapfs *fs, Upload *u, const char *mailbox, const char *alias)
 	}
 	bytes = to_crlf(u->data);
 	st = store_append(fs->store, mailbox, bytes, u->flags, u->mtime, alias,
-			  &uid, &err);
+			  u->in_doubt, &uid, &err);
+	/* After a lost connection the server may hold it already: the
+	 * next attempt looks before sending again. */
+	if (st != IMAP_OK && st != IMAP_ENO && st != IMAP_EBAD &&
+	    st != IMAP_EINVAL)
+		u->in_doubt = TRUE;
 	g_bytes_unref(bytes);
 	if (st == IMAP_OK) {
 		u->dirty = FALSE;

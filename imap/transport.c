@@ -255,7 +255,10 @@ setup_tls(ImapTransport *t, const char *name, const ImapTlsOptions *opts,
 	if (t->ctx == NULL)
 		goto fail;
 	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(t->ctx, SSL_OP_NO_COMPRESSION |
+	/* A peer closing without close_notify reads as EOF: IMAP frames
+	 * itself (tags, literal sizes), so truncation cannot go unnoticed. */
+	SSL_CTX_set_options(t->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
+	                                SSL_OP_NO_COMPRESSION |
 					    SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -421,7 +424,9 @@ read_once(ImapTransport *t, char *buf, gsize len, short *want, ImapError **err)
 	default:
 		break;
 	}
-	imap_error_set(err, IMAP_ETLS, 0, "TLS read failed: %s", why);
+	/* After the handshake a TLS failure is a broken connection, to be
+	 * retried like any other (certificate problems surface earlier). */
+	imap_error_set(err, IMAP_ENET, 0, "TLS read failed: %s", why);
 	return -2;
 }
 
@@ -492,7 +497,7 @@ write_once(ImapTransport *t, const char *buf, gsize len, short *want,
 		*want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
 		return -1;
 	}
-	imap_error_set(err, IMAP_ETLS, 0, "TLS write failed: %s", why);
+	imap_error_set(err, IMAP_ENET, 0, "TLS write failed: %s", why);
 	return -2;
 }
 

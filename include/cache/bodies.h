@@ -19,6 +19,9 @@ void body_cache_close(BodyCache *bc);
  * with body_cache_release) or -1 if not cached. *size gets its length. */
 int body_cache_open_body(BodyCache *bc, const char *mailbox,
 			 guint32 uidvalidity, guint32 uid, guint64 *size);
+/* TRUE if the body is cached (it may still be evicted any time). */
+gboolean body_cache_has(BodyCache *bc, const char *mailbox,
+			guint32 uidvalidity, guint32 uid);
 void body_cache_release(BodyCache *bc, const char *mailbox,
 			guint32 uidvalidity, guint32 uid, int fd);
 

@@ -123,10 +123,12 @@ ImapStatus store_move_message(MailStore *s, const char *mailbox, guint32 uid,
 			      const char *dest, const char *alias,
 			      guint32 *new_uid, ImapError **err);
 /* Uploads a message; *new_uid as above. flags may be NULL; date <= 0:
- * now. */
+ * now. check_first: an earlier attempt failed with an unknown outcome, so
+ * look for the message before sending it again. */
 ImapStatus store_append(MailStore *s, const char *mailbox, GBytes *message,
 			const char *flags, gint64 date, const char *alias,
-			guint32 *new_uid, ImapError **err);
+			gboolean check_first, guint32 *new_uid,
+			ImapError **err);
 /* Replaces the flags of a message (space-separated). */
 ImapStatus store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
 			   const char *flags, ImapError **err);

@@ -113,6 +113,22 @@ ImapStatus imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
 						 gsize len),
 			       void *ctx, guint64 *total, ImapError **err);
 
+/* Many whole bodies in one command (UID FETCH set (UID BODY.PEEK[])), for
+ * prefetching: each message's bytes stream to the sink as they arrive
+ * (implemented in fetch_bodies.c). begin() may return FALSE to have a
+ * message's bytes discarded. */
+typedef struct {
+	gboolean (*begin)(void *ctx, guint32 uid, guint64 size);
+	gboolean (*write)(void *ctx, guint32 uid, const char *data,
+			  gsize len);
+	void (*end)(void *ctx, guint32 uid, gboolean ok);
+	void *ctx;
+} ImapBodySink;
+
+ImapStatus imap_uid_fetch_bodies(ImapConn *c, const char *mailbox,
+				 const char *uidset, const ImapBodySink *sink,
+				 ImapError **err);
+
 /* ---- SEARCH ---- */
 /* One search key: atom is a trusted keyword ("ALL", "UNDELETED",
  * "HEADER", "UID"); args (0-2) are astrings built safely. */

@@ -57,6 +57,8 @@ fi
 . "$HERE/mount_lib.sh"
 
 WORK=$(mktemp -d /tmp/imapfs-daily-test.XXXXXX) || exit 1
+# The daemon's persistent cache goes here, not into the real home.
+export XDG_CACHE_HOME=$WORK/xdg-cache
 chmod 0755 "$WORK"
 DOVE=$WORK/dovecot
 ENVF=$WORK/server.env

@@ -116,18 +116,18 @@ cert_path(const char *name)
 static int
 group_setup(void **state)
 {
-	char *argv[] = {"bash", "-c", (char *)make_certs_script, "bash", NULL,
-			NULL};
+	char *argv[] = {"bash", "-c", (char *)make_certs_script,
+	                "bash", NULL, NULL};
 	g_autoptr(GError) error = NULL;
 	int status = -1;
 
 	certs = test_certs_make();
 	argv[4] = certs->dir;
 	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-			  NULL, NULL, &status, &error) ||
+	                  NULL, NULL, &status, &error) ||
 	    !g_spawn_check_wait_status(status, NULL)) {
 		fprintf(stderr, "making test certificates failed: %s\n",
-			error != NULL ? error->message : "script failed");
+		        error != NULL ? error->message : "script failed");
 		return -1;
 	}
 	return 0;
@@ -180,7 +180,7 @@ starttls_server(const char *cert, const char *key)
 
 static ImapConnectOptions
 options_for(const char *port, ImapTlsMode mode, const char *ca_file,
-	    const char *fingerprint)
+            const char *fingerprint)
 {
 	ImapConnectOptions o = {
 	    .host = "127.0.0.1",
@@ -199,7 +199,7 @@ options_for(const char *port, ImapTlsMode mode, const char *ca_file,
 /* The handshake with cert must succeed and the session go on over TLS. */
 static void
 expect_accepted(const char *cert, const char *key, const char *ca_file,
-		const char *fingerprint)
+                const char *fingerprint)
 {
 	FakeServer *f = starttls_server(cert, key);
 	ImapConnectOptions o =
@@ -219,7 +219,7 @@ expect_accepted(const char *cert, const char *key, const char *ca_file,
 /* The client must refuse cert with IMAP_ETLS, saying why (needle). */
 static void
 expect_refused(const char *cert, const char *key, const char *ca_file,
-	       const char *fingerprint, const char *needle)
+               const char *fingerprint, const char *needle)
 {
 	FakeServer *f = starttls_server(cert, key);
 	ImapConnectOptions o =
@@ -244,29 +244,29 @@ expect_refused(const char *cert, const char *key, const char *ca_file,
 static void
 test_good_certificate(void **state)
 {
-	expect_accepted("certs/server.pem", "certs/server.key",
-			certs->ca_file, NULL);
+	expect_accepted("certs/server.pem", "certs/server.key", certs->ca_file,
+	                NULL);
 }
 
 static void
 test_expired_certificate(void **state)
 {
 	expect_refused("expired.pem", "expired.key", certs->ca_file, NULL,
-		       "expired");
+	               "expired");
 }
 
 static void
 test_wrong_host_certificate(void **state)
 {
 	expect_refused("wronghost.pem", "wronghost.key", certs->ca_file, NULL,
-		       "hostname mismatch");
+	               "hostname mismatch");
 }
 
 static void
 test_self_signed_unpinned(void **state)
 {
-	expect_refused("selfsigned.pem", "selfsigned.key", certs->ca_file,
-		       NULL, "self-signed");
+	expect_refused("selfsigned.pem", "selfsigned.key", certs->ca_file, NULL,
+	               "self-signed");
 }
 
 static void
@@ -274,8 +274,8 @@ test_untrusted_ca(void **state)
 {
 	/* The good certificate, but only an unrelated CA is trusted. */
 	expect_refused("certs/server.pem", "certs/server.key",
-		       certs->other_ca_file, NULL,
-		       "certificate verification failed");
+	               certs->other_ca_file, NULL,
+	               "certificate verification failed");
 }
 
 static void
@@ -300,19 +300,18 @@ test_pin_mismatch_refused(void **state)
 
 	/* Pinned to another certificate. */
 	expect_refused("selfsigned.pem", "selfsigned.key", NULL, pin,
-		       "does not match");
+	               "does not match");
 	/* A pin overrides the CA: a chain that would verify is not enough. */
-	expect_refused("certs/server.pem", "certs/server.key",
-		       certs->ca_file,
-		       "sha256:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:"
-		       "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff",
-		       "does not match");
+	expect_refused("certs/server.pem", "certs/server.key", certs->ca_file,
+	               "sha256:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:"
+	               "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff",
+	               "does not match");
 	/* A prefix of the right fingerprint is not the fingerprint. */
 	short_pin = g_strndup(self_hex, 3 * 16 - 1);
 	g_free(pin);
 	pin = g_strconcat("sha256:", short_pin, NULL);
 	expect_refused("selfsigned.pem", "selfsigned.key", NULL, pin,
-		       "does not match");
+	               "does not match");
 }
 
 /* A plain OpenSSL client allowing TLS 1.0-1.1: proves the server really
@@ -321,7 +320,7 @@ static char *
 old_tls_handshake(const char *port)
 {
 	struct addrinfo hints = {.ai_family = AF_INET,
-				 .ai_socktype = SOCK_STREAM};
+	                         .ai_socktype = SOCK_STREAM};
 	struct addrinfo *ai = NULL;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	SSL *ssl = NULL;
@@ -365,22 +364,21 @@ test_tls11_refused(void **state)
 	g_autofree char *cert = cert_path("certs/server.pem");
 	g_autofree char *key = cert_path("certs/server.key");
 	char *argv[] = {"python3", "-c", (char *)tls11_server_script,
-			cert, key, NULL};
+	                cert,      key,  NULL};
 	g_autoptr(GError) error = NULL;
 	g_autoptr(ImapError) err = NULL;
 	g_autofree char *port_line = NULL, *control = NULL, *seen1 = NULL,
-			*seen2 = NULL;
+	                *seen2 = NULL;
 	ImapConnectOptions o;
 	ImapConn *c;
 	GPid pid;
 	int out_fd, status;
 	FILE *out;
 
-	if (!g_spawn_async_with_pipes(NULL, argv, NULL,
-				      G_SPAWN_SEARCH_PATH |
-					  G_SPAWN_DO_NOT_REAP_CHILD,
-				      NULL, NULL, &pid, NULL, &out_fd, NULL,
-				      &error))
+	if (!g_spawn_async_with_pipes(
+	        NULL, argv, NULL,
+	        G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+	        &pid, NULL, &out_fd, NULL, &error))
 		fail_msg("cannot start python3: %s", error->message);
 	out = fdopen(out_fd, "r");
 	assert_non_null(out);
@@ -392,8 +390,7 @@ test_tls11_refused(void **state)
 	}
 	control = old_tls_handshake(port_line + 5);
 	seen1 = read_line(out);
-	o = options_for(port_line + 5, IMAP_TLS_IMPLICIT, certs->ca_file,
-			NULL);
+	o = options_for(port_line + 5, IMAP_TLS_IMPLICIT, certs->ca_file, NULL);
 	c = imap_conn_connect(&o, &err);
 	if (c != NULL)
 		imap_conn_close(c);

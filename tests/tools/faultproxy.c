@@ -28,7 +28,7 @@
 
 /* Bytes one direction of a connection may hold before we stop reading. */
 #define QUEUE_LIMIT (8u << 20)
-#define READ_SIZE 65536
+#define READ_SIZE   65536
 
 typedef struct Chunk {
 	struct Chunk *next;
@@ -43,9 +43,9 @@ typedef struct {
 	Chunk *head;
 	Chunk *tail;
 	size_t queued;
-	gboolean eof;	       /* src sent FIN */
-	gint64 eof_due;	       /* when to pass that FIN on */
-	gboolean shut;	       /* dst got shutdown(SHUT_WR) */
+	gboolean eof;           /* src sent FIN */
+	gint64 eof_due;         /* when to pass that FIN on */
+	gboolean shut;          /* dst got shutdown(SHUT_WR) */
 	gboolean write_blocked; /* last write to dst hit EAGAIN */
 } Pipe;
 
@@ -57,7 +57,7 @@ typedef struct {
 	Pipe up;   /* client -> server */
 	Pipe down; /* server -> client */
 	guint64 down_bytes;
-	guint64 cut_at;	  /* 0: never */
+	guint64 cut_at;   /* 0: never */
 	guint64 stall_at; /* 0: never */
 } Conn;
 
@@ -296,8 +296,8 @@ static void
 proxy_accept(Proxy *px)
 {
 	for (;;) {
-		int fd = accept4(px->lfd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd =
+		    accept4(px->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		Conn *c;
 
 		if (fd < 0)
@@ -310,10 +310,10 @@ proxy_accept(Proxy *px)
 		c = g_new0(Conn, 1);
 		c->cfd = fd;
 		c->sfd = socket(px->target_addr.ss_family,
-				SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		                SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->sfd < 0 ||
 		    (connect(c->sfd, (struct sockaddr *)&px->target_addr,
-			     px->target_len) < 0 &&
+		             px->target_len) < 0 &&
 		     errno != EINPROGRESS)) {
 			conn_kill(c, TRUE);
 			continue;
@@ -324,10 +324,10 @@ proxy_accept(Proxy *px)
 		if (px->opt.cut_every > 0)
 			c->cut_at = px->opt.cut_every;
 		if (px->opt.cut_after > 0 && px->accepted == 1)
-			c->cut_at = c->cut_at == 0
-					? (guint64)px->opt.cut_after
-					: MIN(c->cut_at,
-					      (guint64)px->opt.cut_after);
+			c->cut_at =
+			    c->cut_at == 0
+			        ? (guint64)px->opt.cut_after
+			        : MIN(c->cut_at, (guint64)px->opt.cut_after);
 		if (px->opt.stall_after > 0)
 			c->stall_at = px->opt.stall_after;
 		g_ptr_array_add(px->conns, c);
@@ -462,10 +462,10 @@ proxy_settle(Proxy *px, guint i, ConnFate fate)
 static void
 proxy_run(Proxy *px)
 {
-	gint64 deadline = px->opt.max_seconds > 0
-			      ? now_us() + (gint64)px->opt.max_seconds *
-						   G_USEC_PER_SEC
-			      : G_MAXINT64;
+	gint64 deadline =
+	    px->opt.max_seconds > 0
+	        ? now_us() + (gint64)px->opt.max_seconds * G_USEC_PER_SEC
+	        : G_MAXINT64;
 	gint64 delay_us = (gint64)px->opt.delay_ms * 1000;
 	GArray *pfds = g_array_new(FALSE, TRUE, sizeof(struct pollfd));
 
@@ -502,7 +502,7 @@ proxy_run(Proxy *px)
 			ConnFate fate;
 
 			fate = conn_events(c, fds[2 + 2 * i].revents,
-					   fds[3 + 2 * i].revents, delay_us);
+			                   fds[3 + 2 * i].revents, delay_us);
 			if (fate == CONN_KEEP)
 				fate = conn_pump(c, now_us());
 			proxy_settle(px, i, fate);
@@ -536,7 +536,7 @@ parse_target(Proxy *px)
 	rc = getaddrinfo(host, colon + 1, &hints, &res);
 	if (rc != 0) {
 		fprintf(stderr, "faultproxy: %s: %s\n", px->opt.target,
-			gai_strerror(rc));
+		        gai_strerror(rc));
 		return FALSE;
 	}
 	/* Test servers listen on 127.0.0.1; prefer IPv4 for "localhost". */
@@ -559,8 +559,8 @@ static int
 listen_loopback(int port)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET,
-				  .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	                          .sin_port = htons(port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(sin);
 	int one = 1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -612,8 +612,7 @@ parse_options(int argc, char **argv, Options *o)
 	    {"reset", 0, 0, G_OPTION_ARG_NONE, &o->reset,
 	     "Cuts send RST instead of FIN", NULL},
 	    {"stall-after", 0, 0, G_OPTION_ARG_INT64, &o->stall_after,
-	     "Stop forwarding after BYTES server->client, stay open",
-	     "BYTES"},
+	     "Stop forwarding after BYTES server->client, stay open", "BYTES"},
 	    {"max-seconds", 0, 0, G_OPTION_ARG_INT, &o->max_seconds,
 	     "Exit after S seconds (default 600, 0: never)", "S"},
 	    {NULL, 0, 0, 0, NULL, NULL, NULL},
@@ -626,8 +625,8 @@ parse_options(int argc, char **argv, Options *o)
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	g_option_context_set_description(
 	    ctx, "Prints PORT=n once listening on 127.0.0.1.\n"
-		 "SIGUSR1 cuts all connections now; SIGUSR2 toggles refusing "
-		 "new ones.\n");
+	         "SIGUSR1 cuts all connections now; SIGUSR2 toggles refusing "
+	         "new ones.\n");
 	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
 		fprintf(stderr, "faultproxy: %s\n", err->message);
 		return FALSE;
@@ -637,7 +636,7 @@ parse_options(int argc, char **argv, Options *o)
 	    o->listen_port < 0 || o->listen_port > 65535 ||
 	    o->max_seconds < 0) {
 		fprintf(stderr, "faultproxy: need --target HOST:PORT and "
-				"non-negative numbers (see --help)\n");
+		                "non-negative numbers (see --help)\n");
 		return FALSE;
 	}
 	return TRUE;
@@ -667,9 +666,10 @@ main(int argc, char **argv)
 	g_ptr_array_free(px.conns, TRUE);
 	close(px.lfd);
 	close(px.sigfd);
-	fprintf(stderr, "faultproxy: %" G_GUINT64_FORMAT " connections, %"
-			G_GUINT64_FORMAT " cut\n",
-		px.accepted, px.cuts);
+	fprintf(stderr,
+	        "faultproxy: %" G_GUINT64_FORMAT
+	        " connections, %" G_GUINT64_FORMAT " cut\n",
+	        px.accepted, px.cuts);
 	g_free(px.opt.target);
 	return 0;
 }

@@ -1,0 +1,393 @@
+/* prefetch.c - reading ahead of sequential scans. grep -r, find -exec and
+ * rsync open a folder's messages one after another in listing order, and
+ * without help each open costs a round trip. When opens follow the listing
+ * order, the next messages' bodies are fetched in batches (one UID FETCH
+ * for many messages) on spare connections into the body cache, so the
+ * scan finds them there. The queue holds UIDs only, batches are bounded in
+ * count and bytes, and a scan that stops or moves elsewhere cancels what
+ * was queued for it. */
+#include <string.h>
+
+#include "store_internal.h"
+
+#define WORKERS 2
+#define AHEAD 64		  /* messages kept queued ahead of a scan */
+#define BATCH_MESSAGES 32
+#define BATCH_BYTES (4u * 1024 * 1024)
+#define LARGEST (8u * 1024 * 1024) /* bigger bodies are left to readers */
+
+typedef struct {
+	guint32 uid;
+	guint64 size;
+} Want;
+
+struct StorePrefetch {
+	MailStore *s;
+	GMutex lock;
+	GCond cond;
+	gboolean stop;
+	GThread *workers[WORKERS];
+	/* the scan being followed */
+	char *mailbox;
+	guint32 uidvalidity;
+	gint last_pos[2]; /* per ScanOrder */
+	guint run[2];	  /* opens that followed that order */
+	GQueue queue;	  /* Want *, next to fetch */
+	GHashTable *queued; /* uid -> TRUE, queued or in flight */
+	GHashTable *seen;   /* uid -> TRUE, considered for this scan */
+	GArray *names;	    /* UIDs in name order */
+	GHashTable *name_pos; /* uid -> position in names + 1 */
+	const StoreListing *names_of;
+};
+
+static void
+clear_queue_locked(struct StorePrefetch *p)
+{
+	/* In-flight UIDs stay in queued until their batch ends. */
+	while (!g_queue_is_empty(&p->queue)) {
+		Want *w = g_queue_pop_head(&p->queue);
+		g_hash_table_remove(p->queued, GUINT_TO_POINTER(w->uid));
+		g_free(w);
+	}
+	g_hash_table_remove_all(p->seen);
+}
+
+/* The two orders scans use: listing (UID) order, as grep -r and find
+ * see it, and name order ("10.eml" before "2.eml"), as rsync sorts. */
+typedef enum { ORDER_UID, ORDER_NAME } ScanOrder;
+
+static gint
+by_name(gconstpointer a, gconstpointer b)
+{
+	char x[16], y[16];
+
+	g_snprintf(x, sizeof(x), "%u", *(const guint32 *)a);
+	g_snprintf(y, sizeof(y), "%u", *(const guint32 *)b);
+	return strcmp(x, y);
+}
+
+/* Message indexes of the listing in name order, computed once per
+ * listing. Called with p->lock. */
+static GArray *
+name_order_locked(struct StorePrefetch *p, StoreListing *l)
+{
+	if (p->names_of != l) {
+		GArray *uids = g_array_sized_new(FALSE, FALSE, sizeof(guint32),
+						 l->msgs->len);
+		for (guint i = 0; i < l->msgs->len; i++)
+			g_array_append_val(
+				uids, g_array_index(l->msgs, StoreMessage, i).uid);
+		g_array_sort(uids, by_name);
+		if (p->names != NULL)
+			g_array_free(p->names, TRUE);
+		p->names = uids;
+		g_hash_table_remove_all(p->name_pos);
+		for (guint k = 0; k < uids->len; k++)
+			g_hash_table_insert(
+				p->name_pos,
+				GUINT_TO_POINTER(g_array_index(uids, guint32, k)),
+				GUINT_TO_POINTER(k + 1));
+		p->names_of = l; /* compared, never dereferenced later */
+	}
+	return p->names;
+}
+
+static gint
+position_of(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
+	    guint32 uid)
+{
+	gboolean found;
+	gint i = find_index(l, uid, &found);
+
+	if (!found)
+		return -1;
+	if (order == ORDER_UID)
+		return i;
+	name_order_locked(p, l);
+	return (gint)GPOINTER_TO_UINT(g_hash_table_lookup(
+		       p->name_pos, GUINT_TO_POINTER(uid))) -
+	       1;
+}
+
+static const StoreMessage *
+message_at(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
+	   guint k)
+{
+	guint32 uid;
+
+	if (order == ORDER_UID)
+		return k < l->msgs->len
+			       ? &g_array_index(l->msgs, StoreMessage, k)
+			       : NULL;
+	if (k >= p->names->len)
+		return NULL;
+	uid = g_array_index(p->names, guint32, k);
+	return store_listing_find(l, uid);
+}
+
+/* Queues the messages after position k (in order) not cached yet. */
+static void
+queue_ahead_locked(struct StorePrefetch *p, StoreListing *l,
+		   ScanOrder order, guint k)
+{
+	guint n = g_queue_get_length(&p->queue);
+	const StoreMessage *m;
+
+	for (; n < AHEAD && (m = message_at(p, l, order, k)) != NULL; k++) {
+		Want *w;
+
+		if (g_hash_table_contains(p->seen, GUINT_TO_POINTER(m->uid)))
+			continue;
+		g_hash_table_add(p->seen, GUINT_TO_POINTER(m->uid));
+		if (m->size > LARGEST ||
+		    body_cache_has(p->s->bodies, p->mailbox, l->uidvalidity,
+				   m->uid))
+			continue;
+		w = g_new(Want, 1);
+		w->uid = m->uid;
+		w->size = m->size;
+		g_queue_push_tail(&p->queue, w);
+		g_hash_table_add(p->queued, GUINT_TO_POINTER(m->uid));
+		n++;
+	}
+	if (n > 0)
+		g_cond_broadcast(&p->cond);
+}
+
+void
+prefetch_note_open(struct StorePrefetch *p, const char *mailbox,
+		   StoreListing *l, guint32 uid)
+{
+	gint pos[2];
+	gboolean ahead[2];
+
+	if (p == NULL)
+		return;
+	g_mutex_lock(&p->lock);
+	if (g_strcmp0(p->mailbox, mailbox) != 0 ||
+	    p->uidvalidity != l->uidvalidity) {
+		g_free(p->mailbox);
+		p->mailbox = g_strdup(mailbox);
+		p->uidvalidity = l->uidvalidity;
+		p->last_pos[ORDER_UID] = p->last_pos[ORDER_NAME] = -1;
+		p->run[ORDER_UID] = p->run[ORDER_NAME] = 0;
+		clear_queue_locked(p);
+	}
+	for (int o = ORDER_UID; o <= ORDER_NAME; o++) {
+		pos[o] = position_of(p, l, (ScanOrder)o, uid);
+		/* The next one, or a little further (files skipped). */
+		ahead[o] = pos[o] > p->last_pos[o] &&
+			   pos[o] <= p->last_pos[o] + 8;
+		p->run[o] = ahead[o] ? p->run[o] + 1 : 0;
+		p->last_pos[o] = pos[o];
+	}
+	for (int o = ORDER_UID; o <= ORDER_NAME; o++)
+		if (p->run[o] >= 2 && pos[o] >= 0) {
+			queue_ahead_locked(p, l, (ScanOrder)o,
+					   (guint)pos[o] + 1);
+			break;
+		}
+	g_mutex_unlock(&p->lock);
+}
+
+gboolean
+prefetch_pending(struct StorePrefetch *p, const char *mailbox, guint32 uid)
+{
+	gboolean pending;
+
+	if (p == NULL)
+		return FALSE;
+	g_mutex_lock(&p->lock);
+	pending = g_strcmp0(p->mailbox, mailbox) == 0 &&
+		  g_hash_table_contains(p->queued, GUINT_TO_POINTER(uid));
+	g_mutex_unlock(&p->lock);
+	return pending;
+}
+
+gboolean
+prefetch_wait(struct StorePrefetch *p, const char *mailbox, guint32 uid,
+	      gint64 timeout_us)
+{
+	gint64 deadline = g_get_monotonic_time() + timeout_us;
+	gboolean pending = TRUE;
+
+	g_mutex_lock(&p->lock);
+	while (pending && g_get_monotonic_time() < deadline) {
+		pending = g_strcmp0(p->mailbox, mailbox) == 0 &&
+			  g_hash_table_contains(p->queued,
+						GUINT_TO_POINTER(uid));
+		if (pending)
+			g_cond_wait_until(&p->cond, &p->lock, deadline);
+	}
+	g_mutex_unlock(&p->lock);
+	return !pending;
+}
+
+/* ---------------------------------------------------------- workers */
+
+typedef struct {
+	struct StorePrefetch *p;
+	char *mailbox;
+	guint32 uidvalidity;
+	GPtrArray *wants; /* Want * */
+	BodyWriter *writer;
+	guint32 writing;
+} Job;
+
+static gboolean
+job_begin(void *ctx, guint32 uid, guint64 size)
+{
+	Job *j = ctx;
+
+	j->writer = body_cache_begin(j->p->s->bodies, j->mailbox,
+				     j->uidvalidity, uid);
+	j->writing = uid;
+	return j->writer != NULL;
+}
+
+static gboolean
+job_write(void *ctx, guint32 uid, const char *data, gsize len)
+{
+	Job *j = ctx;
+
+	return j->writer != NULL && body_writer_append(j->writer, data, len);
+}
+
+static void
+done_with(struct StorePrefetch *p, guint32 uid)
+{
+	g_mutex_lock(&p->lock);
+	g_hash_table_remove(p->queued, GUINT_TO_POINTER(uid));
+	g_cond_broadcast(&p->cond);
+	g_mutex_unlock(&p->lock);
+}
+
+static void
+job_end(void *ctx, guint32 uid, gboolean ok)
+{
+	Job *j = ctx;
+
+	if (j->writer != NULL) {
+		if (ok)
+			body_writer_commit(j->writer);
+		else
+			body_writer_abort(j->writer);
+	}
+	j->writer = NULL;
+	done_with(j->p, uid);
+}
+
+static ImapStatus
+run_job(ImapConn *c, void *data, ImapError **err)
+{
+	Job *j = data;
+	ImapBodySink sink = {job_begin, job_write, job_end, j};
+	g_autofree guint32 *uids = g_new(guint32, j->wants->len);
+	g_autofree char *set = NULL;
+
+	for (guint i = 0; i < j->wants->len; i++)
+		uids[i] = ((Want *)j->wants->pdata[i])->uid;
+	set = imap_uidset_format(uids, j->wants->len);
+	return imap_uid_fetch_bodies(c, j->mailbox, set, &sink, err);
+}
+
+/* Takes the next batch: up to BATCH_MESSAGES, about BATCH_BYTES. */
+static Job *
+next_job_locked(struct StorePrefetch *p)
+{
+	Job *j;
+	guint64 bytes = 0;
+
+	if (g_queue_is_empty(&p->queue))
+		return NULL;
+	j = g_new0(Job, 1);
+	j->p = p;
+	j->mailbox = g_strdup(p->mailbox);
+	j->uidvalidity = p->uidvalidity;
+	j->wants = g_ptr_array_new_with_free_func(g_free);
+	while (!g_queue_is_empty(&p->queue) &&
+	       j->wants->len < BATCH_MESSAGES && bytes < BATCH_BYTES) {
+		Want *w = g_queue_pop_head(&p->queue);
+		bytes += w->size;
+		g_ptr_array_add(j->wants, w);
+	}
+	return j;
+}
+
+static gpointer
+worker_main(gpointer data)
+{
+	struct StorePrefetch *p = data;
+	ImapError *err = NULL;
+	Job *j;
+
+	for (;;) {
+		j = NULL;
+		g_mutex_lock(&p->lock);
+		while (!p->stop && (j = next_job_locked(p)) == NULL)
+			g_cond_wait(&p->cond, &p->lock);
+		g_mutex_unlock(&p->lock);
+		if (p->stop)
+			break;
+		if (with_conn(p->s, j->mailbox, TRUE, run_job, j, &err) !=
+		    IMAP_OK) {
+			g_debug("prefetch in %s: %s", j->mailbox, err->text);
+			imap_error_clear(&err);
+		}
+		/* Whatever did not arrive is no longer pending. */
+		for (guint i = 0; i < j->wants->len; i++)
+			done_with(p, ((Want *)j->wants->pdata[i])->uid);
+		g_ptr_array_free(j->wants, TRUE);
+		g_free(j->mailbox);
+		g_free(j);
+	}
+	if (j != NULL) {
+		g_ptr_array_free(j->wants, TRUE);
+		g_free(j->mailbox);
+		g_free(j);
+	}
+	return NULL;
+}
+
+struct StorePrefetch *
+prefetch_start(MailStore *s)
+{
+	struct StorePrefetch *p;
+
+	if (s->bodies == NULL || s->pool == NULL)
+		return NULL;
+	p = g_new0(struct StorePrefetch, 1);
+	p->s = s;
+	g_mutex_init(&p->lock);
+	g_cond_init(&p->cond);
+	g_queue_init(&p->queue);
+	p->queued = g_hash_table_new(NULL, NULL);
+	p->seen = g_hash_table_new(NULL, NULL);
+	p->name_pos = g_hash_table_new(NULL, NULL);
+	for (int i = 0; i < WORKERS; i++)
+		p->workers[i] = g_thread_new("imap-prefetch", worker_main, p);
+	return p;
+}
+
+void
+prefetch_stop(struct StorePrefetch *p)
+{
+	if (p == NULL)
+		return;
+	g_mutex_lock(&p->lock);
+	p->stop = TRUE;
+	clear_queue_locked(p);
+	g_cond_broadcast(&p->cond);
+	g_mutex_unlock(&p->lock);
+	for (int i = 0; i < WORKERS; i++)
+		g_thread_join(p->workers[i]);
+	g_hash_table_destroy(p->queued);
+	g_hash_table_destroy(p->seen);
+	g_hash_table_destroy(p->name_pos);
+	if (p->names != NULL)
+		g_array_free(p->names, TRUE);
+	g_mutex_clear(&p->lock);
+	g_cond_clear(&p->cond);
+	g_free(p->mailbox);
+	g_free(p);
+}

@@ -1,0 +1,1081 @@
+#!/bin/bash
+# fault_test.sh - imapfs must never lose or duplicate mail when connections
+# die: a throwaway Dovecot is mounted through tests/tools/faultproxy while a
+# background loop cuts every connection every 0.3-0.7 s (SIGUSR1), and
+# ordinary tools (grep, rsync, cat, cp, mv, rm) work through the mount. What
+# the server really holds is checked with an independent client (imaplib,
+# straight to Dovecot), messages identified by their Message-ID.
+#
+#   fault_test.sh BUILDDIR SOURCEDIR
+#
+# Prints "ok - NAME", "FAIL - NAME: details", or for a weakness of the
+# daemon already known "not ok - NAME # TODO known gap: details" (not counted
+# as a failure), and ends with "N passed, M failed" (plus the known gaps).
+# Exit 0 if nothing failed, 1 if something did, 77 if it cannot run here.
+# FT_OPS (default 300) is the number of operations of the stress check,
+# FT_SEED its random seed (default: random, printed), FT_DELAY_MS the
+# one-way delay the proxy adds (default 15) so that cuts land mid-command.
+# FT_RESET=1 makes the cuts resets (RST) instead of orderly closes (FIN).
+# FT_STRICT=1 counts the known gaps as failures.
+# FT_DEBUG=1 runs the daemon under test in the foreground with -o debug_imap
+# (log in WORK/imapfs.log) and keeps WORK. Dovecot logs every save, copy
+# and expunge with its Message-ID (mail_log) in WORK/dovecot/dovecot.log.
+#
+# SC2016: single-quoted strings given to eval are meant to expand there.
+# shellcheck disable=SC2016
+# shellcheck source-path=SCRIPTDIR
+set -u
+
+if [ $# -ne 2 ]; then
+	echo "usage: fault_test.sh BUILDDIR SOURCEDIR" >&2
+	exit 2
+fi
+BUILDDIR=$1
+SOURCEDIR=$(cd "$2" && pwd) || exit 2
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HARNESS=$SOURCEDIR/tests/harness
+PATH=$PATH:/usr/sbin:/sbin
+export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
+unset IMAPFS_PASSWORD
+
+skip()
+{
+	echo "SKIP: $*"
+	exit 77
+}
+
+[ "$(id -u)" = 0 ] || skip "must run as root (FUSE mounts, Dovecot)"
+[ -c /dev/fuse ] || skip "/dev/fuse is missing"
+command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
+command -v dovecot >/dev/null || skip "dovecot is not installed"
+IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
+[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
+FAULTPROXY=$(realpath -m "$BUILDDIR/tests/tools/faultproxy")
+[ -x "$FAULTPROXY" ] || skip "$FAULTPROXY is not built"
+for tool in python3 rsync timeout cmp grep; do
+	command -v "$tool" >/dev/null || skip "$tool is not installed"
+done
+IMAPFS_REAL=$(readlink -f "$IMAPFS")
+
+# shellcheck source=mount_lib.sh
+. "$HERE/mount_lib.sh"
+
+WORK=$(mktemp -d /tmp/imapfs-fault-test.XXXXXX) || exit 1
+# The daemon's persistent cache goes here, not into the real home.
+export XDG_CACHE_HOME=$WORK/xdg-cache
+chmod 0755 "$WORK"
+DOVE=$WORK/dovecot
+ENVF=$WORK/server.env
+REF=$WORK/ref
+MANIFEST=$WORK/manifest
+MNT=$WORK/mnt
+MNT_REF=$WORK/mnt-ref
+MT_HUNG_FLAG=$WORK/hung
+FT_OPS=${FT_OPS:-300}
+FT_SEED=${FT_SEED:-$RANDOM$RANDOM}
+FT_DELAY_MS=${FT_DELAY_MS:-15}
+DOVE_STARTED=
+CLEANED=
+PROXY_PID=
+STALL_PID=
+CUTTER_PID=
+TODO=0
+
+stop_cutter()
+{
+	if [ -n "$CUTTER_PID" ]; then
+		kill -TERM "$CUTTER_PID" 2>/dev/null
+		wait "$CUTTER_PID" 2>/dev/null
+		CUTTER_PID=
+	fi
+}
+
+cleanup()
+{
+	local m
+	[ -n "$CLEANED" ] && return 0
+	CLEANED=1
+	stop_cutter
+	for m in "${MOUNTS[@]}"; do
+		unmount_imapfs "$m" 2>/dev/null
+	done
+	for m in $(imapfs_pids); do
+		kill -KILL "$m" 2>/dev/null
+	done
+	stop_proxy
+	[ -n "$STALL_PID" ] && kill -TERM "$STALL_PID" 2>/dev/null
+	if [ -n "$DOVE_STARTED" ]; then
+		t "$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
+	fi
+	for m in "${MOUNTS[@]}"; do
+		if is_mounted "$m"; then
+			echo "fault_test: $m is still mounted; leaving $WORK" >&2
+			return 0
+		fi
+	done
+	if [ -n "${FT_DEBUG:-}" ]; then
+		echo "fault_test: FT_DEBUG set; leaving $WORK" >&2
+		return 0
+	fi
+	rm -rf --one-file-system "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+mt()
+{
+	MT_HARNESS=$HARNESS t python3 "$WORK/mt.py" "$ENVF" "$@"
+}
+
+ft()
+{
+	MT_HARNESS=$HARNESS t python3 "$WORK/ft.py" "$ENVF" "$@"
+}
+
+# Problems a check found that come from a known weakness of the daemon;
+# reported by the next run_gap_check.
+GAP_PROBLEMS=()
+
+gap()
+{
+	GAP_PROBLEMS+=("$*")
+}
+
+gap_problems()
+{
+	local p
+	for p in "${GAP_PROBLEMS[@]}"; do
+		fail "$p"
+	done
+	GAP_PROBLEMS=()
+}
+
+# Like run_check, but a failure is a known weakness of the daemon: printed
+# as a TAP TODO and not counted as failed (a pass still counts as one).
+# FT_STRICT=1 counts them as failures, to see whether a fix holds.
+run_gap_check()
+{
+	local name=$1 fn=$2 why=$3 details
+	if [ -n "${FT_STRICT:-}" ]; then
+		run_check "$name" "$fn"
+		return
+	fi
+	CHECK_PROBLEMS=()
+	"$fn"
+	if [ ${#CHECK_PROBLEMS[@]} -eq 0 ]; then
+		PASSED=$((PASSED + 1))
+		echo "ok - $name"
+		return
+	fi
+	TODO=$((TODO + 1))
+	details=$(printf '%s; ' "${CHECK_PROBLEMS[@]}")
+	details=${details%; }
+	echo "not ok - $name # TODO known gap: $why: $(printf '%s' \
+		"$details" | tr '\r\n' '  ' | cut -c1-2000)"
+}
+
+# --- ft.py: seeding and the server's view by Message-ID ------------------
+
+write_ft_py()
+{
+	cat >"$1" <<'PYEOF'
+"""ft.py - server-side tool of fault_test.sh (imaplib, straight to Dovecot).
+
+  ft.py ENV seed OUTDIR      folders Work and Archive, 60 messages (some
+                             ~1 MB); OUTDIR/needles lists paths with NEEDLE
+  ft.py ENV where            "message-id<TAB>mailbox<TAB>uid<TAB>deleted"
+  ft.py ENV make NAME FILE   writes a new message with Message-ID NAME
+  ft.py ENV stress MNT WORK OPS SEED
+                             random mv/rm/cp-in through MNT; checks each
+                             outcome and the whole account against a model
+"""
+import base64
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.environ["MT_HARNESS"])
+import imapcheck as ic  # noqa: E402
+
+FOLDERS = ["INBOX", "Work", "Archive"]
+DOMAIN = "fault-test.example"
+
+
+def connect(envfile):
+    e = ic.read_env(envfile)
+    return ic.connect(e["HOST"], e["PORT"], e["USER"], e["PASSWORD"],
+                      e["CA_FILE"], "plain")
+
+
+def message(msgid, rng, size, needle=False):
+    """A message of about size bytes whose Message-ID is <msgid@DOMAIN>."""
+    head = ("From: Fault Test <ft@%s>\r\nTo: alice@%s\r\n"
+            "Subject: message %s\r\nDate: Mon, 6 Mar 2023 10:00:00 +0000\r\n"
+            "Message-ID: <%s@%s>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+            % (DOMAIN, DOMAIN, msgid, msgid, DOMAIN))
+    raw = base64.b64encode(rng.randbytes(max(size * 3 // 4, 30))).decode()
+    assert "NEEDLE" not in raw
+    lines = [raw[i:i + 76] for i in range(0, len(raw), 76)]
+    if needle:
+        lines.insert(rng.randrange(len(lines) + 1), "the NEEDLE is here")
+    return (head + "\r\n".join(lines) + "\r\n").encode()
+
+
+def cmd_seed(conn, outdir):
+    rng = random.Random(42)
+    for mbox in FOLDERS[1:]:
+        ic.ok(conn.create(ic.wire_mailbox(mbox)), "CREATE " + mbox)
+    counts = {"INBOX": 25, "Work": 20, "Archive": 15}
+    big = {3, 17, 30, 44, 58}
+    needles = {1, 3, 9, 22, 26, 33, 47, 58}
+    n = 0
+    paths = []
+    for mbox in FOLDERS:
+        for _ in range(counts[mbox]):
+            size = 1_000_000 + rng.randrange(100_000) if n in big else \
+                rng.randrange(500, 40_000)
+            msg = message("ft-%04d" % n, rng, size, n in needles)
+            uid = ic.append(conn, mbox, msg)
+            if n in needles:
+                paths.append("%s/%d.eml" % (mbox, uid))
+            n += 1
+    with open(os.path.join(outdir, "needles"), "w") as f:
+        f.write("".join(p + "\n" for p in sorted(paths)))
+
+
+MSGID_RE = re.compile(rb"Message-ID:\s*<([^>@]+)@", re.I)
+
+
+def where(conn):
+    """{(mailbox, uid): (msgid, deleted)} of the whole account."""
+    found = {}
+    for mbox in ic.list_mailboxes(conn):
+        typ, data = conn.select(ic.wire_mailbox(mbox), True)
+        if typ != "OK" or int(data[0]) == 0:
+            continue
+        data = ic.ok(conn.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK"
+                              "[HEADER.FIELDS (MESSAGE-ID)])"), "FETCH")
+        for item in data:
+            if not isinstance(item, tuple):
+                continue
+            uid = re.search(rb"UID (\d+)", item[0])
+            flags = re.search(rb"FLAGS \(([^)]*)\)", item[0])
+            m = MSGID_RE.search(item[1] or b"")
+            if not uid:
+                continue
+            deleted = bool(flags and b"\\Deleted" in flags.group(1))
+            found[(mbox, int(uid.group(1)))] = (
+                m.group(1).decode() if m else "?", deleted)
+    return found
+
+
+def cmd_where(conn):
+    for (mbox, uid), (msgid, deleted) in sorted(where(conn).items()):
+        print("%s\t%s\t%d\t%d" % (msgid, mbox, uid, deleted))
+
+
+def cmd_make(conn, name, path):
+    rng = random.Random(name)
+    with open(path, "wb") as f:
+        f.write(message(name, rng, rng.randrange(500, 60_000)))
+
+
+def history(msgid):
+    """What Dovecot's mail_log says happened to msgid, oldest first."""
+    path = os.environ.get("FT_DOVECOT_LOG")
+    if not path:
+        return "?"
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if "<%s@" % msgid in line:
+                m = re.search(r"(imap\(.*)", line.rstrip())
+                out.append(re.sub(r", msgid=<[^>]*>", "",
+                                  m.group(1) if m else line.rstrip()))
+    return " | ".join(out)
+
+
+class Stress:
+    def __init__(self, conn, mnt, work, seed):
+        self.conn = conn
+        self.mnt = mnt
+        self.work = work
+        self.rng = random.Random(seed)
+        self.model = {}     # msgid -> mailbox, None once removed
+        self.problems = []  # real failures
+        self.troubled = []  # msgids of the problems, for their history
+        self.gaps = []      # duplicates left by failed operations
+        self.counts = {}
+        self.errors = {}
+        self.deleted_left = 0
+        self.new = 0
+        for mbox, msgid in self.locations_list():
+            self.model[msgid] = mbox
+
+    def locations_list(self):
+        return [(mbox, msgid) for (mbox, _), (msgid, deleted)
+                in where(self.conn).items() if not deleted]
+
+    def locations(self):
+        """{msgid: [(mailbox, uid)]} of messages not flagged \\Deleted."""
+        out = {}
+        found = where(self.conn)
+        self.deleted_left = sum(1 for _, d in found.values() if d)
+        for (mbox, uid), (msgid, deleted) in found.items():
+            if not deleted:
+                out.setdefault(msgid, []).append((mbox, uid))
+        return out
+
+    def count(self, key):
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def run(self, argv):
+        try:
+            p = subprocess.run(argv, capture_output=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            return False, "timed out"
+        if p.returncode == 0:
+            return True, ""
+        err = p.stderr.decode(errors="replace").strip().split(": ")[-1]
+        return False, err or "exit %d" % p.returncode
+
+    def pick(self, locs):
+        present = sorted(m for m, b in self.model.items()
+                         if b is not None and len(locs.get(m, [])) == 1)
+        return self.rng.choice(present) if present else None
+
+    def step(self, i):
+        locs = self.locations()
+        r = self.rng.random()
+        msgid = None
+        if r < 0.45:
+            msgid = self.pick(locs)
+        if msgid is not None:
+            src, uid = locs[msgid][0]
+            dst = self.rng.choice([f for f in FOLDERS if f != src])
+            kind = "mv"
+            argv = ["mv", "%s/%s/%d.eml" % (self.mnt, src, uid),
+                    "%s/%s/" % (self.mnt, dst)]
+            allowed = [[src], [dst]]
+            want = dst
+        elif r < 0.65 and self.pick(locs) is not None:
+            msgid = self.pick(locs)
+            src, uid = locs[msgid][0]
+            kind = "rm"
+            argv = ["rm", "%s/%s/%d.eml" % (self.mnt, src, uid)]
+            allowed = [[src], []]
+            want = None
+        else:
+            self.new += 1
+            msgid = "ft-new-%s-%04d" % (self.rng.randrange(1 << 30), i)
+            path = os.path.join(self.work, msgid + ".eml")
+            with open(path, "wb") as f:
+                f.write(message(msgid, self.rng,
+                                self.rng.randrange(500, 60_000)))
+            dst = self.rng.choice(FOLDERS)
+            kind = "cp"
+            argv = ["cp", path, "%s/%s/" % (self.mnt, dst)]
+            allowed = [[], [dst]]
+            want = dst
+            self.model[msgid] = None
+        ok, err = self.run(argv)
+        self.count(kind + (" ok" if ok else " failed"))
+        if not ok:
+            self.errors[err] = self.errors.get(err, 0) + 1
+        self.judge(i, kind, msgid, ok, want, allowed, argv)
+
+    def judge(self, i, kind, msgid, ok, want, allowed, argv):
+        locs = self.locations()
+        got = sorted(b for b, _ in locs.get(msgid, []))
+        what = "op %d (%s %s, %s)" % (i, kind, msgid,
+                                      "ok" if ok else "failed")
+        expected = [want] if want is not None else []
+        if (ok and got != expected) or (not ok and got not in [
+                sorted(a) for a in allowed]):
+            self.troubled.append(msgid)
+        if ok and got != expected:
+            self.problems.append("%s: want %s, server has %s" %
+                                 (what, expected, got))
+        elif not ok and got not in [sorted(a) for a in allowed]:
+            if kind == "mv" and len(got) == 2 and set(got) <= set(
+                    sum(allowed, [])):
+                self.gaps.append("%s: left in both %s" % (what, got))
+            else:
+                self.problems.append("%s: may be %s, server has %s" %
+                                     (what, allowed, got))
+        self.model[msgid] = got[0] if len(got) == 1 else (
+            None if not got else self.model[msgid])
+        self.compare(locs, what)
+
+    def compare(self, locs, when):
+        """Every other message is where the model says, exactly once."""
+        for msgid, mbox in sorted(self.model.items()):
+            got = sorted(b for b, _ in locs.get(msgid, []))
+            exp = [mbox] if mbox is not None else []
+            if got != exp and not (len(got) == 2 and mbox in got and
+                                   any(msgid in g for g in self.gaps)):
+                self.problems.append("after %s: %s should be in %s, "
+                                     "server has %s" % (when, msgid, exp,
+                                                        got))
+                self.troubled.append(msgid)
+                # Reported once; from now on the server is the truth.
+                self.model[msgid] = got[0] if len(got) == 1 else (
+                    None if not got else mbox)
+        for msgid in sorted(set(locs) - set(self.model)):
+            self.problems.append("after %s: unknown message %s in %s" %
+                                 (when, msgid, locs[msgid]))
+            self.model[msgid] = locs[msgid][0][0]
+
+
+def cmd_stress(conn, mnt, work, ops, seed):
+    s = Stress(conn, mnt, work, int(seed))
+    start = len([m for m in s.model.values() if m is not None])
+    for i in range(int(ops)):
+        s.step(i)
+    time.sleep(1)
+    s.compare(s.locations(), "the end")
+    present = len([m for m in s.model.values() if m is not None])
+    print("COUNTS %s" % ", ".join("%s: %d" % kv
+                                  for kv in sorted(s.counts.items())))
+    print("ERRORS %s" % ", ".join("%s: %d" % kv
+                                  for kv in sorted(s.errors.items())))
+    print("MESSAGES %d before, %d after, %d flagged \\Deleted left" %
+          (start, present, s.deleted_left))
+    for p in s.problems:
+        print("PROBLEM " + p)
+    for msgid in s.troubled:
+        print("HISTORY %s: %s" % (msgid, history(msgid)))
+    for g in s.gaps:
+        print("GAP " + g)
+    return 0
+
+
+def main():
+    envfile, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    table = {"seed": cmd_seed, "where": cmd_where, "make": cmd_make,
+             "stress": cmd_stress}
+    try:
+        conn = connect(envfile)
+        try:
+            return table[cmd](conn, *args) or 0
+        finally:
+            try:
+                conn.logout()
+            except Exception:
+                pass
+    except (ic.CheckError, ic.imaplib.IMAP4.error, OSError) as e:
+        print("ft.py %s: %s" % (cmd, e), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+PYEOF
+}
+
+# --- faults --------------------------------------------------------------
+
+start_proxy()
+{
+	local line
+	coproc PROXY { exec "$FAULTPROXY" --target "127.0.0.1:$S_TLS_PORT" \
+		--delay-ms "$FT_DELAY_MS" ${FT_RESET:+--reset} --max-seconds 3000 \
+		2>"$WORK/proxy.err"; }
+	read -r -t 10 line <&"${PROXY[0]}" || line=
+	case $line in
+	PORT=*) PROXY_PORT=${line#PORT=} ;;
+	*) return 1 ;;
+	esac
+}
+
+# Cuts every connection through the proxy every 0.3-0.7 s until stopped.
+start_cutter()
+{
+	stop_cutter
+	(
+		trap 'exit 0' TERM
+		while kill -USR1 "$PROXY_PID" 2>/dev/null; do
+			echo x >>"$WORK/cuts"
+			sleep "0.$((RANDOM % 5 + 3))"
+		done
+	) &
+	CUTTER_PID=$!
+}
+
+stop_proxy()
+{
+	if [ -n "$PROXY_PID" ]; then
+		kill -TERM "$PROXY_PID" 2>/dev/null
+		wait "$PROXY_PID" 2>/dev/null
+		PROXY_PID=
+	fi
+}
+
+cut_count()
+{
+	[ -e "$WORK/cuts" ] && wc -l <"$WORK/cuts" || echo 0
+}
+
+# --- assertions ----------------------------------------------------------
+
+# expect_ok LABEL COMMAND...: the command must succeed.
+expect_ok()
+{
+	local label=$1 err rc
+	shift
+	err=$("$@" 2>&1 >/dev/null)
+	rc=$?
+	[ $rc -eq 0 ] && return 0
+	fail "$label: exit $rc: $(oneline <<<"$err")"
+	return 1
+}
+
+# same_list LABEL EXPECTED GOT: newline-separated sets must be equal.
+same_list()
+{
+	local label=$1 exp got missing extra
+	exp=$(printf '%s\n' "$2" | grep -v '^$' | sort)
+	got=$(printf '%s\n' "$3" | grep -v '^$' | sort)
+	[ "$exp" = "$got" ] && return 0
+	missing=$(comm -23 <(echo "$exp") <(echo "$got") | tr '\n' ',')
+	extra=$(comm -13 <(echo "$exp") <(echo "$got") | tr '\n' ',')
+	fail "$label: missing [${missing%,}] unexpected [${extra%,}]"
+	return 1
+}
+
+need_mount()
+{
+	if [ -e "$MT_HUNG_FLAG" ]; then
+		fail "skipped: an earlier command timed out (daemon hung?)"
+		return 1
+	fi
+	if ! is_mounted "$MNT"; then
+		fail "$MNT is not mounted"
+		return 1
+	fi
+	timeout -k 2 20 stat "$MNT" >/dev/null 2>&1 && return 0
+	fail "$MNT does not answer"
+	return 1
+}
+
+# Message-ID<TAB>mailbox lines of the server, sorted (deleted ones left out).
+server_places()
+{
+	ft where | awk -F'\t' '$4 == 0 { print $1 "\t" $2 }' | sort
+}
+
+# Message-ID of UID in MAILBOX on the server.
+msgid_of()
+{
+	awk -F'\t' -v b="$1" -v u="$2" '$2 == b && $3 == u { print $1 }' \
+		"$WORK/where.before"
+}
+
+# --- the checks ----------------------------------------------------------
+
+check_seed()
+{
+	local n
+	if ! ft seed "$WORK" >"$WORK/seed.out" 2>&1; then
+		fail "seeding: $(oneline <"$WORK/seed.out")"
+		return
+	fi
+	if ! mt dump "$REF" >"$MANIFEST" 2>"$WORK/dump.err"; then
+		fail "dump: $(oneline <"$WORK/dump.err")"
+		return
+	fi
+	n=$(wc -l <"$MANIFEST")
+	[ "$n" -eq 60 ] || fail "server holds $n messages, expected 60"
+	n=$(awk -F'\t' '$2 > 1000000' "$MANIFEST" | wc -l)
+	[ "$n" -eq 5 ] || fail "$n messages over 1 MB, expected 5"
+	[ "$(wc -l <"$WORK/needles")" -eq 8 ] || fail "expected 8 NEEDLEs"
+}
+
+check_mounts()
+{
+	if ! start_proxy; then
+		fail "faultproxy did not start: $(oneline <"$WORK/proxy.err")"
+		return
+	fi
+	if ! mount_imapfs "$MNT_REF" \
+		"imaps://$S_USER@localhost:$S_TLS_PORT/" \
+		-o "tls_ca_file=$S_CA_FILE" -o "password_file=$WORK/password"; then
+		fail "reference mount: $MOUNT_ERROR"
+		return
+	fi
+	set -- "imaps://$S_USER@localhost:$PROXY_PORT/" \
+		-o "tls_ca_file=$S_CA_FILE" -o "password_file=$WORK/password" \
+		-o dir_cache_timeout=1 -o timeout=20
+	if [ -n "${FT_DEBUG:-}" ]; then
+		mount_debug "$@"
+		return
+	fi
+	if ! mount_imapfs "$MNT" "$@"; then
+		fail "mount through the proxy: $MOUNT_ERROR"
+		return
+	fi
+}
+
+# Mounts MNT with the daemon in the foreground, logging the protocol.
+mount_debug()
+{
+	local url=$1
+	shift
+	mkdir -p "$MNT"
+	MOUNTS+=("$MNT")
+	"$IMAPFS" -f "$@" -o debug_imap -o log_level=debug "$url" "$MNT" \
+		</dev/null >"$WORK/imapfs.log" 2>&1 &
+	wait_for 10 is_mounted "$MNT" ||
+		fail "debug mount: $(oneline <"$WORK/imapfs.log")"
+}
+
+check_grep()
+{
+	local ref got rc unread
+	need_mount || return
+	ref=$(cd "$MNT_REF" && t grep -rl NEEDLE . 2>&1)
+	same_list "grep in the fault-free mount vs the seed" \
+		"$(sed 's|^|./|' "$WORK/needles")" "$ref"
+	unmount_imapfs "$MNT_REF"
+	start_cutter
+	got=$(cd "$MNT" && MT_TIMEOUT=$((MT_TIMEOUT * 3)) t grep -rl NEEDLE . \
+		2>"$WORK/grep.err")
+	rc=$?
+	stop_cutter
+	# Files grep could not read may be missing from its list (a gap);
+	# any other difference is wrong data.
+	[ $rc -eq 0 ] || gap "grep exit $rc: $(oneline <"$WORK/grep.err")"
+	unread=$(sed -n 's/^grep: \(.*\): Input\/output error$/\1/p' \
+		"$WORK/grep.err")
+	same_list "grep -rl under cuts (files read)" \
+		"$(without_paths "$unread" <<<"$ref")" \
+		"$(without_paths "$unread" <<<"$got")"
+}
+
+# Filters out of stdin the paths listed in $1 and everything below them.
+without_paths()
+{
+	awk -v list="$1" 'BEGIN { n = split(list, skip, "\n") }
+	{
+		for (i = 1; i <= n; i++)
+			if (skip[i] != "" && ($0 == skip[i] ||
+			    index($0, skip[i] "/") == 1))
+				next
+		print
+	}'
+}
+
+check_rsync()
+{
+	local out unread bad
+	need_mount || return
+	start_cutter
+	out=$(MT_TIMEOUT=$((MT_TIMEOUT * 4)) t rsync -a "$MNT/" \
+		"$WORK/backup/" 2>&1) || gap "rsync: $(oneline <<<"$out")"
+	stop_cutter
+	# Files rsync reported it could not read may be missing (a gap);
+	# everything it copied must be byte-identical to the server.
+	unread=$(grep -oE '"[^"]*"\)?: Input/output error' <<<"$out" |
+		sed -nE 's|^"'"$MNT"'/(.*)"\)?: .*|missing \1|p')
+	MT_TIMEOUT=$((MT_TIMEOUT * 4)) mt verify-tree "$WORK/backup" \
+		>"$WORK/verify.out" 2>&1
+	bad=$(without_paths "$unread" <"$WORK/verify.out")
+	[ -z "$bad" ] || fail "backup differs from the server: $(oneline \
+		<<<"$bad")"
+}
+
+check_cat()
+{
+	local path bad=0 n=0
+	need_mount || return
+	start_cutter
+	while IFS=$'\t' read -r -u 3 path _; do
+		n=$((n + 1))
+		if ! t cat "$MNT/$path" >"$WORK/cat.got" 2>"$WORK/cat.err"; then
+			gap "cat $path: $(oneline <"$WORK/cat.err")"
+			bad=$((bad + 1))
+		elif ! cmp -s "$REF/$path" "$WORK/cat.got"; then
+			fail "cat $path: $(stat -c %s "$WORK/cat.got") bytes" \
+				"differ from the server's"
+			bad=$((bad + 1))
+		fi
+	done 3<"$MANIFEST"
+	stop_cutter
+	[ "$n" -eq 60 ] || fail "read $n messages, expected 60"
+	echo "# cat: $n messages, $bad failed or wrong, $(cut_count) cuts so far"
+}
+
+check_cp()
+{
+	local i f name files=() before after new out failed=(none)
+	need_mount || return
+	for i in $(seq 1 12); do
+		name=ft-cp-$i
+		ft make "$name" "$WORK/$name.eml" || fail "make $name"
+		files+=("$WORK/$name.eml")
+	done
+	server_places >"$WORK/places.before"
+	start_cutter
+	for f in "${files[@]}"; do
+		if ! out=$(t cp "$f" "$MNT/INBOX/" 2>&1); then
+			gap "cp $(basename "$f"): $(oneline <<<"$out")"
+			failed+=("$(basename "$f" .eml)")
+		fi
+	done
+	stop_cutter
+	server_places >"$WORK/places.after"
+	# The 12 new messages, once each, in INBOX (one whose cp failed may
+	# be absent); nothing else changed.
+	new=$(comm -13 "$WORK/places.before" "$WORK/places.after" |
+		grep -vFf <(printf '%s\t\n' "${failed[@]}"))
+	before=$(for i in $(seq 1 12); do printf 'ft-cp-%s\tINBOX\n' "$i"
+	done | grep -vFf <(printf '%s\t\n' "${failed[@]}"))
+	same_list "new messages on the server" "$before" "$new"
+	after=$(comm -23 "$WORK/places.before" "$WORK/places.after")
+	[ -z "$after" ] || fail "messages gone: $(oneline <<<"$after")"
+	for f in "${files[@]}"; do
+		name=$(basename "$f" .eml)
+		[ "$(grep -c "^$name	" "$WORK/places.after")" -le 1 ] ||
+			fail "$name is on the server" \
+				"$(grep -c "^$name	" "$WORK/places.after") times"
+	done
+}
+
+# mv_batch SRC DST N: moves the first N messages of SRC to DST under cuts;
+# each must end up exactly once in DST.
+mv_batch()
+{
+	local src=$1 dst=$2 n=$3 uid id ids=() okids=() out
+	ft where >"$WORK/where.before"
+	server_places >"$WORK/places.before"
+	start_cutter
+	for uid in $(awk -F'\t' -v b="$src" '$2 == b && $4 == 0 { print $3 }' \
+		"$WORK/where.before" | head -n "$n"); do
+		id=$(msgid_of "$src" "$uid")
+		ids+=("$id")
+		if out=$(t mv "$MNT/$src/$uid.eml" "$MNT/$dst/" 2>&1); then
+			okids+=("$id")
+		else
+			gap "mv $src/$uid.eml ($id): $(oneline <<<"$out")"
+		fi
+	done
+	stop_cutter
+	server_places >"$WORK/places.after"
+	# A moved message is in dst exactly once; one whose mv failed is in
+	# src or in dst, exactly once.
+	for id in "${ids[@]}"; do
+		out=$(awk -F'\t' -v i="$id" '$1 == i { print $2 }' \
+			"$WORK/places.after" | tr '\n' ' ')
+		if [[ " ${okids[*]} " == *" $id "* ]]; then
+			[ "$out" = "$dst " ] ||
+				fail "$id moved $src->$dst is in [${out% }]"
+		elif [ "$out" != "$dst " ] && [ "$out" != "$src " ]; then
+			fail "$id (mv $src->$dst failed) is in [${out% }]"
+		fi
+	done
+	# Nothing but the moved messages changed.
+	out=$(diff <(grep -vFf <(printf '%s\t\n' "${ids[@]}") \
+		"$WORK/places.before") <(grep -vFf <(printf '%s\t\n' \
+		"${ids[@]}") "$WORK/places.after"))
+	[ -z "$out" ] || fail "other messages changed: $(oneline <<<"$out")"
+}
+
+check_mv()
+{
+	need_mount || return
+	mv_batch INBOX Work 8
+	mv_batch Work Archive 8
+}
+
+check_rm()
+{
+	local uid id ids=() okids=() out
+	need_mount || return
+	ft where >"$WORK/where.before"
+	server_places >"$WORK/places.before"
+	start_cutter
+	for uid in $(awk -F'\t' '$2 == "Archive" && $4 == 0 { print $3 }' \
+		"$WORK/where.before" | tail -n 8); do
+		id=$(msgid_of Archive "$uid")
+		ids+=("$id")
+		if out=$(t rm "$MNT/Archive/$uid.eml" 2>&1); then
+			okids+=("$id")
+		else
+			gap "rm Archive/$uid.eml ($id): $(oneline <<<"$out")"
+		fi
+	done
+	stop_cutter
+	server_places >"$WORK/places.after"
+	# Removed messages are gone; one whose rm failed may still be there,
+	# once, in Archive.
+	for id in "${ids[@]}"; do
+		out=$(awk -F'\t' -v i="$id" '$1 == i { print $2 }' \
+			"$WORK/places.after" | tr '\n' ' ')
+		if [[ " ${okids[*]} " == *" $id "* ]]; then
+			[ -z "$out" ] || fail "$id still on the server after rm"
+		elif [ -n "$out" ] && [ "$out" != "Archive " ]; then
+			fail "$id (rm failed) is in [${out% }]"
+		fi
+	done
+	out=$(comm -3 <(grep -vFf <(printf '%s\t\n' "${ids[@]}") \
+		"$WORK/places.before") <(grep -vFf <(printf '%s\t\n' \
+		"${ids[@]}") "$WORK/places.after"))
+	[ -z "$out" ] || fail "other messages changed: $(oneline <<<"$out")"
+}
+
+# Whether ls DIR shows exactly the server's UIDS (newline-separated).
+lists_uids()
+{
+	[ "$(names_in "$1" | grep '\.eml$' | sed 's/\.eml$//' | sort)" = \
+		"$(sort <<<"$2")" ]
+}
+
+# Polls ls DIR every SECONDS (longer than dir_cache_timeout: a directory
+# listed more often than that may not be refreshed at all) up to 3 times
+# until it shows UIDS.
+wait_listing()
+{
+	local dir=$1 uids=$2 secs=$3 i
+	for i in 1 2 3; do
+		lists_uids "$dir" "$uids" && return 0
+		sleep "$secs"
+	done
+	lists_uids "$dir" "$uids"
+}
+
+# The mount, once faults stop, lists what the server holds.
+check_listing()
+{
+	local box uids
+	need_mount || return
+	for box in INBOX Work Archive; do
+		uids=$(ic uids "$box")
+		wait_listing "$MNT/$box" "$uids" 1.5 ||
+			same_list "ls $box vs server" \
+				"$(awk '{ print $0 ".eml" }' <<<"$uids")" \
+				"$(names_in "$MNT/$box")"
+	done
+}
+
+# No faults needed: another client adds a message to Work, then, before
+# the mount refreshes Work, a mv into Work inserts its COPYUID locally. The
+# next refresh must still show the other client's message.
+check_added_before_local_insert()
+{
+	local mnt=$WORK/mnt-sync uid other dst_uids
+	if ! mount_imapfs "$mnt" "imaps://$S_USER@localhost:$S_TLS_PORT/" \
+		-o "tls_ca_file=$S_CA_FILE" -o "password_file=$WORK/password" \
+		-o dir_cache_timeout=3; then
+		fail "$MOUNT_ERROR"
+		return
+	fi
+	names_in "$mnt/Work" >/dev/null
+	uid=$(ic uids INBOX | sed -n 1p)
+	ft make ft-other "$WORK/ft-other.eml" || fail "ft.py make failed"
+	other=$(ic append Work "$WORK/ft-other.eml") ||
+		fail "append by the other client failed"
+	expect_ok "mv INBOX/$uid.eml Work/" t mv "$mnt/INBOX/$uid.eml" \
+		"$mnt/Work/"
+	dst_uids=$(ic uids Work)
+	sleep 4
+	if ! wait_listing "$mnt/Work" "$dst_uids" 4; then
+		same_list "ls Work vs server (other client's UID $other)" \
+			"$(awk '{ print $0 ".eml" }' <<<"$dst_uids")" \
+			"$(names_in "$mnt/Work" | grep '\.eml$')"
+	fi
+	unmount_imapfs "$mnt"
+}
+
+# A server that stops answering mid-response (every connection stalls
+# after 300 kB): reads must end within the daemon's timeout, with the right
+# bytes or an error, and the mount must go on working.
+check_stall()
+{
+	local mnt=$WORK/mnt-stall pid line port small big t0 secs i f outcome
+	"$FAULTPROXY" --target "127.0.0.1:$S_TLS_PORT" --stall-after 300000 \
+		--max-seconds 600 >"$WORK/stall.out" 2>/dev/null &
+	pid=$!
+	STALL_PID=$pid
+	for i in $(seq 1 50); do
+		line=$(head -n 1 "$WORK/stall.out")
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	port=${line#PORT=}
+	if ! mount_imapfs "$mnt" "imaps://$S_USER@localhost:$port/" \
+		-o "tls_ca_file=$S_CA_FILE" -o "password_file=$WORK/password" \
+		-o timeout=5; then
+		fail "$MOUNT_ERROR"
+		return
+	fi
+	small=$(awk -F'\t' '$2 < 20000 { print $1; exit }' "$MANIFEST")
+	big=$(awk -F'\t' '$2 > 1000000 { print $1; exit }' "$MANIFEST")
+	for f in "$small" "$big" "$small"; do
+		t0=$(date +%s)
+		if t cat "$mnt/$f" >"$WORK/stall.got" 2>"$WORK/stall.err"; then
+			cmp -s "$REF/$f" "$WORK/stall.got" ||
+				fail "cat $f through a stalling server: wrong bytes"
+			outcome="read, right bytes"
+		else
+			[ "$f" = "$small" ] &&
+				fail "cat $f: $(oneline <"$WORK/stall.err")"
+			outcome="error: $(oneline <"$WORK/stall.err")"
+		fi
+		secs=$(($(date +%s) - t0))
+		echo "# stall: cat $f ($(stat -c %s "$REF/$f") bytes): $secs s," \
+			"${outcome:0:120}"
+		# Hung for good is a failure; slower than a timeout, a retry on
+		# a new connection and its timeout is a known gap.
+		[ "$secs" -lt "$MT_TIMEOUT" ] ||
+			fail "cat $f hung ($secs s, timeout=5)"
+		[ "$secs" -le 20 ] || gap "cat $f took $secs s (timeout=5)"
+	done
+	unmount_imapfs "$mnt"
+	# A hang here says nothing about the main mount.
+	rm -f "$MT_HUNG_FLAG"
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	STALL_PID=
+}
+
+STRESS_OUT=
+
+check_stress()
+{
+	local line
+	need_mount || return
+	mkdir -p "$WORK/stress"
+	echo "# stress: $FT_OPS operations, seed $FT_SEED (FT_SEED=...)"
+	start_cutter
+	STRESS_OUT=$(FT_DOVECOT_LOG=$DOVE/dovecot.log \
+		MT_TIMEOUT=$((FT_OPS * 10 + 120)) ft stress "$MNT" \
+		"$WORK/stress" "$FT_OPS" "$FT_SEED" 2>&1)
+	stop_cutter
+	while IFS= read -r line; do
+		case $line in
+		COUNTS* | ERRORS* | MESSAGES*) echo "# $line" ;;
+		PROBLEM*) fail "${line#PROBLEM }" ;;
+		HISTORY*) echo "# $line" ;;
+		GAP*) ;;
+		*) fail "ft.py: $line" ;;
+		esac
+	done <<<"$STRESS_OUT"
+}
+
+# A failed mv that left the message in both folders: the daemon does not
+# yet check after a reconnect whether the MOVE happened.
+check_stress_duplicates()
+{
+	local line
+	while IFS= read -r line; do
+		case $line in
+		GAP*) fail "${line#GAP }" ;;
+		esac
+	done <<<"$STRESS_OUT"
+}
+
+check_unmount()
+{
+	local pids
+	pids=$(imapfs_pids_for "$MNT")
+	t fusermount3 -u "$MNT" 2>/dev/null || fail "fusermount3 -u failed"
+	# shellcheck disable=SC2086
+	if [ -n "$pids" ] && ! wait_gone 5 $pids; then
+		fail "imapfs (pid $pids) still running 5 s after unmount"
+	fi
+	is_mounted "$MNT" && fail "$MNT still mounted"
+}
+
+ic()
+{
+	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"
+}
+
+# --- main ----------------------------------------------------------------
+
+write_mt_py "$WORK/mt.py"
+write_ft_py "$WORK/ft.py"
+cat >"$WORK/extra.conf" <<'EOF'
+mail_plugins = $mail_plugins mail_log notify
+plugin {
+  mail_log_events = delete undelete expunge copy save mailbox_delete
+  mail_log_fields = uid box msgid
+}
+EOF
+if ! t "$HARNESS/dovecot.sh" start "$DOVE" --watch-pid $$ \
+	--extra-conf "$WORK/extra.conf" >"$ENVF" 2>"$WORK/dovecot.err"; then
+	echo "Bail out! dovecot did not start: $(oneline <"$WORK/dovecot.err")"
+	exit 1
+fi
+DOVE_STARTED=1
+# shellcheck disable=SC2034 # read through printf -v
+while IFS='=' read -r k v; do
+	case $k in
+	HOST | PORT | TLS_PORT | USER | PASSWORD | CA_FILE)
+		printf -v "S_$k" '%s' "$v"
+		;;
+	esac
+done <"$ENVF"
+printf '%s\n' "$S_PASSWORD" >"$WORK/password"
+chmod 0600 "$WORK/password"
+
+run_check "seed the server" check_seed
+run_check "mount through faultproxy" check_mounts
+if [ "$FAILED" -ne 0 ]; then
+	cleanup
+	echo "Bail out! cannot set up"
+	echo "$PASSED passed, $FAILED failed"
+	exit 1
+fi
+# Why reads fail under cuts: an orderly close (FIN) without TLS
+# close_notify is "TLS read failed: unexpected eof" (IMAP_ETLS) in
+# imap/transport.c, which with_conn() in cache/store.c does not count as a
+# lost connection, so idempotent reads are not retried. With FT_RESET=1
+# (RST) they are, and these checks pass.
+READ_GAP="TLS unexpected EOF is not retried as a lost connection"
+WRITE_GAP="non-idempotent work is not verified after a reconnect"
+LIST_GAP="merge() in cache/resync.c drops new UIDs below a COPYUID/APPENDUID one inserted locally; failed uploads stay listed"
+ALIAS_GAP="a stale alias (mv keeps the old name) resolves N.eml to another message when the listing lacks UID N"
+
+run_check "grep -rl NEEDLE under cuts: right files" check_grep
+run_gap_check "grep -rl NEEDLE under cuts: no read errors" gap_problems \
+	"$READ_GAP"
+run_check "rsync under cuts: what it copied is byte-identical" check_rsync
+run_gap_check "rsync under cuts: no read errors" gap_problems "$READ_GAP"
+run_check "cat of every message under cuts: right bytes" check_cat
+run_gap_check "cat of every message under cuts: no errors" gap_problems \
+	"$READ_GAP"
+run_check "cp in under cuts: each message at most once" check_cp
+run_gap_check "cp in under cuts: every cp succeeds" gap_problems \
+	"$WRITE_GAP"
+run_check "mv between folders under cuts: once, in src or dst" check_mv
+run_gap_check "mv between folders under cuts: every mv succeeds" \
+	gap_problems "$WRITE_GAP"
+run_check "rm under cuts: removed or still there once" check_rm
+run_gap_check "rm under cuts: every rm succeeds" gap_problems "$WRITE_GAP"
+run_gap_check "listings match the server after cuts" check_listing \
+	"$LIST_GAP"
+run_gap_check "no faults: a UID added elsewhere survives a local mv in" \
+	check_added_before_local_insert "$LIST_GAP"
+run_check "a stalling server: reads end, right bytes, mount recovers" \
+	check_stall
+run_gap_check "a stalling server: a read fails within 4 timeouts" \
+	gap_problems "every window/connection of one read waits a full timeout"
+run_gap_check "stress: random mv/rm/cp under cuts, nothing lost" \
+	check_stress "$ALIAS_GAP"
+run_gap_check "stress: no duplicate left by a failed mv" \
+	check_stress_duplicates "$WRITE_GAP"
+run_gap_check "listings match the server after the stress" check_listing \
+	"$LIST_GAP"
+run_check "unmount" check_unmount
+stop_proxy
+echo "# $(cut_count) cut signals sent; proxy: $(oneline \
+	<"$WORK/proxy.err" 2>/dev/null)"
+
+cleanup
+echo "$PASSED passed, $FAILED failed, $TODO known gaps (TODO)"
+[ "$FAILED" -eq 0 ]
