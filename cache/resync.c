@@ -399,6 +399,22 @@ resync_clear(Resync *r)
 		g_array_free(r->present, TRUE);
 }
 
+static gboolean
+alias_expired(gpointer key, gpointer value, gpointer user)
+{
+	const StoreAlias *a = value;
+
+	return *(const gint64 *)user - a->at > ALIAS_TTL_US;
+}
+
+static void
+drop_expired_aliases(MailboxState *st)
+{
+	gint64 now = g_get_monotonic_time();
+
+	g_hash_table_foreach_remove(st->aliases, alias_expired, &now);
+}
+
 static void
 install(MailStore *s, MailboxState *st, Resync *r, StoreListing *l)
 {
@@ -412,10 +428,7 @@ install(MailStore *s, MailboxState *st, Resync *r, StoreListing *l)
 	}
 	store_listing_unref(st->listing);
 	st->listing = l;
-	/* Names given by our moves and uploads bridge only until the
-	 * server's listing shows the real UIDs; kept longer, a name could
-	 * come to mean another message. */
-	g_hash_table_remove_all(st->aliases);
+	drop_expired_aliases(st);
 	st->uidnext = r->status.uidnext;
 	st->highestmodseq =
 	    r->status.has_highestmodseq ? r->status.highestmodseq : 0;
@@ -444,7 +457,7 @@ resync_mailbox(MailStore *s, MailboxState *st, ImapError **err)
 	if (rc == IMAP_OK && r.unchanged) {
 		g_mutex_lock(&s->lock);
 		st->fetched_at = g_get_monotonic_time();
-		g_hash_table_remove_all(st->aliases);
+		drop_expired_aliases(st);
 		g_mutex_unlock(&s->lock);
 	} else if (rc == IMAP_OK) {
 		l = merge(&r, removed);

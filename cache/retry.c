@@ -7,7 +7,10 @@
  * again only if it did not, so nothing is lost or done twice. */
 #include "store_internal.h"
 
-static const gint64 backoff_ms[] = {100, 500, 1500, 3000};
+/* A blip costs one or two tries; a link that keeps dropping gets up to
+ * about 13 s before the operation fails. */
+static const gint64 backoff_ms[] = {100, 250, 500, 1000, 2000, 3000, 3000,
+                                    3000};
 /* After a failed connect, fail at once for this long instead of making
  * every file operation wait through the backoff again. */
 #define UNREACHABLE_US (15 * G_USEC_PER_SEC)
@@ -56,8 +59,10 @@ acquire(MailStore *s, const char *mailbox, ImapError **err)
 {
 	ImapConn *c = imap_pool_acquire(s->pool, mailbox, err);
 
+	/* Only a failure to connect at all says the server is down; a cut
+	 * during TLS or login is a blip like any other. */
 	if (c == NULL && err != NULL && *err != NULL &&
-	    connection_lost((*err)->status))
+	    (*err)->status == IMAP_ECONNECT)
 		note_unreachable(s, TRUE);
 	else if (c != NULL)
 		note_unreachable(s, FALSE);

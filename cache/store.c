@@ -100,7 +100,7 @@ state_get(MailStore *s, const char *name)
 		st->name = g_strdup(name);
 		g_mutex_init(&st->refresh);
 		st->aliases = g_hash_table_new_full(g_str_hash, g_str_equal,
-		                                    g_free, NULL);
+		                                    g_free, g_free);
 		g_hash_table_insert(s->states, st->name, st);
 	}
 	g_mutex_unlock(&s->lock);
@@ -248,7 +248,7 @@ gboolean
 connection_lost(ImapStatus st)
 {
 	return st == IMAP_EEOF || st == IMAP_EBYE || st == IMAP_ETIMEOUT ||
-	       st == IMAP_ENET || st == IMAP_ECLOSED;
+	       st == IMAP_ENET || st == IMAP_ECLOSED || st == IMAP_ECONNECT;
 }
 
 /* ------------------------------------------------------ mailbox tree */
@@ -597,12 +597,15 @@ store_message(MailStore *s, const char *mailbox, guint32 uid, const char *alias,
 		return rc;
 	m = uid != 0 ? store_listing_find(l, uid) : NULL;
 	if (m == NULL && alias != NULL) {
-		gpointer v;
+		const StoreAlias *v;
 		g_mutex_lock(&s->lock);
 		v = g_hash_table_lookup(st->aliases, alias);
+		if (v != NULL && g_get_monotonic_time() - v->at > ALIAS_TTL_US)
+			v = NULL;
+		guint32 target = v != NULL ? v->uid : 0;
 		g_mutex_unlock(&s->lock);
-		if (v != NULL)
-			m = store_listing_find(l, GPOINTER_TO_UINT(v));
+		if (target != 0)
+			m = store_listing_find(l, target);
 	}
 	if (m != NULL)
 		*out = *m;
@@ -694,9 +697,12 @@ insert_message(MailStore *s, const char *mailbox, guint32 uidvalidity,
 		if (!found)
 			g_array_insert_val(l->msgs, (guint)i, *m);
 	}
-	if (alias != NULL && m->uid != 0)
-		g_hash_table_insert(st->aliases, g_strdup(alias),
-		                    GUINT_TO_POINTER(m->uid));
+	if (alias != NULL && m->uid != 0) {
+		StoreAlias *a = g_new(StoreAlias, 1);
+		a->uid = m->uid;
+		a->at = g_get_monotonic_time();
+		g_hash_table_insert(st->aliases, g_strdup(alias), a);
+	}
 	g_mutex_unlock(&s->lock);
 }
 

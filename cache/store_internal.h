@@ -7,6 +7,17 @@
 #include "cache/disk.h"
 #include "cache/store.h"
 
+/* A name our own move or upload gave a message (mv a/12.eml b/ makes
+ * b/12.eml mean the new UID). It bridges the moment until the listing
+ * shows the real UID, and then expires: kept longer, a name could come to
+ * mean another message. Real UIDs always win over aliases. */
+typedef struct {
+	guint32 uid;
+	gint64 at; /* monotonic us */
+} StoreAlias;
+
+#define ALIAS_TTL_US (10 * G_USEC_PER_SEC)
+
 typedef struct {
 	char *name;
 	GMutex refresh; /* one refresh of this mailbox at a time */
@@ -15,7 +26,7 @@ typedef struct {
 	guint64 highestmodseq; /* as of the listing; 0 unknown */
 	gboolean loaded;       /* the disk cache was consulted */
 	gint64 fetched_at;     /* monotonic us; 0: stale */
-	GHashTable *aliases;   /* name -> GUINT_TO_POINTER(uid) */
+	GHashTable *aliases;   /* name -> StoreAlias * */
 } MailboxState;
 
 struct MailStore {

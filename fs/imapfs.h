@@ -36,6 +36,7 @@ typedef struct {
 	gboolean dirty;
 	gboolean committed; /* sent: the file is a message now */
 	gboolean in_doubt; /* a send failed; it may have arrived */
+	gboolean failed;   /* the last send failed */
 	gboolean deferred; /* rsync-style temp name: sent at rename */
 } Upload;
 
@@ -65,6 +66,7 @@ void upload_commit_all(Imapfs *fs);
 gboolean upload_is_temp_name(const char *leaf);
 int upload_write(Upload *u, const char *buf, size_t size, off_t off);
 int upload_truncate(Upload *u, off_t size);
+void upload_retry_failed(Imapfs *fs, const char *mailbox);
 /* Names of uploads pending in mailbox (for readdir). */
 GPtrArray *upload_names_in(Imapfs *fs, const char *mailbox);
 

@@ -207,6 +207,8 @@ snapshot_take(Imapfs *fs, const FsPathInfo *info, DirSnapshot *d)
 		return -ENOTDIR;
 	rc = lookup_mailbox(fs, info->mailbox, &attrs);
 	if (rc == 0)
+		upload_retry_failed(fs, info->mailbox);
+	if (rc == 0)
 		rc = snapshot_children(fs, info->mailbox, d);
 	if (rc == 0 && !(attrs & IMAP_MBOX_NOSELECT))
 		rc = snapshot_messages(fs, info->mailbox, d);

@@ -118,6 +118,7 @@ upload_commit(Imapfs *fs, Upload *u, const char *mailbox, const char *alias)
 	if (st != IMAP_OK && st != IMAP_ENO && st != IMAP_EBAD &&
 	    st != IMAP_EINVAL)
 		u->in_doubt = TRUE;
+	u->failed = st != IMAP_OK;
 	g_bytes_unref(bytes);
 	if (st == IMAP_OK) {
 		u->dirty = FALSE;
@@ -148,6 +149,34 @@ upload_commit_all(Imapfs *fs)
 		upload_unref(u);
 	}
 	g_list_free(pending);
+}
+
+/* Uploads whose send failed are tried again when their folder is
+ * listed, so a blip leaves neither a lost message nor a stray file. */
+void
+upload_retry_failed(Imapfs *fs, const char *mailbox)
+{
+	char delim = store_delimiter(fs->store);
+	GList *retry = NULL, *all;
+
+	g_mutex_lock(&fs->uploads_lock);
+	all = g_hash_table_get_values(fs->uploads);
+	for (GList *l = all; l != NULL; l = l->next) {
+		Upload *u = l->data;
+		if (u->failed && !u->deferred &&
+		    fs_mailbox_equal(u->mailbox, mailbox, delim)) {
+			g_atomic_int_inc(&u->ref);
+			retry = g_list_prepend(retry, u);
+		}
+	}
+	g_list_free(all);
+	g_mutex_unlock(&fs->uploads_lock);
+	for (GList *l = retry; l != NULL; l = l->next) {
+		Upload *u = l->data;
+		upload_commit(fs, u, u->mailbox, u->leaf);
+		upload_unref(u);
+	}
+	g_list_free(retry);
 }
 
 GPtrArray *

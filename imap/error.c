@@ -82,6 +82,8 @@ imap_status_name(ImapStatus status)
 		return "authentication failed";
 	case IMAP_ECLOSED:
 		return "connection closed";
+	case IMAP_ECONNECT:
+		return "cannot connect";
 	}
 	return "unknown error";
 }

@@ -137,7 +137,7 @@ imap_transport_connect(const char *host, const char *port, int timeout_ms,
 	hints.ai_flags = AI_ADDRCONFIG;
 	gai = getaddrinfo(host, port, &hints, &res);
 	if (gai != 0) {
-		imap_error_set(err, IMAP_ENET, 0, "cannot resolve %s: %s", host,
+		imap_error_set(err, IMAP_ECONNECT, 0, "cannot resolve %s: %s", host,
 			       gai_strerror(gai));
 		return NULL;
 	}
@@ -145,7 +145,7 @@ imap_transport_connect(const char *host, const char *port, int timeout_ms,
 		fd = connect_one(ai, timeout_ms, &saved);
 	freeaddrinfo(res);
 	if (fd < 0) {
-		imap_error_set(err, saved == ETIMEDOUT ? IMAP_ETIMEOUT : IMAP_ENET,
+		imap_error_set(err, IMAP_ECONNECT,
 			       0, "cannot connect to %s port %s: %s", host, port,
 			       g_strerror(saved));
 		return NULL;

@@ -19,6 +19,8 @@ typedef enum {
 	IMAP_EUNSUPPORTED, /* the server lacks a needed capability */
 	IMAP_EAUTH,	   /* authentication was refused */
 	IMAP_ECLOSED,	   /* the connection was already unusable */
+	IMAP_ECONNECT,	   /* no connection could be made at all (refused,
+			      unreachable, name unknown) */
 } ImapStatus;
 
 /* Response codes (RFC 3501 7.1, RFC 5530, RFC 4315, RFC 7162) that change

@@ -1036,10 +1036,11 @@ fi
 # imap/transport.c, which with_conn() in cache/store.c does not count as a
 # lost connection, so idempotent reads are not retried. With FT_RESET=1
 # (RST) they are, and these checks pass.
-READ_GAP="TLS unexpected EOF is not retried as a lost connection"
-WRITE_GAP="non-idempotent work is not verified after a reconnect"
-LIST_GAP="merge() in cache/resync.c drops new UIDs below a COPYUID/APPENDUID one inserted locally; failed uploads stay listed"
-ALIAS_GAP="a stale alias (mv keeps the old name) resolves N.eml to another message when the listing lacks UID N"
+# What still fails under this much churn (a cut every 0.3-0.7 s). Checks
+# that once were gaps and now hold are plain run_check.
+READ_GAP="with a cut every 0.3-0.7 s a read can still use up all its retries (8 tries, about 13 s) and fail with EIO; a single blip is retried"
+WRITE_GAP="likewise a change can fail with EIO after all retries (it is never lost or doubled: the checks above verify that)"
+LIST_GAP="after heavy churn a listing can keep a UID the server no longer has until the mailbox is fully refetched"
 
 run_check "grep -rl NEEDLE under cuts: right files" check_grep
 run_gap_check "grep -rl NEEDLE under cuts: no read errors" gap_problems \
@@ -1059,16 +1060,15 @@ run_check "rm under cuts: removed or still there once" check_rm
 run_gap_check "rm under cuts: every rm succeeds" gap_problems "$WRITE_GAP"
 run_gap_check "listings match the server after cuts" check_listing \
 	"$LIST_GAP"
-run_gap_check "no faults: a UID added elsewhere survives a local mv in" \
-	check_added_before_local_insert "$LIST_GAP"
+run_check "no faults: a UID added elsewhere survives a local mv in" \
+	check_added_before_local_insert
 run_check "a stalling server: reads end, right bytes, mount recovers" \
 	check_stall
-run_gap_check "a stalling server: a read fails within 4 timeouts" \
-	gap_problems "every window/connection of one read waits a full timeout"
-run_gap_check "stress: random mv/rm/cp under cuts, nothing lost" \
-	check_stress "$ALIAS_GAP"
-run_gap_check "stress: no duplicate left by a failed mv" \
-	check_stress_duplicates "$WRITE_GAP"
+run_check "a stalling server: a read fails within 4 timeouts" \
+	gap_problems
+run_check "stress: random mv/rm/cp under cuts, nothing lost" check_stress
+run_check "stress: no duplicate left by a failed mv" \
+	check_stress_duplicates
 run_gap_check "listings match the server after the stress" check_listing \
 	"$LIST_GAP"
 run_check "unmount" check_unmount
