@@ -16,17 +16,6 @@ static const gint64 backoff_ms[] = {100, 250, 500, 1000, 2000, 3000, 3000,
 #define UNREACHABLE_US (15 * G_USEC_PER_SEC)
 #define ATTEMPTS ((int)G_N_ELEMENTS(backoff_ms))
 
-static void
-take_error(ImapError **err, ImapError *local)
-{
-	if (local == NULL)
-		return;
-	if (err != NULL && *err == NULL)
-		*err = local;
-	else
-		imap_error_free(local);
-}
-
 static ImapStatus
 offline_error(ImapError **err)
 {
@@ -123,7 +112,7 @@ with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
 			break;
 		imap_error_clear(&local);
 	}
-	take_error(err, local);
+	imap_error_propagate(err, local);
 	return st;
 }
 
@@ -157,6 +146,6 @@ with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn,
 			g_message("the change had been made before the "
 			          "connection was lost; not repeating it");
 	}
-	take_error(err, local);
+	imap_error_propagate(err, local);
 	return st;
 }

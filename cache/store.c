@@ -320,12 +320,7 @@ refresh_mailbox_list(MailStore *s, ImapError **err)
 		st = IMAP_OK;
 	}
 	g_mutex_unlock(&s->list_refresh);
-	if (local != NULL) {
-		if (err != NULL && *err == NULL)
-			*err = local;
-		else
-			imap_error_free(local);
-	}
+	imap_error_propagate(err, local);
 	return st;
 }
 
@@ -562,12 +557,7 @@ store_messages(MailStore *s, const char *mailbox, gboolean force,
 		*out = store_listing_ref(st->listing);
 	g_mutex_unlock(&s->lock);
 	g_mutex_unlock(&st->refresh);
-	if (local != NULL) {
-		if (err != NULL && *err == NULL)
-			*err = local;
-		else
-			imap_error_free(local);
-	}
+	imap_error_propagate(err, local);
 	if (rc == IMAP_OK)
 		note_listed(s, mailbox);
 	return rc;

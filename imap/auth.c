@@ -208,10 +208,7 @@ imap_conn_login(ImapConn *c, const ImapCredentials *cred, ImapError **err)
 	}
 	if (st != IMAP_OK) {
 		imap_error_prefix(&local, "login");
-		if (err != NULL && *err == NULL)
-			*err = local;
-		else
-			imap_error_free(local);
+		imap_error_propagate(err, local);
 		return st;
 	}
 	conn_set_authenticated(c);

@@ -134,6 +134,17 @@ imap_error_free(ImapError *err)
 }
 
 void
+imap_error_propagate(ImapError **err, ImapError *src)
+{
+	if (src == NULL)
+		return;
+	if (err != NULL && *err == NULL)
+		*err = src;
+	else
+		imap_error_free(src);
+}
+
+void
 imap_error_clear(ImapError **err)
 {
 	if (err == NULL)

@@ -542,10 +542,7 @@ imap_logout(ImapConn *c, ImapError **err)
 		st = IMAP_OK;
 	if (st != IMAP_OK) {
 		imap_error_prefix(&local, "LOGOUT");
-		if (err != NULL && *err == NULL)
-			*err = local;
-		else
-			imap_error_free(local);
+		imap_error_propagate(err, local);
 		return st;
 	}
 	imap_error_free(local);

@@ -63,6 +63,9 @@ ImapStatus imap_error_set(ImapError **err, ImapStatus status, ImapCode code,
 			  const char *fmt, ...) G_GNUC_PRINTF(4, 5);
 void imap_error_free(ImapError *err);
 void imap_error_clear(ImapError **err);
+/* Hands a locally collected error to the caller's err (taking ownership
+ * of src): stored if err wants one and holds none, else freed. */
+void imap_error_propagate(ImapError **err, ImapError *src);
 /* Adds "context: " in front of the text of an existing error. */
 void imap_error_prefix(ImapError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 const char *imap_status_name(ImapStatus status);
