@@ -247,6 +247,17 @@ do_resync(ImapConn *c, void *data, ImapError **err)
 			return st;
 	}
 	st = imap_status(c, r->mailbox, &r->status, err);
+	if (st == IMAP_ENO && imap_conn_has_selected(c, r->mailbox)) {
+		/* The selected mailbox was deleted (and maybe recreated) by
+		 * someone else: this session is stuck on the old one. */
+		imap_conn_forget_mailbox(c, r->mailbox);
+		imap_error_clear(err);
+		st = imap_conn_use_mailbox(c, r->mailbox, NULL, NULL, err);
+		if (st == IMAP_OK) {
+			imap_conn_release_mailbox(c);
+			st = imap_status(c, r->mailbox, &r->status, err);
+		}
+	}
 	if (st != IMAP_OK)
 		return st;
 	if (r->old == NULL || r->status.uidvalidity != r->old->uidvalidity)
@@ -418,10 +429,13 @@ drop_expired_aliases(MailboxState *st)
 static void
 install(MailStore *s, MailboxState *st, Resync *r, StoreListing *l)
 {
+	gboolean recreated = FALSE;
+
 	g_mutex_lock(&s->lock);
 	carry_verified(l, st->listing);
 	if (st->listing != NULL && st->listing->uidvalidity != l->uidvalidity) {
 		g_hash_table_remove_all(st->aliases);
+		recreated = TRUE;
 		if (s->bodies != NULL)
 			body_cache_forget_mailbox(s->bodies, st->name,
 			                          l->uidvalidity);
@@ -434,6 +448,10 @@ install(MailStore *s, MailboxState *st, Resync *r, StoreListing *l)
 	    r->status.has_highestmodseq ? r->status.highestmodseq : 0;
 	st->fetched_at = g_get_monotonic_time();
 	g_mutex_unlock(&s->lock);
+	/* Connections still holding the old mailbox selected are unusable
+	 * on some servers; idle ones are closed and reopened on demand. */
+	if (recreated && s->pool != NULL)
+		imap_pool_drain(s->pool);
 }
 
 ImapStatus

@@ -238,6 +238,10 @@ store_invalidate(MailStore *s)
 	while (g_hash_table_iter_next(&it, NULL, &value))
 		((MailboxState *)value)->fetched_at = 0;
 	g_mutex_unlock(&s->lock);
+	/* Idle connections may sit on a mailbox another client deleted,
+	 * which some servers (Dovecot) then refuse every command on. */
+	if (s->pool != NULL)
+		imap_pool_drain(s->pool);
 }
 
 /* ---------------------------------------------------- connection use */

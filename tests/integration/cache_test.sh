@@ -141,6 +141,7 @@ for i in range(1500):
            % (i, "line of text %d " % i * 20)).encode()
     ic.append(c, "Big", msg, None, 1600000000 + i)
 PY
+	ic create Moves >/dev/null
 	ic create Recreated >/dev/null
 	for i in 1 2 3; do append Recreated "old-$i" >/dev/null; done
 	[ "$(ic count Big)" = 1500 ] || fail "Big holds $(ic count Big)"
@@ -253,6 +254,36 @@ check_idle()
 	umount_fg
 }
 
+# rm and mv must touch exactly one message, also without UIDPLUS and MOVE
+# (cache-plain): then rm unflags others' \Deleted around a plain EXPUNGE,
+# and mv is COPY, then that expunge.
+check_rm_mv_exact()
+{
+	local a b c count
+	a=$(append INBOX "rm-target")
+	b=$(append INBOX "deleted-by-other")
+	c=$(append INBOX "mv-target")
+	ic mark-deleted INBOX "$b" >/dev/null || fail "mark-deleted"
+	setfattr -n user.imapfs.refresh -v 1 "$MNT"
+	rm "$MNT/INBOX/$a.eml" || fail "rm $a.eml"
+	ic uids INBOX | grep -qx "$a" && fail "rm left UID $a on the server"
+	ic uids INBOX | grep -qx "$b" || fail "rm expunged UID $b, flagged \\Deleted by another client"
+	ic deleted-uids INBOX | grep -qx "$b" ||
+		fail "UID $b lost its \\Deleted flag"
+	# Moves holds no UID that low, so the name mv used is free there.
+	count=$(ic count Moves)
+	mv "$MNT/INBOX/$c.eml" "$MNT/Moves/" 2>"$WORK/mv.err" ||
+		fail "mv $c.eml: $(oneline <"$WORK/mv.err")"
+	ic uids INBOX | grep -qx "$c" && fail "mv left UID $c in INBOX"
+	[ "$(ic count Moves)" = $((count + 1)) ] ||
+		fail "Moves has $(ic count Moves) messages, want $((count + 1))"
+	# Without UIDPLUS there is no COPYUID to learn the new UID from.
+	if [ -z "${CACHE_TEST_CAPS:-}" ] || grep -q UIDPLUS <<<"$CACHE_TEST_CAPS"; then
+		grep -q "mv-target body" "$MNT/Moves/$c.eml" ||
+			fail "Moves/$c.eml does not resolve to the moved message right after mv"
+	fi
+}
+
 check_corrupt_cache()
 {
 	local f
@@ -329,6 +360,7 @@ run_check "remount shows exactly what other clients changed" check_remount_shows
 run_check "no-change remount fetches no message metadata" check_no_change_wire
 run_check "cached bodies are not fetched again" check_body_cache_hit
 run_check "UIDVALIDITY change: fresh listing, no stale bytes" check_uidvalidity_change
+run_check "rm and mv act on exactly one message" check_rm_mv_exact
 run_check "IDLE: new mail listed within 2 s" check_idle
 run_check "a corrupted cache file is discarded and rebuilt" check_corrupt_cache
 run_check "the body cache stays under cache_size" check_size_limit
