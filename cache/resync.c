@@ -11,6 +11,7 @@
  * A changed UIDVALIDITY, or no listing yet, means a full UID FETCH 1:*.
  * The modseq saved with the listing is the one from before the fetches, so
  * changes made during a resync are seen by the next one. */
+#include <malloc.h>
 #include <string.h>
 
 #include "store_internal.h"
@@ -486,6 +487,10 @@ resync_mailbox(MailStore *s, MailboxState *st, ImapError **err)
 		        removed->len);
 		install(s, st, &r, l);
 		save(s, st);
+		/* A big listing leaves the parse buffers' memory with the
+		 * allocator; give it back so RSS reflects what is kept. */
+		if (r.full && l->msgs->len > 10000)
+			malloc_trim(0);
 		if (s->change_fn != NULL && removed->len > 0)
 			s->change_fn(s->change_user, st->name,
 			             (const guint32 *)(void *)removed->data,

@@ -250,7 +250,8 @@ get_secret(const FsConfig *cfg, const FsUrl *url, const char *user,
 static ImapStatus
 setup_conn(ImapConn *c, void *user, ImapError **err)
 {
-	static const char *const exts[] = {"CONDSTORE", "QRESYNC", NULL};
+	static const char *const exts[] = {"CONDSTORE", "QRESYNC",
+	                                   "UTF8=ACCEPT", NULL};
 
 	if (!imap_conn_has_cap(c, "ENABLE"))
 		return IMAP_OK;

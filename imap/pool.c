@@ -16,6 +16,7 @@ struct ImapPool {
 	GMutex lock;
 	GCond cond;
 	GPtrArray *idle; /* ImapConn * not handed out */
+	GHashTable *idle_since; /* ImapConn * -> monotonic us, as gint64 * */
 	guint total;	 /* idle + handed out + being opened */
 	char **caps;
 };
@@ -57,6 +58,7 @@ imap_pool_new(const ImapConnectOptions *opts, const ImapCredentials *cred,
 	g_mutex_init(&p->lock);
 	g_cond_init(&p->cond);
 	p->idle = g_ptr_array_new();
+	p->idle_since = g_hash_table_new_full(NULL, NULL, NULL, g_free);
 	return p;
 }
 
@@ -67,6 +69,7 @@ imap_pool_free(ImapPool *p)
 		return;
 	imap_pool_drain(p);
 	g_ptr_array_free(p->idle, TRUE);
+	g_hash_table_destroy(p->idle_since);
 	g_mutex_clear(&p->lock);
 	g_cond_clear(&p->cond);
 	explicit_bzero(p->secret, p->secret_len);
@@ -120,6 +123,7 @@ reap_dead_locked(ImapPool *p)
 		ImapConn *c = p->idle->pdata[i];
 		if (!imap_conn_is_alive(c)) {
 			g_ptr_array_add(dead, c);
+			g_hash_table_remove(p->idle_since, c);
 			g_ptr_array_remove_index_fast(p->idle, i);
 			p->total--;
 		}
@@ -140,6 +144,17 @@ take_idle_locked(ImapPool *p, const char *mailbox)
 			break;
 		}
 	return g_ptr_array_steal_index_fast(p->idle, pick);
+}
+
+/* Connections idle longer than this are checked with NOOP before use. */
+#define KEEPALIVE_US (120 * G_USEC_PER_SEC)
+
+static gboolean
+still_alive(ImapConn *c)
+{
+	ImapCmd *noop = imap_cmd_new("NOOP");
+
+	return imap_conn_run(c, noop, NULL, NULL, NULL) == IMAP_OK;
 }
 
 ImapConn *
@@ -163,8 +178,19 @@ imap_pool_acquire(ImapPool *p, const char *mailbox, ImapError **err)
 		g_cond_wait(&p->cond, &p->lock);
 	}
 	if (c != NULL) {
+		gint64 *since = g_hash_table_lookup(p->idle_since, c);
+		gboolean stale = since != NULL &&
+		                 g_get_monotonic_time() - *since > KEEPALIVE_US;
+		g_hash_table_remove(p->idle_since, c);
 		g_mutex_unlock(&p->lock);
-		return c;
+		if (!stale || still_alive(c))
+			return c;
+		/* Dropped while idle (server autologout, NAT timeout): the
+		 * caller gets a new one instead of an error. */
+		imap_conn_close(c);
+		g_mutex_lock(&p->lock);
+		p->total--;
+		c = NULL;
 	}
 	p->total++;
 	g_mutex_unlock(&p->lock);
@@ -199,6 +225,11 @@ imap_pool_release(ImapPool *p, ImapConn *c)
 		return;
 	}
 	g_mutex_lock(&p->lock);
+	{
+		gint64 *since = g_new(gint64, 1);
+		*since = g_get_monotonic_time();
+		g_hash_table_replace(p->idle_since, c, since);
+	}
 	g_ptr_array_add(p->idle, c);
 	g_cond_signal(&p->cond);
 	g_mutex_unlock(&p->lock);
@@ -224,6 +255,7 @@ imap_pool_drain(ImapPool *p)
 	g_mutex_lock(&p->lock);
 	idle = p->idle;
 	p->idle = g_ptr_array_new();
+	g_hash_table_remove_all(p->idle_since);
 	p->total -= idle->len;
 	g_cond_broadcast(&p->cond);
 	g_mutex_unlock(&p->lock);
