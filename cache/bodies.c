@@ -653,7 +653,7 @@ body_cache_count(BodyCache *bc)
 
 gboolean
 body_cache_has(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
-	       guint32 uid)
+               guint32 uid)
 {
 	g_autofree char *key = NULL;
 	gboolean has;

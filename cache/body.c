@@ -61,7 +61,7 @@ store_body_open(MailStore *s, const char *mailbox, guint32 uid, ImapError **err)
 	if (prefetch_pending(s->prefetch, mailbox, uid))
 		prefetch_wait(s->prefetch, mailbox, uid, 30 * G_USEC_PER_SEC);
 	b->fd = body_cache_open_body(s->bodies, mailbox, b->uidvalidity, uid,
-				     &b->size);
+	                             &b->size);
 	if (b->fd >= 0)
 		b->size_known = TRUE;
 	return b;

@@ -15,15 +15,15 @@
  * listing we had before the change (those existed already). */
 static ImapStatus
 new_uids_of_size(ImapConn *c, const char *mailbox, guint64 size,
-		 StoreListing *before, GArray **out, ImapError **err)
+                 StoreListing *before, GArray **out, ImapError **err)
 {
-	g_autofree char *larger = g_strdup_printf("%" G_GUINT64_FORMAT,
-						  size > 0 ? size - 1 : 0);
-	g_autofree char *smaller = g_strdup_printf("%" G_GUINT64_FORMAT,
-						   size + 1);
+	g_autofree char *larger =
+	    g_strdup_printf("%" G_GUINT64_FORMAT, size > 0 ? size - 1 : 0);
+	g_autofree char *smaller =
+	    g_strdup_printf("%" G_GUINT64_FORMAT, size + 1);
 	const ImapSearchKey keys[] = {
-		{"LARGER", larger, NULL},
-		{"SMALLER", smaller, NULL},
+	    {"LARGER", larger, NULL},
+	    {"SMALLER", smaller, NULL},
 	};
 	GArray *uids = NULL;
 	ImapStatus st = imap_uid_search(c, mailbox, keys, 2, &uids, err);
@@ -40,7 +40,7 @@ new_uids_of_size(ImapConn *c, const char *mailbox, guint64 size,
 
 static ImapStatus
 uid_exists(ImapConn *c, const char *mailbox, guint32 uid, gboolean *exists,
-	   ImapError **err)
+           ImapError **err)
 {
 	g_autofree char *set = g_strdup_printf("%u", uid);
 	const ImapSearchKey key = {"UID", set, NULL};
@@ -55,8 +55,7 @@ uid_exists(ImapConn *c, const char *mailbox, guint32 uid, gboolean *exists,
 }
 
 static ImapStatus
-mailbox_exists(ImapConn *c, const char *name, gboolean *exists,
-	       ImapError **err)
+mailbox_exists(ImapConn *c, const char *name, gboolean *exists, ImapError **err)
 {
 	GPtrArray *list = NULL;
 	ImapStatus st = imap_list(c, "", name, &list, err);
@@ -90,7 +89,7 @@ static ImapStatus
 read_only_error(ImapError **err)
 {
 	return imap_error_set(err, IMAP_EINVAL, IMAP_CODE_READONLY,
-			      "mounted read-only");
+	                      "mounted read-only");
 }
 
 /* ------------------------------------------------------------ moving */
@@ -99,7 +98,7 @@ typedef struct {
 	const char *mailbox;
 	guint32 uid;
 	const char *dest;
-	StoreMessage meta;	    /* the message before the move */
+	StoreMessage meta;         /* the message before the move */
 	StoreListing *dest_before; /* dest's listing before the move */
 	ImapCopyUid copyuid;
 	guint32 found_uid; /* where verification found it */
@@ -117,7 +116,7 @@ do_move(ImapConn *c, void *data, ImapError **err)
 	imap_copyuid_clear(&r->copyuid);
 	if (imap_conn_has_cap(c, "MOVE"))
 		return imap_uid_move(c, r->mailbox, set, r->dest, &r->copyuid,
-				     err);
+		                     err);
 	st = imap_uid_copy(c, r->mailbox, set, r->dest, &r->copyuid, err);
 	if (st != IMAP_OK)
 		return st;
@@ -145,14 +144,14 @@ find_moved(ImapConn *c, MoveReq *r, ImapError **err)
 
 	r->found_uid = 0;
 	st = new_uids_of_size(c, r->dest, r->meta.size, r->dest_before, &uids,
-			      err);
+	                      err);
 	if (st != IMAP_OK || uids->len == 0) {
 		if (uids != NULL)
 			g_array_free(uids, TRUE);
 		return st;
 	}
-	set = imap_uidset_format((const guint32 *)(void *)uids->data,
-				 uids->len);
+	set =
+	    imap_uidset_format((const guint32 *)(void *)uids->data, uids->len);
 	g_array_free(uids, TRUE);
 	return imap_uid_fetch_meta(c, r->dest, set, NULL, match_moved, r, err);
 }
@@ -172,8 +171,8 @@ verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
 	if (r->found_uid != 0 && in_source) {
 		/* COPY landed, the expunge did not: finish the move. */
 		g_message("move of %s UID %u was cut after the copy; removing "
-			  "the original",
-			  r->mailbox, r->uid);
+		          "the original",
+		          r->mailbox, r->uid);
 		st = imap_expunge_uid(c, r->mailbox, r->uid, err);
 		*done = st == IMAP_OK;
 		return st;
@@ -182,10 +181,10 @@ verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
 		*done = r->found_uid != 0;
 		if (!*done)
 			return imap_error_set(err, IMAP_ENO,
-					      IMAP_CODE_NONEXISTENT,
-					      "%s UID %u vanished during the "
-					      "move",
-					      r->mailbox, r->uid);
+			                      IMAP_CODE_NONEXISTENT,
+			                      "%s UID %u vanished during the "
+			                      "move",
+			                      r->mailbox, r->uid);
 		return IMAP_OK;
 	}
 	*done = FALSE;
@@ -194,8 +193,8 @@ verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
 
 ImapStatus
 store_move_message(MailStore *s, const char *mailbox, guint32 uid,
-		   const char *dest, const char *alias, guint32 *new_uid,
-		   ImapError **err)
+                   const char *dest, const char *alias, guint32 *new_uid,
+                   ImapError **err)
 {
 	MoveReq r = {.mailbox = mailbox, .uid = uid, .dest = dest};
 	ImapStatus st;
@@ -222,7 +221,7 @@ store_move_message(MailStore *s, const char *mailbox, guint32 uid,
 	else
 		r.meta.uid = r.found_uid;
 	insert_message(s, dest, r.copyuid.valid ? r.copyuid.uidvalidity : 0,
-		       &r.meta, alias);
+	               &r.meta, alias);
 	*new_uid = r.meta.uid;
 	imap_copyuid_clear(&r.copyuid);
 	return IMAP_OK;
@@ -258,7 +257,7 @@ verify_expunge(ImapConn *c, void *data, gboolean *done, ImapError **err)
 
 ImapStatus
 store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
-		     ImapError **err)
+                     ImapError **err)
 {
 	MoveReq r = {.mailbox = mailbox, .uid = uid};
 	guint32 new_uid;
@@ -268,9 +267,8 @@ store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
 		return read_only_error(err);
 	if (!is_trash(s, mailbox))
 		return store_move_message(s, mailbox, uid, s->trash, NULL,
-					  &new_uid, err);
-	st = with_conn_checked(s, mailbox, do_expunge, verify_expunge, &r,
-			       err);
+		                          &new_uid, err);
+	st = with_conn_checked(s, mailbox, do_expunge, verify_expunge, &r, err);
 	if (st == IMAP_OK)
 		remove_message(s, mailbox, uid);
 	return st;
@@ -294,7 +292,7 @@ do_append(ImapConn *c, void *data, ImapError **err)
 	AppendReq *r = data;
 
 	return imap_append(c, r->mailbox, r->flags, r->date, r->message,
-			   &r->appenduid, err);
+	                   &r->appenduid, err);
 }
 
 typedef struct {
@@ -327,7 +325,7 @@ verify_append(ImapConn *c, void *data, gboolean *done, ImapError **err)
 		guint64 total = 0;
 		guint32 uid = g_array_index(uids, guint32, i);
 		st = imap_uid_fetch_body(c, r->mailbox, uid, 0, 0, collect,
-					 &col, &total, err);
+		                         &col, &total, err);
 		if (st == IMAP_OK && col.got->len == len &&
 		    memcmp(col.got->data, want, len) == 0) {
 			*done = TRUE;
@@ -354,8 +352,8 @@ check_then_append(ImapConn *c, void *data, ImapError **err)
 
 ImapStatus
 store_append(MailStore *s, const char *mailbox, GBytes *message,
-	     const char *flags, gint64 date, const char *alias,
-	     gboolean check_first, guint32 *new_uid, ImapError **err)
+             const char *flags, gint64 date, const char *alias,
+             gboolean check_first, guint32 *new_uid, ImapError **err)
 {
 	AppendReq r = {mailbox, message, flags, date, NULL, {0}, 0};
 	StoreMessage m = {0};
@@ -366,8 +364,8 @@ store_append(MailStore *s, const char *mailbox, GBytes *message,
 		return read_only_error(err);
 	r.before = known_listing(s, mailbox);
 	st = with_conn_checked(s, NULL,
-			       check_first ? check_then_append : do_append,
-			       verify_append, &r, err);
+	                       check_first ? check_then_append : do_append,
+	                       verify_append, &r, err);
 	store_listing_unref(r.before);
 	if (st != IMAP_OK)
 		return st;
@@ -377,8 +375,8 @@ store_append(MailStore *s, const char *mailbox, GBytes *message,
 	m.internaldate = date > 0 ? date : g_get_real_time() / G_USEC_PER_SEC;
 	m.flags = g_intern_string(flags != NULL ? flags : "");
 	insert_message(s, mailbox,
-		       r.appenduid.valid ? r.appenduid.uidvalidity : 0, &m,
-		       alias);
+	               r.appenduid.valid ? r.appenduid.uidvalidity : 0, &m,
+	               alias);
 	*new_uid = m.uid;
 	return IMAP_OK;
 }
@@ -399,12 +397,12 @@ do_set_flags(ImapConn *c, void *data, ImapError **err)
 	g_autofree char *set = g_strdup_printf("%u", r->uid);
 
 	return imap_uid_store(c, r->mailbox, set, IMAP_STORE_SET, r->flags,
-			      err);
+	                      err);
 }
 
 ImapStatus
 store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
-		const char *flags, ImapError **err)
+                const char *flags, ImapError **err)
 {
 	FlagReq r = {mailbox, uid, flags};
 	ImapStatus st;
@@ -495,7 +493,7 @@ has_children(MailStore *s, const char *name)
 
 ImapStatus
 store_delete_mailbox(MailStore *s, const char *name, gboolean *not_empty,
-		     ImapError **err)
+                     ImapError **err)
 {
 	NameReq r = {name, NULL, {0}};
 	StoreMailbox mb = {0};
@@ -518,7 +516,7 @@ store_delete_mailbox(MailStore *s, const char *name, gboolean *not_empty,
 		return st;
 	if (*not_empty)
 		return imap_error_set(err, IMAP_ENO, IMAP_CODE_CANNOT,
-				      "mailbox %s is not empty", name);
+		                      "mailbox %s is not empty", name);
 	st = with_conn_checked(s, NULL, do_delete, verify_delete, &r, err);
 	forget_listing(s, name);
 	forget_mailbox_list(s);
@@ -548,7 +546,7 @@ verify_rename(ImapConn *c, void *data, gboolean *done, ImapError **err)
 
 ImapStatus
 store_rename_mailbox(MailStore *s, const char *from, const char *to,
-		     ImapError **err)
+                     ImapError **err)
 {
 	NameReq r = {from, to, {0}};
 	ImapStatus st;

@@ -10,11 +10,11 @@
 
 #include "store_internal.h"
 
-#define WORKERS 2
-#define AHEAD 64		  /* messages kept queued ahead of a scan */
+#define WORKERS        2
+#define AHEAD          64 /* messages kept queued ahead of a scan */
 #define BATCH_MESSAGES 32
-#define BATCH_BYTES (4u * 1024 * 1024)
-#define LARGEST (8u * 1024 * 1024) /* bigger bodies are left to readers */
+#define BATCH_BYTES    (4u * 1024 * 1024)
+#define LARGEST        (8u * 1024 * 1024) /* bigger bodies are left to readers */
 
 typedef struct {
 	guint32 uid;
@@ -30,12 +30,12 @@ struct StorePrefetch {
 	/* the scan being followed */
 	char *mailbox;
 	guint32 uidvalidity;
-	gint last_pos[2]; /* per ScanOrder */
-	guint run[2];	  /* opens that followed that order */
-	GQueue queue;	  /* Want *, next to fetch */
-	GHashTable *queued; /* uid -> TRUE, queued or in flight */
-	GHashTable *seen;   /* uid -> TRUE, considered for this scan */
-	GArray *names;	    /* UIDs in name order */
+	gint last_pos[2];     /* per ScanOrder */
+	guint run[2];         /* opens that followed that order */
+	GQueue queue;         /* Want *, next to fetch */
+	GHashTable *queued;   /* uid -> TRUE, queued or in flight */
+	GHashTable *seen;     /* uid -> TRUE, considered for this scan */
+	GArray *names;        /* UIDs in name order */
 	GHashTable *name_pos; /* uid -> position in names + 1 */
 	const StoreListing *names_of;
 };
@@ -73,10 +73,10 @@ name_order_locked(struct StorePrefetch *p, StoreListing *l)
 {
 	if (p->names_of != l) {
 		GArray *uids = g_array_sized_new(FALSE, FALSE, sizeof(guint32),
-						 l->msgs->len);
+		                                 l->msgs->len);
 		for (guint i = 0; i < l->msgs->len; i++)
 			g_array_append_val(
-				uids, g_array_index(l->msgs, StoreMessage, i).uid);
+			    uids, g_array_index(l->msgs, StoreMessage, i).uid);
 		g_array_sort(uids, by_name);
 		if (p->names != NULL)
 			g_array_free(p->names, TRUE);
@@ -84,9 +84,9 @@ name_order_locked(struct StorePrefetch *p, StoreListing *l)
 		g_hash_table_remove_all(p->name_pos);
 		for (guint k = 0; k < uids->len; k++)
 			g_hash_table_insert(
-				p->name_pos,
-				GUINT_TO_POINTER(g_array_index(uids, guint32, k)),
-				GUINT_TO_POINTER(k + 1));
+			    p->name_pos,
+			    GUINT_TO_POINTER(g_array_index(uids, guint32, k)),
+			    GUINT_TO_POINTER(k + 1));
 		p->names_of = l; /* compared, never dereferenced later */
 	}
 	return p->names;
@@ -94,7 +94,7 @@ name_order_locked(struct StorePrefetch *p, StoreListing *l)
 
 static gint
 position_of(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
-	    guint32 uid)
+            guint32 uid)
 {
 	gboolean found;
 	gint i = find_index(l, uid, &found);
@@ -104,21 +104,20 @@ position_of(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
 	if (order == ORDER_UID)
 		return i;
 	name_order_locked(p, l);
-	return (gint)GPOINTER_TO_UINT(g_hash_table_lookup(
-		       p->name_pos, GUINT_TO_POINTER(uid))) -
+	return (gint)GPOINTER_TO_UINT(
+	           g_hash_table_lookup(p->name_pos, GUINT_TO_POINTER(uid))) -
 	       1;
 }
 
 static const StoreMessage *
-message_at(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
-	   guint k)
+message_at(struct StorePrefetch *p, StoreListing *l, ScanOrder order, guint k)
 {
 	guint32 uid;
 
 	if (order == ORDER_UID)
 		return k < l->msgs->len
-			       ? &g_array_index(l->msgs, StoreMessage, k)
-			       : NULL;
+		           ? &g_array_index(l->msgs, StoreMessage, k)
+		           : NULL;
 	if (k >= p->names->len)
 		return NULL;
 	uid = g_array_index(p->names, guint32, k);
@@ -127,8 +126,8 @@ message_at(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
 
 /* Queues the messages after position k (in order) not cached yet. */
 static void
-queue_ahead_locked(struct StorePrefetch *p, StoreListing *l,
-		   ScanOrder order, guint k)
+queue_ahead_locked(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
+                   guint k)
 {
 	guint n = g_queue_get_length(&p->queue);
 	const StoreMessage *m;
@@ -141,7 +140,7 @@ queue_ahead_locked(struct StorePrefetch *p, StoreListing *l,
 		g_hash_table_add(p->seen, GUINT_TO_POINTER(m->uid));
 		if (m->size > LARGEST ||
 		    body_cache_has(p->s->bodies, p->mailbox, l->uidvalidity,
-				   m->uid))
+		                   m->uid))
 			continue;
 		w = g_new(Want, 1);
 		w->uid = m->uid;
@@ -156,7 +155,7 @@ queue_ahead_locked(struct StorePrefetch *p, StoreListing *l,
 
 void
 prefetch_note_open(struct StorePrefetch *p, const char *mailbox,
-		   StoreListing *l, guint32 uid)
+                   StoreListing *l, guint32 uid)
 {
 	gint pos[2];
 	gboolean ahead[2];
@@ -176,15 +175,15 @@ prefetch_note_open(struct StorePrefetch *p, const char *mailbox,
 	for (int o = ORDER_UID; o <= ORDER_NAME; o++) {
 		pos[o] = position_of(p, l, (ScanOrder)o, uid);
 		/* The next one, or a little further (files skipped). */
-		ahead[o] = pos[o] > p->last_pos[o] &&
-			   pos[o] <= p->last_pos[o] + 8;
+		ahead[o] =
+		    pos[o] > p->last_pos[o] && pos[o] <= p->last_pos[o] + 8;
 		p->run[o] = ahead[o] ? p->run[o] + 1 : 0;
 		p->last_pos[o] = pos[o];
 	}
 	for (int o = ORDER_UID; o <= ORDER_NAME; o++)
 		if (p->run[o] >= 2 && pos[o] >= 0) {
 			queue_ahead_locked(p, l, (ScanOrder)o,
-					   (guint)pos[o] + 1);
+			                   (guint)pos[o] + 1);
 			break;
 		}
 	g_mutex_unlock(&p->lock);
@@ -199,23 +198,23 @@ prefetch_pending(struct StorePrefetch *p, const char *mailbox, guint32 uid)
 		return FALSE;
 	g_mutex_lock(&p->lock);
 	pending = g_strcmp0(p->mailbox, mailbox) == 0 &&
-		  g_hash_table_contains(p->queued, GUINT_TO_POINTER(uid));
+	          g_hash_table_contains(p->queued, GUINT_TO_POINTER(uid));
 	g_mutex_unlock(&p->lock);
 	return pending;
 }
 
 gboolean
 prefetch_wait(struct StorePrefetch *p, const char *mailbox, guint32 uid,
-	      gint64 timeout_us)
+              gint64 timeout_us)
 {
 	gint64 deadline = g_get_monotonic_time() + timeout_us;
 	gboolean pending = TRUE;
 
 	g_mutex_lock(&p->lock);
 	while (pending && g_get_monotonic_time() < deadline) {
-		pending = g_strcmp0(p->mailbox, mailbox) == 0 &&
-			  g_hash_table_contains(p->queued,
-						GUINT_TO_POINTER(uid));
+		pending =
+		    g_strcmp0(p->mailbox, mailbox) == 0 &&
+		    g_hash_table_contains(p->queued, GUINT_TO_POINTER(uid));
 		if (pending)
 			g_cond_wait_until(&p->cond, &p->lock, deadline);
 	}
@@ -239,8 +238,8 @@ job_begin(void *ctx, guint32 uid, guint64 size)
 {
 	Job *j = ctx;
 
-	j->writer = body_cache_begin(j->p->s->bodies, j->mailbox,
-				     j->uidvalidity, uid);
+	j->writer =
+	    body_cache_begin(j->p->s->bodies, j->mailbox, j->uidvalidity, uid);
 	j->writing = uid;
 	return j->writer != NULL;
 }
@@ -305,8 +304,8 @@ next_job_locked(struct StorePrefetch *p)
 	j->mailbox = g_strdup(p->mailbox);
 	j->uidvalidity = p->uidvalidity;
 	j->wants = g_ptr_array_new_with_free_func(g_free);
-	while (!g_queue_is_empty(&p->queue) &&
-	       j->wants->len < BATCH_MESSAGES && bytes < BATCH_BYTES) {
+	while (!g_queue_is_empty(&p->queue) && j->wants->len < BATCH_MESSAGES &&
+	       bytes < BATCH_BYTES) {
 		Want *w = g_queue_pop_head(&p->queue);
 		bytes += w->size;
 		g_ptr_array_add(j->wants, w);

@@ -321,26 +321,26 @@ merge(Resync *r, GArray *removed)
 	StoreListing *l;
 
 	for (guint i = 0; i < r->added->len; i++)
-		g_hash_table_add(fetched,
-				 GUINT_TO_POINTER(g_array_index(
-					 r->added, StoreMessage, i).uid));
+		g_hash_table_add(
+		    fetched, GUINT_TO_POINTER(
+		                 g_array_index(r->added, StoreMessage, i).uid));
 	l = listing_new(r->full ? r->status.uidvalidity : r->old->uidvalidity,
-			(r->full ? 0 : r->old->msgs->len) + r->added->len);
+	                (r->full ? 0 : r->old->msgs->len) + r->added->len);
 	if (!r->full) {
 		if (r->present != NULL)
 			g_array_sort(r->present, cmp_u32);
 		for (guint i = 0; i < r->old->msgs->len; i++) {
 			StoreMessage m =
-				g_array_index(r->old->msgs, StoreMessage, i);
+			    g_array_index(r->old->msgs, StoreMessage, i);
 			const StoreMessage *ch = g_hash_table_lookup(
-				r->changed, GUINT_TO_POINTER(m.uid));
+			    r->changed, GUINT_TO_POINTER(m.uid));
 			if (is_vanished(r, m.uid) ||
 			    !in_sorted(r->present, m.uid)) {
 				g_array_append_val(removed, m.uid);
 				continue;
 			}
 			if (g_hash_table_contains(fetched,
-						  GUINT_TO_POINTER(m.uid)))
+			                          GUINT_TO_POINTER(m.uid)))
 				continue;
 			if (ch != NULL) {
 				m.flags = ch->flags;

@@ -9,12 +9,12 @@
 
 /* A blip costs one or two tries; a link that keeps dropping gets up to
  * about 13 s before the operation fails. */
-static const gint64 backoff_ms[] = {100, 250, 500, 1000, 2000, 3000, 3000,
-                                    3000};
+static const gint64 backoff_ms[] = {100,  250,  500,  1000,
+                                    2000, 3000, 3000, 3000};
 /* After a failed connect, fail at once for this long instead of making
  * every file operation wait through the backoff again. */
 #define UNREACHABLE_US (15 * G_USEC_PER_SEC)
-#define ATTEMPTS ((int)G_N_ELEMENTS(backoff_ms))
+#define ATTEMPTS       ((int)G_N_ELEMENTS(backoff_ms))
 
 static ImapStatus
 offline_error(ImapError **err)
@@ -85,8 +85,7 @@ may_retry(MailStore *s, ImapStatus st, int attempt, ImapError *why,
 	/* A server that stalls: one more try, not a timeout per attempt. */
 	if (st == IMAP_ETIMEOUT && attempt >= 1)
 		return FALSE;
-	g_message("connection lost (%s); retrying in %" G_GINT64_FORMAT
-	          " ms",
+	g_message("connection lost (%s); retrying in %" G_GINT64_FORMAT " ms",
 	          why != NULL ? why->text : imap_status_name(st),
 	          backoff_ms[attempt]);
 	g_usleep((gulong)(backoff_ms[attempt] * 1000));
@@ -117,8 +116,8 @@ with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
 }
 
 ImapStatus
-with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn,
-                  VerifyFn verify, void *data, ImapError **err)
+with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn, VerifyFn verify,
+                  void *data, ImapError **err)
 {
 	ImapError *local = NULL;
 	ImapStatus st;

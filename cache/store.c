@@ -132,7 +132,7 @@ open_caches(MailStore *s, const MailStoreOptions *o)
 		/* Normal for a second mount of one account: it must not write
 		 * the first one's files. */
 		g_message("running without a persistent cache: %s",
-			  error->message);
+		          error->message);
 		return;
 	}
 	if (o->cache_mode != STORE_CACHE_FULL)

@@ -36,15 +36,15 @@ struct MailStore {
 	gboolean read_only;
 	gboolean offline;
 	gboolean watch_enabled;
-	gboolean reconnect; /* retry after lost connections */
+	gboolean reconnect;    /* retry after lost connections */
 	gint64 unreachable_at; /* last failed connect (monotonic us); lock */
 	StoreCacheMode cache_mode;
-	DiskCache *disk;    /* NULL: nothing persists */
-	BodyCache *bodies;  /* NULL: bodies are not kept */
+	DiskCache *disk;   /* NULL: nothing persists */
+	BodyCache *bodies; /* NULL: bodies are not kept */
 	StoreChangeFn change_fn;
 	void *change_user;
 
-	GMutex lock; /* below, and MailboxState fields but refresh */
+	GMutex lock;          /* below, and MailboxState fields but refresh */
 	GPtrArray *mailboxes; /* ImapMailbox * from LIST */
 	gint64 listed_at;
 	char delimiter;
@@ -70,33 +70,33 @@ void forget_listing(MailStore *s, const char *name);
 /* Tells whether a change the connection died during took effect:
  * *done TRUE if so (results filled in data), FALSE if it may be redone. */
 typedef ImapStatus (*VerifyFn)(ImapConn *c, void *data, gboolean *done,
-			       ImapError **err);
+                               ImapError **err);
 
 /* retry.c: runs fn on a pooled connection; idempotent work is rerun on a
  * new connection when one dies under it (with backoff). */
 ImapStatus with_conn(MailStore *s, const char *mailbox, gboolean idempotent,
-		     ConnFn fn, void *data, ImapError **err);
+                     ConnFn fn, void *data, ImapError **err);
 /* For changes: after a lost connection, verify decides between "done" and
  * running fn again. */
 ImapStatus with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn,
-			     VerifyFn verify, void *data, ImapError **err);
+                             VerifyFn verify, void *data, ImapError **err);
 
 /* store.c helpers used by changes.c */
 void forget_mailbox_list(MailStore *s);
 gboolean name_equal(const char *a, const char *b);
 void update_message(MailStore *s, const char *mailbox, guint32 uid,
-		    void (*fn)(StoreMessage *m, gconstpointer arg),
-		    gconstpointer arg);
+                    void (*fn)(StoreMessage *m, gconstpointer arg),
+                    gconstpointer arg);
 void store_set_flags_fn(StoreMessage *m, gconstpointer flags);
 void remove_message(MailStore *s, const char *mailbox, guint32 uid);
 /* Adds a message we created so it lists at once; alias then resolves to
  * it. Without a UID the listing is refetched instead. */
 void insert_message(MailStore *s, const char *mailbox, guint32 uidvalidity,
-		    const StoreMessage *m, const char *alias);
+                    const StoreMessage *m, const char *alias);
 
 /* Records the true size of a body once a reader saw its end. */
 void store_note_size(MailStore *s, const char *mailbox, guint32 uid,
-		     guint64 real_size);
+                     guint64 real_size);
 
 /* resync.c: brings st's listing up to date with the server, at a cost
  * proportional to what changed when a listing is already known. Called
@@ -107,13 +107,13 @@ ImapStatus resync_mailbox(MailStore *s, MailboxState *st, ImapError **err);
 struct StorePrefetch *prefetch_start(MailStore *s);
 void prefetch_stop(struct StorePrefetch *p);
 void prefetch_note_open(struct StorePrefetch *p, const char *mailbox,
-			StoreListing *l, guint32 uid);
+                        StoreListing *l, guint32 uid);
 /* TRUE if uid of mailbox is queued or being fetched. */
 gboolean prefetch_pending(struct StorePrefetch *p, const char *mailbox,
-			  guint32 uid);
+                          guint32 uid);
 /* Waits until it is not; FALSE on timeout. */
 gboolean prefetch_wait(struct StorePrefetch *p, const char *mailbox,
-		       guint32 uid, gint64 timeout_us);
+                       guint32 uid, gint64 timeout_us);
 
 /* watch.c */
 struct StoreWatch *watch_start(MailStore *s);

@@ -38,8 +38,9 @@ static const FsOption options[] = {
     OPT_B(exact_sizes, "trust RFC822.SIZE (no direct_io)"),
     OPT_B(debug_imap, "log the protocol (secrets redacted)"),
     OPT_S(cache, "MODE", "none, metadata or full (default full)"),
-    OPT_P(cache_dir, "PATH", "cache directory (default "
-                             "~/.cache/imapfs/USER@HOST:PORT)"),
+    OPT_P(cache_dir, "PATH",
+          "cache directory (default "
+          "~/.cache/imapfs/USER@HOST:PORT)"),
     OPT_S(cache_size, "SIZE", "body cache limit, e.g. 512M (default)"),
     OPT_B(offline, "mount from the cache without connecting"),
     OPT_B(no_watch, "do not IDLE for other clients' changes"),

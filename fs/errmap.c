@@ -41,7 +41,7 @@ errno_for(ImapStatus st, ImapCode code)
 
 int
 imapfs_errno(const char *what, const char *object, ImapStatus st,
-	     ImapError *err)
+             ImapError *err)
 {
 	int e = errno_for(st, err != NULL ? err->code : IMAP_CODE_NONE);
 
@@ -49,7 +49,7 @@ imapfs_errno(const char *what, const char *object, ImapStatus st,
 		g_debug("%s %s: %s", what, object, err ? err->text : "");
 	else
 		g_warning("%s %s failed (%s): %s", what, object, g_strerror(e),
-			  err != NULL ? err->text : imap_status_name(st));
+		          err != NULL ? err->text : imap_status_name(st));
 	imap_error_free(err);
 	return -e;
 }

@@ -35,9 +35,9 @@ typedef struct {
 	char *flags;  /* from user.imap.flags, or NULL */
 	gboolean dirty;
 	gboolean committed; /* sent: the file is a message now */
-	gboolean in_doubt; /* a send failed; it may have arrived */
-	gboolean failed;   /* the last send failed */
-	gboolean deferred; /* rsync-style temp name: sent at rename */
+	gboolean in_doubt;  /* a send failed; it may have arrived */
+	gboolean failed;    /* the last send failed */
+	gboolean deferred;  /* rsync-style temp name: sent at rename */
 } Upload;
 
 static inline Imapfs *
@@ -49,18 +49,18 @@ imapfs_get(void)
 /* errmap.c: the errno for an ImapError, logging one line with the
  * server's text (what names the operation and object). */
 int imapfs_errno(const char *what, const char *object, ImapStatus st,
-		 ImapError *err);
+                 ImapError *err);
 
 /* upload.c */
 Upload *upload_lookup(Imapfs *fs, const char *path);
 Upload *upload_create(Imapfs *fs, const char *path, const char *mailbox,
-		      const char *leaf);
+                      const char *leaf);
 void upload_unref(Upload *u);
 void upload_forget(Imapfs *fs, Upload *u);
 /* Sends the upload to mailbox as a message that alias (leaf name) then
  * resolves to; on success it is forgotten. Returns 0 or -errno. */
 int upload_commit(Imapfs *fs, Upload *u, const char *mailbox,
-		  const char *alias);
+                  const char *alias);
 /* Uploads left at unmount are sent rather than lost. */
 void upload_commit_all(Imapfs *fs);
 gboolean upload_is_temp_name(const char *leaf);
@@ -74,7 +74,7 @@ GPtrArray *upload_names_in(Imapfs *fs, const char *mailbox);
 void imapfs_notify_init(Imapfs *fs);
 void imapfs_refresh_if_requested(Imapfs *fs);
 void imapfs_on_change(void *user, const char *mailbox, const guint32 *removed,
-		      guint n_removed);
+                      guint n_removed);
 
 /* Operation tables split by file. */
 void imapfs_dir_ops(struct fuse_operations *ops);
@@ -85,7 +85,6 @@ void imapfs_xattr_ops(struct fuse_operations *ops);
 int imapfs_classify(Imapfs *fs, const char *path, FsPathInfo *info);
 void imapfs_message_stat(Imapfs *fs, const StoreMessage *m, struct stat *st);
 /* Resolves a file path to a message (by UID name or by alias). */
-int imapfs_find_message(Imapfs *fs, const FsPathInfo *info,
-			StoreMessage *out);
+int imapfs_find_message(Imapfs *fs, const FsPathInfo *info, StoreMessage *out);
 
 #endif

@@ -398,13 +398,12 @@ parse_size(const char *s, guint64 *bytes)
 }
 
 static gboolean
-make_store(Imapfs *fs, const FsConfig *cfg, const FsUrl *url,
-           const char *user)
+make_store(Imapfs *fs, const FsConfig *cfg, const FsUrl *url, const char *user)
 {
-	g_autofree char *dir = cfg->cache_dir != NULL
-	                           ? g_strdup(cfg->cache_dir)
-	                           : disk_cache_default_dir(user, url->host,
-	                                                    url->port);
+	g_autofree char *dir =
+	    cfg->cache_dir != NULL
+	        ? g_strdup(cfg->cache_dir)
+	        : disk_cache_default_dir(user, url->host, url->port);
 	MailStoreOptions so = {
 	    .pool = fs->pool,
 	    .dir_cache_timeout_s = fs->dir_cache_timeout,
@@ -418,14 +417,16 @@ make_store(Imapfs *fs, const FsConfig *cfg, const FsUrl *url,
 	};
 
 	if (!parse_cache_mode(cfg->cache, &so.cache_mode)) {
-		fprintf(stderr, "imapfs: -o cache=%s: use none, metadata or "
-		                "full\n",
+		fprintf(stderr,
+		        "imapfs: -o cache=%s: use none, metadata or "
+		        "full\n",
 		        cfg->cache);
 		return FALSE;
 	}
 	if (!parse_size(cfg->cache_size, &so.cache_size)) {
-		fprintf(stderr, "imapfs: -o cache_size=%s: use bytes or a "
-		                "K/M/G suffix\n",
+		fprintf(stderr,
+		        "imapfs: -o cache_size=%s: use bytes or a "
+		        "K/M/G suffix\n",
 		        cfg->cache_size);
 		return FALSE;
 	}
@@ -445,8 +446,9 @@ check_offline(Imapfs *fs, const char *url)
 	ImapError *err = NULL;
 
 	if (store_children(fs->store, NULL, &top, &err) != IMAP_OK) {
-		fprintf(stderr, "imapfs: %s: nothing cached to mount offline "
-		                "(%s)\n",
+		fprintf(stderr,
+		        "imapfs: %s: nothing cached to mount offline "
+		        "(%s)\n",
 		        url, err->text);
 		imap_error_free(err);
 		return FALSE;

@@ -45,14 +45,15 @@ imapfs_refresh_if_requested(Imapfs *fs)
 
 void
 imapfs_on_change(void *user, const char *mailbox, const guint32 *removed,
-		 guint n_removed)
+                 guint n_removed)
 {
 	Imapfs *fs = user;
 	g_autofree char *dir = NULL;
 	char name[FS_MESSAGE_NAME_SIZE];
 
 	if (fs->fuse == NULL ||
-	    fs_path_from_mailbox(mailbox, store_delimiter(fs->store), &dir) != 0)
+	    fs_path_from_mailbox(mailbox, store_delimiter(fs->store), &dir) !=
+	        0)
 		return;
 	for (guint i = 0; i < n_removed; i++) {
 		g_autofree char *path = NULL;

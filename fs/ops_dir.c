@@ -24,7 +24,7 @@ dir_stat(Imapfs *fs, struct stat *st)
 	st->st_gid = fs->gid;
 	st->st_blksize = 65536;
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec =
-		(time_t)fs->mounted_at;
+	    (time_t)fs->mounted_at;
 }
 
 void
@@ -40,7 +40,7 @@ imapfs_message_stat(Imapfs *fs, const StoreMessage *m, struct stat *st)
 	st->st_blksize = 65536;
 	st->st_ino = 0;
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec =
-		(time_t)m->internaldate;
+	    (time_t)m->internaldate;
 }
 
 static void
@@ -94,8 +94,8 @@ imapfs_find_message(Imapfs *fs, const FsPathInfo *info, StoreMessage *out)
 	if (attrs & IMAP_MBOX_NOSELECT)
 		return -ENOENT;
 	st = store_message(fs->store, info->parent,
-			   info->kind == FS_PATH_MESSAGE ? info->uid : 0,
-			   info->leaf, out, &err);
+	                   info->kind == FS_PATH_MESSAGE ? info->uid : 0,
+	                   info->leaf, out, &err);
 	if (st != IMAP_OK)
 		return imapfs_errno("lookup", info->leaf, st, err);
 	return 0;
@@ -172,8 +172,8 @@ snapshot_children(Imapfs *fs, const char *parent, DirSnapshot *d)
 		 * its parent; the message wins (path.c classifies so). */
 		if (parent != NULL && fs_message_name_parse(name, &uid)) {
 			g_message("mailbox %s hidden: its name looks like a "
-				  "message file",
-				  m->name);
+			          "message file",
+			          m->name);
 			g_free(name);
 			continue;
 		}
@@ -187,8 +187,8 @@ static int
 snapshot_messages(Imapfs *fs, const char *mailbox, DirSnapshot *d)
 {
 	ImapError *err = NULL;
-	ImapStatus st = store_messages(fs->store, mailbox, FALSE, &d->listing,
-				       &err);
+	ImapStatus st =
+	    store_messages(fs->store, mailbox, FALSE, &d->listing, &err);
 
 	if (st != IMAP_OK)
 		return imapfs_errno("list messages of", mailbox, st, err);
@@ -242,9 +242,8 @@ op_opendir(const char *path, struct fuse_file_info *fi)
 /* Entry i of the snapshot (0 ".", 1 "..", then directories, messages and
  * uploads); FALSE past the end. */
 static gboolean
-snapshot_entry(Imapfs *fs, DirSnapshot *d, guint64 i, char *buf,
-	       gsize bufsize, const char **name, struct stat *st,
-	       gboolean *has_stat)
+snapshot_entry(Imapfs *fs, DirSnapshot *d, guint64 i, char *buf, gsize bufsize,
+               const char **name, struct stat *st, gboolean *has_stat)
 {
 	guint nmsg = d->listing != NULL ? d->listing->msgs->len : 0;
 	guint nup = d->uploads != NULL ? d->uploads->len : 0;
@@ -264,7 +263,7 @@ snapshot_entry(Imapfs *fs, DirSnapshot *d, guint64 i, char *buf,
 	i -= d->dirs->len;
 	if (i < nmsg) {
 		const StoreMessage *m =
-			&g_array_index(d->listing->msgs, StoreMessage, i);
+		    &g_array_index(d->listing->msgs, StoreMessage, i);
 		fs_message_name_format(m->uid, buf);
 		*name = buf;
 		imapfs_message_stat(fs, m, st);
@@ -282,7 +281,7 @@ snapshot_entry(Imapfs *fs, DirSnapshot *d, guint64 i, char *buf,
 
 static int
 op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
-	   struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+           struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
 	Imapfs *fs = imapfs_get();
 	DirSnapshot *d = (DirSnapshot *)(uintptr_t)fi->fh;
@@ -291,12 +290,11 @@ op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
 	struct stat st;
 	gboolean has_stat;
 
-	for (guint64 i = off < 0 ? 0 : (guint64)off;
-	     snapshot_entry(fs, d, i, namebuf, sizeof(namebuf), &name, &st,
-			    &has_stat);
+	for (guint64 i = off < 0 ? 0 : (guint64)off; snapshot_entry(
+	         fs, d, i, namebuf, sizeof(namebuf), &name, &st, &has_stat);
 	     i++) {
 		if (filler(buf, name, has_stat ? &st : NULL, (off_t)(i + 1),
-			   has_stat ? FUSE_FILL_DIR_PLUS : 0) != 0)
+		           has_stat ? FUSE_FILL_DIR_PLUS : 0) != 0)
 			break;
 	}
 	return 0;
@@ -391,8 +389,8 @@ rename_mailbox(Imapfs *fs, const FsPathInfo *from, const FsPathInfo *to)
 	if (to->kind != FS_PATH_MAILBOX)
 		return -EINVAL;
 	st = store_rename_mailbox(fs->store, from->mailbox, to->mailbox, &err);
-	return st == IMAP_OK ? 0 : imapfs_errno("rename", from->mailbox, st,
-						  err);
+	return st == IMAP_OK ? 0
+	                     : imapfs_errno("rename", from->mailbox, st, err);
 }
 
 static int
@@ -415,10 +413,10 @@ rename_message(Imapfs *fs, const FsPathInfo *from, const FsPathInfo *to)
 	if (attrs & IMAP_MBOX_NOSELECT)
 		return -EPERM;
 	if (fs_mailbox_equal(from->parent, to->parent,
-			     store_delimiter(fs->store)))
+	                     store_delimiter(fs->store)))
 		return strcmp(from->leaf, to->leaf) == 0 ? 0 : -EINVAL;
 	st = store_move_message(fs->store, from->parent, m.uid, to->parent,
-				to->leaf, &new_uid, &err);
+	                        to->leaf, &new_uid, &err);
 	return st == IMAP_OK ? 0 : imapfs_errno("mv", from->leaf, st, err);
 }
 
@@ -438,9 +436,9 @@ op_rename(const char *from, const char *to, unsigned int flags)
 		return rc;
 	u = upload_lookup(fs, from);
 	if (u != NULL) {
-		rc = dst.parent == NULL ? -EPERM
-					: upload_commit(fs, u, dst.parent,
-							dst.leaf);
+		rc = dst.parent == NULL
+		         ? -EPERM
+		         : upload_commit(fs, u, dst.parent, dst.leaf);
 		upload_unref(u);
 		return rc;
 	}

@@ -11,9 +11,9 @@
 #include "imapfs.h"
 
 typedef struct {
-	Upload *upload;	 /* set for written files */
+	Upload *upload;  /* set for written files */
 	StoreBody *body; /* set for messages */
-	char *what;	 /* "mailbox UID n", for logs */
+	char *what;      /* "mailbox UID n", for logs */
 } Handle;
 
 static Handle *
@@ -69,8 +69,8 @@ op_open(const char *path, struct fuse_file_info *fi)
 		return fs->read_only ? -EROFS : -EPERM;
 	body = store_body_open(fs->store, info.parent, m.uid, &err);
 	if (body == NULL)
-		return imapfs_errno("open", path, err ? err->status : IMAP_EPROTO,
-				    err);
+		return imapfs_errno("open", path,
+		                    err ? err->status : IMAP_EPROTO, err);
 	h = g_new0(Handle, 1);
 	h->body = body;
 	h->what = g_strdup_printf("%s UID %u", info.parent, m.uid);
@@ -87,7 +87,7 @@ op_open(const char *path, struct fuse_file_info *fi)
 
 static int
 op_read(const char *path, char *buf, size_t size, off_t off,
-	struct fuse_file_info *fi)
+        struct fuse_file_info *fi)
 {
 	Handle *h = handle_of(fi);
 	ImapError *err = NULL;
@@ -141,7 +141,7 @@ op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 
 static int
 op_write(const char *path, const char *buf, size_t size, off_t off,
-	 struct fuse_file_info *fi)
+         struct fuse_file_info *fi)
 {
 	Handle *h = handle_of(fi);
 
@@ -194,7 +194,7 @@ op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
 static int
 op_utimens(const char *path, const struct timespec tv[2],
-	   struct fuse_file_info *fi)
+           struct fuse_file_info *fi)
 {
 	Imapfs *fs = imapfs_get();
 	Upload *u = upload_lookup(fs, path);

@@ -8,9 +8,9 @@
 #include "imap/date.h"
 #include "imapfs.h"
 
-#define XA_FLAGS "user.imap.flags"
-#define XA_UID "user.imap.uid"
-#define XA_DATE "user.imap.internaldate"
+#define XA_FLAGS  "user.imap.flags"
+#define XA_UID    "user.imap.uid"
+#define XA_DATE   "user.imap.internaldate"
 #define XA_MODSEQ "user.imap.modseq"
 /* Set on any path: drop cached listings (a scriptable SIGHUP). */
 #define XA_REFRESH "user.imapfs.refresh"
@@ -57,7 +57,7 @@ op_getxattr(const char *path, const char *name, char *buf, size_t size)
 
 	if (rc != 0)
 		return rc == -ENOENT && info.kind == FS_PATH_MAILBOX ? -ENODATA
-								      : rc;
+		                                                     : rc;
 	if (u != NULL) {
 		g_mutex_lock(&u->lock);
 		if (strcmp(name, XA_FLAGS) == 0 && u->flags != NULL)
@@ -93,7 +93,7 @@ op_listxattr(const char *path, char *buf, size_t size)
 		g_string_append_len(names, XA_DATE, sizeof(XA_DATE));
 		if (m.modseq != 0)
 			g_string_append_len(names, XA_MODSEQ,
-					    sizeof(XA_MODSEQ));
+			                    sizeof(XA_MODSEQ));
 	} else if (u != NULL) {
 		g_string_append_len(names, XA_FLAGS, sizeof(XA_FLAGS));
 		upload_unref(u);
@@ -141,8 +141,8 @@ drop_recent(char *v)
 }
 
 static int
-op_setxattr(const char *path, const char *name, const char *value,
-	    size_t size, int flags)
+op_setxattr(const char *path, const char *name, const char *value, size_t size,
+            int flags)
 {
 	Imapfs *fs = imapfs_get();
 	g_auto(FsPathInfo) info = {0};

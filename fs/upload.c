@@ -31,7 +31,7 @@ upload_is_temp_name(const char *leaf)
 
 Upload *
 upload_create(Imapfs *fs, const char *path, const char *mailbox,
-	      const char *leaf)
+              const char *leaf)
 {
 	Upload *u = g_new0(Upload, 1);
 
@@ -112,7 +112,7 @@ upload_commit(Imapfs *fs, Upload *u, const char *mailbox, const char *alias)
 	}
 	bytes = to_crlf(u->data);
 	st = store_append(fs->store, mailbox, bytes, u->flags, u->mtime, alias,
-			  u->in_doubt, &uid, &err);
+	                  u->in_doubt, &uid, &err);
 	/* After a lost connection the server may hold it already: the
 	 * next attempt looks before sending again. */
 	if (st != IMAP_OK && st != IMAP_ENO && st != IMAP_EBAD &&

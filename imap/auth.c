@@ -7,10 +7,10 @@
 #include "imap/conn.h"
 
 typedef struct {
-	char *initial;	    /* base64 response, sent at the first "+" */
-	gboolean sent;	    /* initial went out (inline or at "+") */
+	char *initial;      /* base64 response, sent at the first "+" */
+	gboolean sent;      /* initial went out (inline or at "+") */
 	gboolean cancelled; /* we answered an error challenge */
-	gboolean oauth;	    /* errors come as a "+" challenge (RFC 7628) */
+	gboolean oauth;     /* errors come as a "+" challenge (RFC 7628) */
 	ImapAuthMech mech;
 } SaslState;
 
@@ -25,8 +25,8 @@ wipe_free(char *s)
 
 /* Builds the base64 client response for the mechanism. */
 static char *
-sasl_response(ImapAuthMech mech, const ImapCredentials *cred,
-	      const char *host, const char *port)
+sasl_response(ImapAuthMech mech, const ImapCredentials *cred, const char *host,
+              const char *port)
 {
 	GString *raw = g_string_new(NULL);
 	char *b64;
@@ -40,13 +40,13 @@ sasl_response(ImapAuthMech mech, const ImapCredentials *cred,
 		break;
 	case IMAP_AUTH_XOAUTH2:
 		g_string_append_printf(raw, "user=%s\001auth=Bearer %s\001\001",
-				       cred->user, cred->secret);
+		                       cred->user, cred->secret);
 		break;
 	case IMAP_AUTH_OAUTHBEARER:
 		g_string_append_printf(raw,
-				       "n,a=%s,\001host=%s\001port=%s\001"
-				       "auth=Bearer %s\001\001",
-				       cred->user, host, port, cred->secret);
+		                       "n,a=%s,\001host=%s\001port=%s\001"
+		                       "auth=Bearer %s\001\001",
+		                       cred->user, host, port, cred->secret);
 		break;
 	default:
 		break;
@@ -77,7 +77,7 @@ sasl_continuation(void *user, const ImapResponse *r)
 		gsize len = 0;
 		json = g_base64_decode(r->text, &len);
 		g_message("OAuth2 error from server: %.*s", (int)len,
-			  json != NULL ? (const char *)json : "");
+		          json != NULL ? (const char *)json : "");
 		/* XOAUTH2 wants an empty line, OAUTHBEARER a ^A. */
 		return g_strdup(s->mech == IMAP_AUTH_XOAUTH2 ? "" : "AQ==");
 	}
@@ -115,22 +115,22 @@ choose_mech(ImapConn *c, ImapAuthMech want, ImapAuthMech *out, ImapError **err)
 	if (want == IMAP_AUTH_LOGIN) {
 		if (imap_conn_has_cap(c, "LOGINDISABLED"))
 			return imap_error_set(err, IMAP_EAUTH, 0,
-					      "server disabled LOGIN and "
-					      "offers no usable mechanism");
+			                      "server disabled LOGIN and "
+			                      "offers no usable mechanism");
 		*out = want;
 		return IMAP_OK;
 	}
 	cap = g_strconcat("AUTH=", mech_name(want), NULL);
 	if (!imap_conn_has_cap(c, cap))
 		return imap_error_set(err, IMAP_EAUTH, 0,
-				      "server does not offer %s", cap);
+		                      "server does not offer %s", cap);
 	*out = want;
 	return IMAP_OK;
 }
 
 static ImapStatus
 run_login(ImapConn *c, const ImapCredentials *cred, ImapResponse **tagged,
-	  ImapError **err)
+          ImapError **err)
 {
 	ImapCmd *cmd = imap_cmd_new("LOGIN");
 	ImapCmdHooks hooks = {.exclusive = TRUE};
@@ -143,13 +143,13 @@ run_login(ImapConn *c, const ImapCredentials *cred, ImapResponse **tagged,
 
 static ImapStatus
 run_authenticate(ImapConn *c, ImapAuthMech mech, const ImapCredentials *cred,
-		 ImapResponse **tagged, ImapError **err)
+                 ImapResponse **tagged, ImapError **err)
 {
 	SaslState s = {0};
 	ImapCmdHooks hooks = {
-		.continuation = sasl_continuation,
-		.user = &s,
-		.exclusive = TRUE,
+	    .continuation = sasl_continuation,
+	    .user = &s,
+	    .exclusive = TRUE,
 	};
 	ImapCmd *cmd = imap_cmd_new("AUTHENTICATE");
 	ImapStatus st;
@@ -186,8 +186,8 @@ imap_conn_login(ImapConn *c, const ImapCredentials *cred, ImapError **err)
 		return IMAP_OK;
 	if (has_crlf_nul(cred->user) || has_crlf_nul(cred->secret))
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "user name or secret is missing or "
-				      "contains CR/LF");
+		                      "user name or secret is missing or "
+		                      "contains CR/LF");
 	st = choose_mech(c, cred->mech, &mech, err);
 	if (st != IMAP_OK)
 		return st;
@@ -201,8 +201,8 @@ imap_conn_login(ImapConn *c, const ImapCredentials *cred, ImapError **err)
 	}
 	if (st == IMAP_ENO || st == IMAP_EBAD) {
 		imap_error_set(err, IMAP_EAUTH, local->code,
-			       "%s login as %s refused: %s", mech_name(mech),
-			       cred->user, local->text);
+		               "%s login as %s refused: %s", mech_name(mech),
+		               cred->user, local->text);
 		imap_error_free(local);
 		return IMAP_EAUTH;
 	}
@@ -217,7 +217,7 @@ imap_conn_login(ImapConn *c, const ImapCredentials *cred, ImapError **err)
 	if (tagged->code == NULL || strcmp(tagged->code, "CAPABILITY") != 0) {
 		ImapCmdHooks hooks = {0};
 		st = imap_conn_run(c, imap_cmd_new("CAPABILITY"), &hooks, NULL,
-				   err);
+		                   err);
 	}
 	imap_response_free(tagged);
 	return st;

@@ -49,10 +49,11 @@ struct ImapConn {
 	ImapError *failure;
 	char *bye_text;
 	guint next_tag;
-	GPtrArray *inflight;	/* PendingCmd * */
+	GPtrArray *inflight;     /* PendingCmd * */
 	PendingCmd *cont_waiter; /* waiting for "+" before a literal */
 	gboolean exclusive_active;
-	gboolean idling; /* the server may stay silent for as long as it likes */
+	gboolean
+	    idling; /* the server may stay silent for as long as it likes */
 	gint64 last_activity; /* monotonic us: last byte sent or received */
 	ImapUntaggedFn unsolicited;
 	void *unsolicited_user;
@@ -74,7 +75,7 @@ struct ImapConn {
 
 static void dispatch(void *user, ImapResponse *r);
 static gboolean offer_literal(void *user, const ImapLiteralInfo *info,
-			      ImapLiteralSink *sink);
+                              ImapLiteralSink *sink);
 
 /* ---------------------------------------------------------------- state */
 
@@ -274,7 +275,7 @@ fail_connection(ImapConn *c, ImapError *err)
 		err->status = IMAP_EBYE;
 		g_free(err->text);
 		err->text = g_strdup_printf("server closed the connection: %s",
-					    c->bye_text);
+		                            c->bye_text);
 	}
 	c->failure = err;
 	for (guint i = 0; i < c->inflight->len; i++) {
@@ -327,7 +328,7 @@ complete_tagged(ImapConn *c, ImapResponse *r)
 	if (pc == NULL || pc->done) {
 		g_mutex_unlock(&c->lock);
 		g_warning("%s: reply for unknown tag %s ignored", c->host,
-			  r->tag);
+		          r->tag);
 		imap_response_free(r);
 		return;
 	}
@@ -367,7 +368,7 @@ handle_continuation(ImapConn *c, ImapResponse *r)
 	g_mutex_unlock(&c->lock);
 	if (target == NULL) {
 		g_warning("%s: unexpected continuation request ignored",
-			  c->host);
+		          c->host);
 		imap_response_free(r);
 		return;
 	}
@@ -523,8 +524,8 @@ reader_main(gpointer data)
 	for (;;) {
 		if (!read_budget(c, &slice)) {
 			imap_error_set(&err, IMAP_ETIMEOUT, 0,
-				       "server did not answer within %d ms",
-				       c->timeout_ms);
+			               "server did not answer within %d ms",
+			               c->timeout_ms);
 			break;
 		}
 		n = imap_transport_read(c->t, buf, 64 * 1024, slice, &err);
@@ -536,7 +537,7 @@ reader_main(gpointer data)
 			break;
 		if (n == 0) {
 			imap_error_set(&err, IMAP_EEOF, 0,
-				       "server closed the connection");
+			               "server closed the connection");
 			break;
 		}
 		touch(c);
@@ -553,7 +554,8 @@ reader_main(gpointer data)
 static ImapStatus
 send_bytes(ImapConn *c, const void *data, gsize len, ImapError **err)
 {
-	ImapStatus st = imap_transport_write(c->t, data, len, c->timeout_ms, err);
+	ImapStatus st =
+	    imap_transport_write(c->t, data, len, c->timeout_ms, err);
 
 	if (st == IMAP_OK)
 		touch(c);
@@ -568,7 +570,7 @@ conn_send_line(ImapConn *c, const char *line, gboolean secret, ImapError **err)
 
 	if (strpbrk(line, "\r\n") != NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "line contains CR or LF");
+		                      "line contains CR or LF");
 	if (c->debug)
 		g_debug("C: %s", secret ? "<redacted>" : line);
 	g_mutex_lock(&c->send_lock);
@@ -651,7 +653,7 @@ remove_inflight(ImapConn *c, PendingCmd *pc)
 
 PendingCmd *
 conn_submit(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
-	    ImapError **err)
+            ImapError **err)
 {
 	PendingCmd *pc;
 	GPtrArray *parts;
@@ -671,12 +673,12 @@ conn_submit(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
 	}
 
 	g_mutex_lock(&c->lock);
-	while (c->alive && (c->exclusive_active ||
-			    (exclusive && c->inflight->len > 0)))
+	while (c->alive &&
+	       (c->exclusive_active || (exclusive && c->inflight->len > 0)))
 		g_cond_wait(&c->cond, &c->lock);
 	if (!c->alive) {
 		imap_error_set(err, IMAP_ECLOSED, 0, "connection is down: %s",
-			       c->failure ? c->failure->text : "closed");
+		               c->failure ? c->failure->text : "closed");
 		g_mutex_unlock(&c->lock);
 		imap_cmd_free(cmd);
 		pending_free(pc);
@@ -712,14 +714,14 @@ conn_status_from_tagged(const ImapResponse *r, ImapError **err)
 	case IMAP_COND_OK:
 		return IMAP_OK;
 	case IMAP_COND_NO:
-		return imap_error_set(err, IMAP_ENO, r->code_id, "%s%s%s%s",
-				      r->code ? "[" : "", r->code ? r->code : "",
-				      r->code ? "] " : "", text);
+		return imap_error_set(
+		    err, IMAP_ENO, r->code_id, "%s%s%s%s", r->code ? "[" : "",
+		    r->code ? r->code : "", r->code ? "] " : "", text);
 	case IMAP_COND_BAD:
 		return imap_error_set(err, IMAP_EBAD, r->code_id, "%s", text);
 	default:
 		return imap_error_set(err, IMAP_EPROTO, 0,
-				      "unexpected tagged reply: %s", text);
+		                      "unexpected tagged reply: %s", text);
 	}
 }
 
@@ -737,13 +739,15 @@ conn_wait(ImapConn *c, PendingCmd *pc, ImapResponse **tagged, ImapError **err)
 	if (pc->tagged == NULL) {
 		st = pc->error ? pc->error->status : IMAP_ECLOSED;
 		imap_error_set(err, st, pc->error ? pc->error->code : 0, "%s",
-			       pc->error ? pc->error->text : "connection closed");
+		               pc->error ? pc->error->text
+		                         : "connection closed");
 		pending_free(pc);
 		return st;
 	}
 	st = conn_status_from_tagged(pc->tagged, err);
 	if (st != IMAP_OK && c->debug)
-		g_debug("%s %s failed: %s", pc->tag, pc->verb, pc->tagged->text);
+		g_debug("%s %s failed: %s", pc->tag, pc->verb,
+		        pc->tagged->text);
 	if (tagged != NULL) {
 		*tagged = pc->tagged;
 		pc->tagged = NULL;
@@ -754,7 +758,7 @@ conn_wait(ImapConn *c, PendingCmd *pc, ImapResponse **tagged, ImapError **err)
 
 ImapStatus
 imap_conn_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
-	      ImapResponse **tagged, ImapError **err)
+              ImapResponse **tagged, ImapError **err)
 {
 	PendingCmd *pc = conn_submit(c, cmd, hooks, err);
 
@@ -762,7 +766,7 @@ imap_conn_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
 		*tagged = NULL;
 	if (pc == NULL)
 		return err != NULL && *err != NULL ? (*err)->status
-						   : IMAP_EINVAL;
+		                                   : IMAP_EINVAL;
 	return conn_wait(c, pc, tagged, err);
 }
 
@@ -777,12 +781,12 @@ sync_next(ImapConn *c, ImapError **err)
 
 	while (g_queue_is_empty(&c->sync_queue)) {
 		n = imap_transport_read(c->t, buf, sizeof(buf), c->timeout_ms,
-					err);
+		                        err);
 		if (n < 0)
 			return NULL;
 		if (n == 0) {
 			imap_error_set(err, IMAP_EEOF, 0,
-				       "server closed the connection");
+			               "server closed the connection");
 			return NULL;
 		}
 		if (imap_parser_feed(c->parser, buf, (gsize)n, err) != IMAP_OK)
@@ -813,8 +817,8 @@ sync_command(ImapConn *c, const char *verb, ImapError **err)
 			imap_conn_set_caps_from(c, r);
 		if (r->cond == IMAP_COND_BYE) {
 			imap_error_set(err, IMAP_EBYE, 0,
-				       "server closed the connection: %s",
-				       r->text);
+			               "server closed the connection: %s",
+			               r->text);
 			imap_response_free(r);
 			return NULL;
 		}
@@ -840,9 +844,9 @@ static void
 new_parser(ImapConn *c)
 {
 	ImapParserCallbacks cb = {
-		.response = dispatch,
-		.literal_start = offer_literal,
-		.user = c,
+	    .response = dispatch,
+	    .literal_start = offer_literal,
+	    .user = c,
 	};
 
 	imap_parser_free(c->parser);
@@ -866,9 +870,9 @@ starttls(ImapConn *c, const ImapConnectOptions *opts, ImapError **err)
 
 	if (!imap_conn_has_cap(c, "STARTTLS"))
 		return imap_error_set(err, IMAP_ETLS, 0,
-				      "%s does not offer STARTTLS; refusing to "
-				      "continue without TLS",
-				      c->host);
+		                      "%s does not offer STARTTLS; refusing to "
+		                      "continue without TLS",
+		                      c->host);
 	r = sync_command(c, "STARTTLS", err);
 	if (r == NULL)
 		return err != NULL && *err ? (*err)->status : IMAP_EPROTO;
@@ -883,8 +887,8 @@ starttls(ImapConn *c, const ImapConnectOptions *opts, ImapError **err)
 	if (!g_queue_is_empty(&c->sync_queue) || !imap_parser_idle(c->parser) ||
 	    imap_transport_has_pending(c->t))
 		return imap_error_set(err, IMAP_ETLS, 0,
-				      "server sent data after accepting "
-				      "STARTTLS (possible injection attack)");
+		                      "server sent data after accepting "
+		                      "STARTTLS (possible injection attack)");
 	drop_caps(c);
 	new_parser(c);
 	st = imap_transport_start_tls(c->t, c->host, &opts->tls_opts, err);
@@ -903,21 +907,22 @@ greeting(ImapConn *c, ImapError **err)
 		return err != NULL && *err ? (*err)->status : IMAP_EPROTO;
 	if (r->kind != IMAP_RESP_UNTAGGED)
 		st = imap_error_set(err, IMAP_EPROTO, 0,
-				    "unexpected greeting from %s", c->host);
+		                    "unexpected greeting from %s", c->host);
 	else if (r->cond == IMAP_COND_BYE)
 		st = imap_error_set(err, IMAP_EBYE, 0, "%s refused: %s",
-				    c->host, r->text);
+		                    c->host, r->text);
 	else if (r->cond == IMAP_COND_PREAUTH && c->tls == IMAP_TLS_STARTTLS)
-		st = imap_error_set(err, IMAP_ETLS, 0,
-				    "%s sent PREAUTH, so STARTTLS is impossible; "
-				    "refusing an unencrypted session",
-				    c->host);
+		st = imap_error_set(
+		    err, IMAP_ETLS, 0,
+		    "%s sent PREAUTH, so STARTTLS is impossible; "
+		    "refusing an unencrypted session",
+		    c->host);
 	else if (r->cond == IMAP_COND_PREAUTH)
 		c->authenticated = TRUE;
 	else if (r->cond != IMAP_COND_OK)
 		st = imap_error_set(err, IMAP_EPROTO, 0,
-				    "unexpected greeting from %s: %s", c->host,
-				    r->text);
+		                    "unexpected greeting from %s: %s", c->host,
+		                    r->text);
 	if (st == IMAP_OK)
 		imap_conn_set_caps_from(c, r);
 	imap_response_free(r);
@@ -930,9 +935,9 @@ conn_new(const ImapConnectOptions *opts)
 	ImapConn *c = g_new0(ImapConn, 1);
 
 	c->host = g_strdup(opts->host);
-	c->port = g_strdup(opts->port != NULL ? opts->port
-			   : opts->tls == IMAP_TLS_IMPLICIT ? "993"
-							    : "143");
+	c->port = g_strdup(opts->port != NULL               ? opts->port
+	                   : opts->tls == IMAP_TLS_IMPLICIT ? "993"
+	                                                    : "143");
 	c->tls = opts->tls;
 	c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
 	c->debug = opts->debug;
@@ -940,8 +945,8 @@ conn_new(const ImapConnectOptions *opts)
 	g_mutex_init(&c->lock);
 	g_mutex_init(&c->send_lock);
 	g_cond_init(&c->cond);
-	c->enabled = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-					   NULL);
+	c->enabled =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	c->inflight = g_ptr_array_new();
 	c->alive = TRUE;
 	g_queue_init(&c->sync_queue);
@@ -981,7 +986,7 @@ open_session(ImapConn *c, const ImapConnectOptions *opts, ImapError **err)
 		return err != NULL && *err ? (*err)->status : IMAP_ENET;
 	if (c->tls == IMAP_TLS_IMPLICIT) {
 		st = imap_transport_start_tls(c->t, c->host, &opts->tls_opts,
-					      err);
+		                              err);
 		if (st != IMAP_OK)
 			return st;
 	}
@@ -1085,8 +1090,8 @@ typedef struct {
 static void
 select_code(ImapSelectInfo *info, const ImapResponse *r)
 {
-	const ImapValue *arg = r->code_args->len > 0 ? r->code_args->pdata[0]
-						     : NULL;
+	const ImapValue *arg =
+	    r->code_args->len > 0 ? r->code_args->pdata[0] : NULL;
 
 	if (strcmp(r->code, "UIDVALIDITY") == 0)
 		imap_value_u32(arg, &info->uidvalidity);
@@ -1128,16 +1133,14 @@ select_command(const char *name, const ImapSelectParams *p)
 	imap_cmd_mailbox(cmd, name);
 	if (p->qresync_uidvalidity != 0) {
 		if (p->qresync_known_uids != NULL)
-			imap_cmd_printf(cmd, "(QRESYNC (%u %" G_GUINT64_FORMAT
-					     " %s))",
-					p->qresync_uidvalidity,
-					p->qresync_modseq,
-					p->qresync_known_uids);
+			imap_cmd_printf(
+			    cmd, "(QRESYNC (%u %" G_GUINT64_FORMAT " %s))",
+			    p->qresync_uidvalidity, p->qresync_modseq,
+			    p->qresync_known_uids);
 		else
-			imap_cmd_printf(cmd,
-					"(QRESYNC (%u %" G_GUINT64_FORMAT "))",
-					p->qresync_uidvalidity,
-					p->qresync_modseq);
+			imap_cmd_printf(
+			    cmd, "(QRESYNC (%u %" G_GUINT64_FORMAT "))",
+			    p->qresync_uidvalidity, p->qresync_modseq);
 	} else if (p->condstore) {
 		imap_cmd_raw(cmd, "(CONDSTORE)");
 	}
@@ -1148,13 +1151,13 @@ select_command(const char *name, const ImapSelectParams *p)
  * leases outstanding and c->selecting set. */
 static ImapStatus
 conn_select(ImapConn *c, const char *name, const ImapSelectParams *p,
-	    ImapError **err)
+            ImapError **err)
 {
 	SelectState s = {.params = p};
 	ImapCmdHooks hooks = {
-		.untagged = select_untagged,
-		.user = &s,
-		.exclusive = TRUE,
+	    .untagged = select_untagged,
+	    .user = &s,
+	    .exclusive = TRUE,
 	};
 	ImapResponse *tagged = NULL;
 	ImapStatus st;
@@ -1162,7 +1165,7 @@ conn_select(ImapConn *c, const char *name, const ImapSelectParams *p,
 	st = imap_conn_run(c, select_command(name, p), &hooks, &tagged, err);
 	if (st == IMAP_OK) {
 		s.info.readonly = tagged->code != NULL &&
-				  strcmp(tagged->code, "READ-ONLY") == 0;
+		                  strcmp(tagged->code, "READ-ONLY") == 0;
 		if (p->readonly)
 			s.info.readonly = TRUE;
 	}
@@ -1196,8 +1199,8 @@ same_mailbox(const char *a, const char *b)
 
 ImapStatus
 imap_conn_use_mailbox(ImapConn *c, const char *name,
-		      const ImapSelectParams *params, ImapSelectInfo *info,
-		      ImapError **err)
+                      const ImapSelectParams *params, ImapSelectInfo *info,
+                      ImapError **err)
 {
 	static const ImapSelectParams defaults = {0};
 	const ImapSelectParams *p = params != NULL ? params : &defaults;
@@ -1208,7 +1211,7 @@ imap_conn_use_mailbox(ImapConn *c, const char *name,
 		if (!c->alive) {
 			g_mutex_unlock(&c->lock);
 			return imap_error_set(err, IMAP_ECLOSED, 0,
-					      "connection is down");
+			                      "connection is down");
 		}
 		if (!c->selecting && same_mailbox(c->selected, name) &&
 		    !p->force && (p->readonly || !c->selected_readonly) &&
@@ -1313,14 +1316,14 @@ imap_idle_start(ImapConn *c, ImapUntaggedFn fn, void *user, ImapError **err)
 {
 	ImapIdle *idle;
 	ImapCmdHooks hooks = {
-		.untagged = idle_untagged,
-		.continuation = idle_continuation,
-		.exclusive = TRUE,
+	    .untagged = idle_untagged,
+	    .continuation = idle_continuation,
+	    .exclusive = TRUE,
 	};
 
 	if (!imap_conn_has_cap(c, "IDLE")) {
 		imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-			       "server does not support IDLE");
+		               "server does not support IDLE");
 		return NULL;
 	}
 	idle = g_new0(ImapIdle, 1);

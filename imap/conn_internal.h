@@ -9,14 +9,14 @@ typedef struct PendingCmd PendingCmd;
 
 /* Sends cmd (consumed) and returns without waiting for the tagged reply. */
 PendingCmd *conn_submit(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
-			ImapError **err);
+                        ImapError **err);
 /* Waits for the tagged reply of a submitted command and frees it. */
 ImapStatus conn_wait(ImapConn *c, PendingCmd *pc, ImapResponse **tagged,
-		     ImapError **err);
+                     ImapError **err);
 /* Sends a raw line (CRLF added) outside any command: IDLE's DONE, SASL
  * responses. */
 ImapStatus conn_send_line(ImapConn *c, const char *line, gboolean secret,
-			  ImapError **err);
+                          ImapError **err);
 /* Maps a tagged NO/BAD to an ImapError. */
 ImapStatus conn_status_from_tagged(const ImapResponse *r, ImapError **err);
 const char *conn_host(ImapConn *c);

@@ -10,7 +10,7 @@
 
 static ImapStatus
 expunge_with_uidplus(ImapConn *c, const char *mailbox, const char *set,
-		     ImapError **err)
+                     ImapError **err)
 {
 	ImapStatus st;
 
@@ -29,7 +29,7 @@ plain_expunge(ImapConn *c, ImapError **err)
 /* Others marked \Deleted, without uid; NULL-safe empty result "". */
 static ImapStatus
 others_deleted(ImapConn *c, const char *mailbox, guint32 uid, char **set,
-	       ImapError **err)
+               ImapError **err)
 {
 	static const ImapSearchKey deleted = {"DELETED", NULL, NULL};
 	GArray *uids = NULL;
@@ -42,9 +42,10 @@ others_deleted(ImapConn *c, const char *mailbox, guint32 uid, char **set,
 	keep = g_array_new(FALSE, FALSE, sizeof(guint32));
 	for (guint i = 0; i < uids->len; i++)
 		if (g_array_index(uids, guint32, i) != uid)
-			g_array_append_val(keep, g_array_index(uids, guint32, i));
-	*set = imap_uidset_format((const guint32 *)(void *)keep->data,
-				  keep->len);
+			g_array_append_val(keep,
+			                   g_array_index(uids, guint32, i));
+	*set =
+	    imap_uidset_format((const guint32 *)(void *)keep->data, keep->len);
 	g_array_free(keep, TRUE);
 	g_array_free(uids, TRUE);
 	return IMAP_OK;
@@ -52,7 +53,7 @@ others_deleted(ImapConn *c, const char *mailbox, guint32 uid, char **set,
 
 static ImapStatus
 expunge_without_uidplus(ImapConn *c, const char *mailbox, const char *set,
-			guint32 uid, ImapError **err)
+                        guint32 uid, ImapError **err)
 {
 	g_autofree char *others = NULL;
 	ImapError *restore_err = NULL;
@@ -63,7 +64,7 @@ expunge_without_uidplus(ImapConn *c, const char *mailbox, const char *set,
 		return st;
 	if (*others != '\0') {
 		st = imap_uid_store(c, mailbox, others, IMAP_STORE_REMOVE,
-				    "\\Deleted", err);
+		                    "\\Deleted", err);
 		if (st != IMAP_OK)
 			return st;
 	}
@@ -72,17 +73,16 @@ expunge_without_uidplus(ImapConn *c, const char *mailbox, const char *set,
 		st = plain_expunge(c, err);
 	if (*others != '\0' &&
 	    imap_uid_store(c, mailbox, others, IMAP_STORE_ADD, "\\Deleted",
-			   &restore_err) != IMAP_OK) {
+	                   &restore_err) != IMAP_OK) {
 		g_warning("could not flag UIDs %s in %s as \\Deleted again: %s",
-			  others, mailbox, restore_err->text);
+		          others, mailbox, restore_err->text);
 		imap_error_free(restore_err);
 	}
 	return st;
 }
 
 ImapStatus
-imap_expunge_uid(ImapConn *c, const char *mailbox, guint32 uid,
-		 ImapError **err)
+imap_expunge_uid(ImapConn *c, const char *mailbox, guint32 uid, ImapError **err)
 {
 	g_autofree char *set = g_strdup_printf("%u", uid);
 	ImapStatus st;

@@ -8,7 +8,7 @@
 
 typedef struct {
 	const ImapBodySink *sink;
-	GArray *wanted; /* ImapUidRange */
+	GArray *wanted;   /* ImapUidRange */
 	GHashTable *done; /* uids delivered */
 } Batch;
 
@@ -123,8 +123,8 @@ imap_uid_fetch_bodies(ImapConn *c, const char *mailbox, const char *uidset,
 		imap_conn_release_mailbox(c);
 	}
 	if (st != IMAP_OK)
-		imap_error_prefix(err, "UID FETCH %s BODY.PEEK[] in %s",
-		                  uidset, mailbox);
+		imap_error_prefix(err, "UID FETCH %s BODY.PEEK[] in %s", uidset,
+		                  mailbox);
 	g_hash_table_destroy(b.done);
 	g_array_free(b.wanted, TRUE);
 	return st;

@@ -31,7 +31,7 @@ ops_cmd(ImapConn *c, const char *verb)
 /* Runs cmd unless the builder rejected an argument: then nothing is sent. */
 static ImapStatus
 ops_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
-	ImapResponse **tagged, ImapError **err)
+        ImapResponse **tagged, ImapError **err)
 {
 	ImapCmdHooks none = {0};
 
@@ -40,7 +40,7 @@ ops_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
 		return IMAP_EINVAL;
 	}
 	return imap_conn_run(c, cmd, hooks != NULL ? hooks : &none, tagged,
-			     err);
+	                     err);
 }
 
 /* Checks that a mailbox name can be sent before anything else happens (a
@@ -82,8 +82,8 @@ refresh_view(ImapConn *c, ImapError **err)
  * asked); the lease is always returned. */
 static ImapStatus
 run_in_mailbox(ImapConn *c, const char *mailbox, gboolean refresh, ImapCmd *cmd,
-	       const ImapCmdHooks *hooks, ImapResponse **tagged,
-	       ImapError **err)
+               const ImapCmdHooks *hooks, ImapResponse **tagged,
+               ImapError **err)
 {
 	ImapStatus st;
 
@@ -229,8 +229,8 @@ flag_list(const char *flags, ImapError **err)
 			end++;
 		if (!valid_flag(p, end - p)) {
 			imap_error_set(err, IMAP_EINVAL, 0,
-				       "invalid flag '%.*s'", (int)(end - p),
-				       p);
+			               "invalid flag '%.*s'", (int)(end - p),
+			               p);
 			g_string_free(out, TRUE);
 			return NULL;
 		}
@@ -252,8 +252,8 @@ check_uidset(const char *uidset, ImapError **err)
 	set = uidset != NULL ? imap_uidset_parse(uidset, G_MAXUINT32) : NULL;
 	if (set == NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "invalid UID set '%s'",
-				      uidset != NULL ? uidset : "(null)");
+		                      "invalid UID set '%s'",
+		                      uidset != NULL ? uidset : "(null)");
 	g_array_unref(set);
 	return IMAP_OK;
 }
@@ -351,7 +351,7 @@ value_dup(const ImapValue *v)
 		d->items = g_ptr_array_new_full(v->items->len, NULL);
 		for (guint i = 0; i < v->items->len; i++)
 			g_ptr_array_add(d->items, value_dup(g_ptr_array_index(
-						      v->items, i)));
+			                              v->items, i)));
 	}
 	return d;
 }
@@ -449,11 +449,11 @@ imap_capability(ImapConn *c, ImapError **err)
 	if (caps != NULL)
 		imap_conn_set_caps_from(c, caps);
 	else if (tagged->code != NULL &&
-		 g_ascii_strcasecmp(tagged->code, "CAPABILITY") == 0)
+	         g_ascii_strcasecmp(tagged->code, "CAPABILITY") == 0)
 		imap_conn_set_caps_from(c, tagged);
 	else
 		st = imap_error_set(err, IMAP_EPROTO, 0,
-				    "CAPABILITY: the server sent none");
+		                    "CAPABILITY: the server sent none");
 	response_dup_free(caps);
 	imap_response_free(tagged);
 	return st;
@@ -508,7 +508,7 @@ imap_enable(ImapConn *c, const char *const *exts, ImapError **err)
 	if (st == IMAP_OK)
 		for (guint i = 0; i < enabled->len; i++)
 			imap_conn_mark_enabled(c,
-					       g_ptr_array_index(enabled, i));
+			                       g_ptr_array_index(enabled, i));
 	else
 		imap_error_prefix(err, "ENABLE");
 	g_ptr_array_unref(enabled);
@@ -535,7 +535,7 @@ imap_logout(ImapConn *c, ImapError **err)
 
 	if (!imap_conn_is_alive(c))
 		return imap_error_set(err, IMAP_ECLOSED, 0,
-				      "LOGOUT: connection already closed");
+		                      "LOGOUT: connection already closed");
 	st = ops_run(c, ops_cmd(c, "LOGOUT"), &hooks, NULL, &local);
 	/* The server says BYE and hangs up; that is what we asked for. */
 	if (st == IMAP_EBYE || st == IMAP_EEOF || st == IMAP_ECLOSED)
@@ -699,7 +699,7 @@ imap_mailbox_free(ImapMailbox *m)
 
 ImapStatus
 imap_list(ImapConn *c, const char *reference, const char *pattern,
-	  GPtrArray **out, ImapError **err)
+          GPtrArray **out, ImapError **err)
 {
 	ListCollect lc = {.conn = c};
 	ImapCmdHooks hooks = {.untagged = on_list, .user = &lc};
@@ -727,7 +727,7 @@ imap_list(ImapConn *c, const char *reference, const char *pattern,
 	if (st != IMAP_OK) {
 		g_ptr_array_unref(lc.out);
 		imap_error_prefix(err, "LIST \"%s\" \"%s\"", reference,
-				  pattern);
+		                  pattern);
 		return st;
 	}
 	*out = lc.out;
@@ -788,7 +788,7 @@ on_status(void *user, const ImapResponse *resp)
 
 ImapStatus
 imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
-	    ImapError **err)
+            ImapError **err)
 {
 	StatusCollect sc = {.conn = c, .mailbox = mailbox, .out = out};
 	ImapCmdHooks hooks = {.untagged = on_status, .user = &sc};
@@ -798,7 +798,7 @@ imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
 	memset(out, 0, sizeof(*out));
 	if (mailbox == NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "STATUS: no mailbox");
+		                      "STATUS: no mailbox");
 	cmd = ops_cmd(c, "STATUS");
 	imap_cmd_mailbox(cmd, mailbox);
 	if (imap_conn_has_cap(c, "CONDSTORE"))
@@ -809,7 +809,7 @@ imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
 	st = ops_run(c, cmd, &hooks, NULL, err);
 	if (st == IMAP_OK && !sc.seen)
 		st = imap_error_set(err, IMAP_EPROTO, 0,
-				    "the server sent no STATUS data");
+		                    "the server sent no STATUS data");
 	if (st != IMAP_OK)
 		imap_error_prefix(err, "STATUS %s", mailbox);
 	return st;
@@ -841,7 +841,7 @@ park_selection(ImapConn *c, const char *mailbox, const char *to)
 
 static ImapStatus
 simple_mailbox_cmd(ImapConn *c, const char *verb, const char *mailbox,
-		   const char *to, gboolean park, ImapError **err)
+                   const char *to, gboolean park, ImapError **err)
 {
 	gboolean parked = FALSE;
 	ImapCmd *cmd;
@@ -849,7 +849,7 @@ simple_mailbox_cmd(ImapConn *c, const char *verb, const char *mailbox,
 
 	if (mailbox == NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0, "%s: no mailbox",
-				      verb);
+		                      verb);
 	cmd = ops_cmd(c, verb);
 	imap_cmd_mailbox(cmd, mailbox);
 	if (to != NULL)
@@ -991,41 +991,41 @@ on_meta(void *user, const ImapResponse *resp)
 	    imap_value_is_atom(list_at(first, 0), "EARLIER") &&
 	    value_text(arg_at(resp, 1)) != NULL)
 		g_ptr_array_add(mc->vanished,
-				g_strdup(value_text(arg_at(resp, 1))));
+		                g_strdup(value_text(arg_at(resp, 1))));
 }
 
 static ImapCmd *
 meta_cmd(ImapConn *c, const char *uidset, const ImapFetchMetaParams *params)
 {
 	gboolean modseq = imap_conn_has_cap(c, "CONDSTORE") ||
-			  imap_conn_has_cap(c, "QRESYNC");
+	                  imap_conn_has_cap(c, "QRESYNC");
 	ImapCmd *cmd = ops_cmd(c, "UID FETCH");
 
 	imap_cmd_raw(cmd, uidset);
 	if (params != NULL && params->changedsince > 0) {
 		imap_cmd_raw(cmd, "(UID FLAGS MODSEQ)");
 		imap_cmd_printf(cmd, "(CHANGEDSINCE %" G_GUINT64_FORMAT "%s)",
-				params->changedsince,
-				params->vanished &&
-					imap_conn_is_enabled(c, "QRESYNC")
-				    ? " VANISHED"
-				    : "");
+		                params->changedsince,
+		                params->vanished &&
+		                        imap_conn_is_enabled(c, "QRESYNC")
+		                    ? " VANISHED"
+		                    : "");
 	} else if (params != NULL && params->flags_only) {
 		imap_cmd_raw(cmd,
-			     modseq ? "(UID FLAGS MODSEQ)" : "(UID FLAGS)");
+		             modseq ? "(UID FLAGS MODSEQ)" : "(UID FLAGS)");
 	} else {
 		imap_cmd_raw(cmd, modseq ? "(UID RFC822.SIZE INTERNALDATE "
-					   "FLAGS MODSEQ)"
-					 : "(UID RFC822.SIZE INTERNALDATE "
-					   "FLAGS)");
+		                           "FLAGS MODSEQ)"
+		                         : "(UID RFC822.SIZE INTERNALDATE "
+		                           "FLAGS)");
 	}
 	return cmd;
 }
 
 ImapStatus
 imap_uid_fetch_meta(ImapConn *c, const char *mailbox, const char *uidset,
-		    const ImapFetchMetaParams *params, ImapMetaFn fn,
-		    void *user, ImapError **err)
+                    const ImapFetchMetaParams *params, ImapMetaFn fn,
+                    void *user, ImapError **err)
 {
 	MetaCollect mc = {0};
 	ImapCmdHooks hooks = {.untagged = on_meta, .user = &mc};
@@ -1034,18 +1034,18 @@ imap_uid_fetch_meta(ImapConn *c, const char *mailbox, const char *uidset,
 
 	if (fn == NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "UID FETCH: no callback");
+		                      "UID FETCH: no callback");
 	set = uidset != NULL ? imap_uidset_parse(uidset, G_MAXUINT32) : NULL;
 	if (set == NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "UID FETCH: invalid UID set '%s'",
-				      uidset != NULL ? uidset : "(null)");
+		                      "UID FETCH: invalid UID set '%s'",
+		                      uidset != NULL ? uidset : "(null)");
 	if (params != NULL && params->changedsince > 0 &&
 	    !imap_conn_has_cap(c, "CONDSTORE") &&
 	    !imap_conn_has_cap(c, "QRESYNC")) {
 		g_array_unref(set);
 		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-				      "UID FETCH CHANGEDSINCE needs CONDSTORE");
+		                      "UID FETCH CHANGEDSINCE needs CONDSTORE");
 	}
 	mc.wanted = ranges_normalize(set);
 	g_array_unref(set);
@@ -1055,13 +1055,13 @@ imap_uid_fetch_meta(ImapConn *c, const char *mailbox, const char *uidset,
 		mc.vanished = g_ptr_array_new_with_free_func(g_free);
 
 	st = run_in_mailbox(c, mailbox, TRUE, meta_cmd(c, uidset, params),
-			    &hooks, NULL, err);
+	                    &hooks, NULL, err);
 	/* fn runs here, on the caller's thread, not on the reader thread. */
 	if (st == IMAP_OK) {
 		for (guint i = 0; mc.vanished != NULL && i < mc.vanished->len;
 		     i++)
 			params->vanished_fn(user,
-					    g_ptr_array_index(mc.vanished, i));
+			                    g_ptr_array_index(mc.vanished, i));
 		for (guint i = 0; i < mc.records->len; i++) {
 			MetaRecord *r =
 			    &g_array_index(mc.records, MetaRecord, i);
@@ -1080,7 +1080,7 @@ imap_uid_fetch_meta(ImapConn *c, const char *mailbox, const char *uidset,
 		}
 	} else {
 		imap_error_prefix(err, "UID FETCH %s in %s", uidset,
-				  mailbox != NULL ? mailbox : "(null)");
+		                  mailbox != NULL ? mailbox : "(null)");
 	}
 	if (mc.vanished != NULL)
 		g_ptr_array_unref(mc.vanished);
@@ -1223,17 +1223,17 @@ body_cmd(ImapConn *c, guint32 uid, guint64 offset, guint64 length)
 	if (length == 0 || length > G_MAXUINT32)
 		length = G_MAXUINT32;
 	imap_cmd_printf(cmd,
-			"(UID BODY.PEEK[]<%" G_GUINT64_FORMAT
-			".%" G_GUINT64_FORMAT ">)",
-			offset, length);
+	                "(UID BODY.PEEK[]<%" G_GUINT64_FORMAT
+	                ".%" G_GUINT64_FORMAT ">)",
+	                offset, length);
 	return cmd;
 }
 
 ImapStatus
 imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
-		    guint64 offset, guint64 length,
-		    gboolean (*write)(void *ctx, const char *data, gsize len),
-		    void *ctx, guint64 *total, ImapError **err)
+                    guint64 offset, guint64 length,
+                    gboolean (*write)(void *ctx, const char *data, gsize len),
+                    void *ctx, guint64 *total, ImapError **err)
 {
 	BodyFetch bf = {
 	    .uid = uid, .offset = offset, .write = write, .ctx = ctx};
@@ -1245,12 +1245,12 @@ imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
 		*total = 0;
 	if (uid == 0 || offset > G_MAXUINT32 || write == NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "UID FETCH: invalid UID %u or offset",
-				      uid);
+		                      "UID FETCH: invalid UID %u or offset",
+		                      uid);
 	st = lease_mailbox(c, mailbox, err);
 	if (st != IMAP_OK) {
 		imap_error_prefix(err, "UID FETCH %u BODY[] in %s", uid,
-				  mailbox != NULL ? mailbox : "(null)");
+		                  mailbox != NULL ? mailbox : "(null)");
 		return st;
 	}
 	st = ops_run(c, body_cmd(c, uid, offset, length), &hooks, NULL, err);
@@ -1260,7 +1260,7 @@ imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
 		st = refresh_view(c, err);
 		if (st == IMAP_OK)
 			st = ops_run(c, body_cmd(c, uid, offset, length),
-				     &hooks, NULL, err);
+			             &hooks, NULL, err);
 	}
 	imap_conn_release_mailbox(c);
 	if (total != NULL)
@@ -1270,16 +1270,16 @@ imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
 		(*err)->code = IMAP_CODE_NONEXISTENT;
 	else if (st == IMAP_OK && bf.foreign)
 		st = imap_error_set(err, IMAP_EPROTO, 0,
-				    "body of another message arrived");
+		                    "body of another message arrived");
 	else if (st == IMAP_OK && !bf.got)
 		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
-				    "message UID %u does not exist", uid);
+		                    "message UID %u does not exist", uid);
 	else if (st == IMAP_OK && bf.write_failed)
 		st = imap_error_set(err, IMAP_EINVAL, 0,
-				    "the writer refused the message data");
+		                    "the writer refused the message data");
 	if (st != IMAP_OK)
 		imap_error_prefix(err, "UID FETCH %u BODY[] in %s", uid,
-				  mailbox != NULL ? mailbox : "(null)");
+		                  mailbox != NULL ? mailbox : "(null)");
 	return st;
 }
 
@@ -1348,7 +1348,7 @@ valid_search_atom(const char *atom)
 
 static ImapStatus
 add_search_keys(ImapCmd *cmd, const ImapSearchKey *keys, gsize nkeys,
-		ImapError **err)
+                ImapError **err)
 {
 	if (nkeys == 0) {
 		imap_cmd_raw(cmd, "ALL");
@@ -1360,15 +1360,15 @@ add_search_keys(ImapCmd *cmd, const ImapSearchKey *keys, gsize nkeys,
 
 		if (!valid_search_atom(k->atom))
 			return imap_error_set(err, IMAP_EINVAL, 0,
-					      "invalid search key '%s'",
-					      k->atom != NULL ? k->atom : "");
+			                      "invalid search key '%s'",
+			                      k->atom != NULL ? k->atom : "");
 		imap_cmd_raw(cmd, k->atom);
 		if (k->arg1 == NULL)
 			continue;
 		/* UID takes a sequence-set, which may not be quoted. */
 		set = g_ascii_strcasecmp(k->atom, "UID") == 0
-			  ? imap_uidset_parse(k->arg1, G_MAXUINT32)
-			  : NULL;
+		          ? imap_uidset_parse(k->arg1, G_MAXUINT32)
+		          : NULL;
 		if (set != NULL) {
 			imap_cmd_raw(cmd, k->arg1);
 			g_array_unref(set);
@@ -1399,7 +1399,7 @@ esearch_result(SearchCollect *sc, const char *tag, GArray *out, ImapError **err)
 			if (set != NULL)
 				g_array_unref(set);
 			return imap_error_set(err, IMAP_EPROTO, 0,
-					      "bad ESEARCH result");
+			                      "bad ESEARCH result");
 		}
 		for (guint r = 0; r < set->len; r++) {
 			ImapUidRange *rg = &g_array_index(set, ImapUidRange, r);
@@ -1431,7 +1431,7 @@ sort_unique(GArray *a)
 	g_array_sort(a, u32_cmp);
 	for (guint i = 0; i < a->len; i++)
 		if (w == 0 || g_array_index(a, guint32, w - 1) !=
-				  g_array_index(a, guint32, i))
+		                  g_array_index(a, guint32, i))
 			g_array_index(a, guint32, w++) =
 			    g_array_index(a, guint32, i);
 	g_array_set_size(a, w);
@@ -1439,7 +1439,7 @@ sort_unique(GArray *a)
 
 ImapStatus
 imap_uid_search(ImapConn *c, const char *mailbox, const ImapSearchKey *keys,
-		gsize nkeys, GArray **uids, ImapError **err)
+                gsize nkeys, GArray **uids, ImapError **err)
 {
 	SearchCollect sc = {0};
 	ImapCmdHooks hooks = {.untagged = on_search, .user = &sc};
@@ -1469,7 +1469,7 @@ imap_uid_search(ImapConn *c, const char *mailbox, const ImapSearchKey *keys,
 	if (st != IMAP_OK) {
 		g_array_unref(sc.uids);
 		imap_error_prefix(err, "UID SEARCH in %s",
-				  mailbox != NULL ? mailbox : "(null)");
+		                  mailbox != NULL ? mailbox : "(null)");
 		return st;
 	}
 	sort_unique(sc.uids);
@@ -1483,7 +1483,7 @@ imap_uid_search(ImapConn *c, const char *mailbox, const ImapSearchKey *keys,
 
 ImapStatus
 imap_uid_store(ImapConn *c, const char *mailbox, const char *uidset,
-	       ImapStoreMode mode, const char *flags, ImapError **err)
+               ImapStoreMode mode, const char *flags, ImapError **err)
 {
 	static const char *const modes[] = {
 	    [IMAP_STORE_ADD] = "+FLAGS.SILENT",
@@ -1496,7 +1496,7 @@ imap_uid_store(ImapConn *c, const char *mailbox, const char *uidset,
 
 	if ((guint)mode >= G_N_ELEMENTS(modes))
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "UID STORE: bad mode");
+		                      "UID STORE: bad mode");
 	if (check_uidset(uidset, err) != IMAP_OK) {
 		imap_error_prefix(err, "UID STORE");
 		return IMAP_EINVAL;
@@ -1514,7 +1514,7 @@ imap_uid_store(ImapConn *c, const char *mailbox, const char *uidset,
 	st = run_in_mailbox(c, mailbox, FALSE, cmd, NULL, NULL, err);
 	if (st != IMAP_OK)
 		imap_error_prefix(err, "UID STORE %s in %s", uidset,
-				  mailbox != NULL ? mailbox : "(null)");
+		                  mailbox != NULL ? mailbox : "(null)");
 	return st;
 }
 
@@ -1543,7 +1543,7 @@ imap_copyuid_lookup(const ImapCopyUid *cu, guint32 src_uid)
 
 		if (src_uid >= r->first && src_uid <= r->last)
 			return imap_uidset_nth(cu->dst,
-					       pos + src_uid - r->first);
+			                       pos + src_uid - r->first);
 		pos += (guint64)r->last - r->first + 1;
 	}
 	return 0;
@@ -1559,7 +1559,7 @@ typedef struct {
 /* Adds one COPYUID (uidvalidity src dst) to what was collected. */
 static void
 copyuid_add(CopyUidCollect *cc, const char *uv, const char *src,
-	    const char *dst)
+            const char *dst)
 {
 	GArray *s, *d;
 	guint32 uidvalidity;
@@ -1608,20 +1608,20 @@ on_move_copyuid(void *user, const ImapResponse *resp)
 		g_array_unref(s);
 	if (ours)
 		copyuid_add(cc, code_arg_text(resp, 0), src,
-			    code_arg_text(resp, 2));
+		            code_arg_text(resp, 2));
 }
 
 static void
 copyuid_finish(CopyUidCollect *cc, const ImapResponse *tagged, const char *what,
-	       ImapCopyUid *out)
+               ImapCopyUid *out)
 {
 	if (tagged != NULL && tagged->code != NULL &&
 	    g_ascii_strcasecmp(tagged->code, "COPYUID") == 0)
 		copyuid_add(cc, code_arg_text(tagged, 0),
-			    code_arg_text(tagged, 1), code_arg_text(tagged, 2));
+		            code_arg_text(tagged, 1), code_arg_text(tagged, 2));
 	if (cc->bad)
 		g_warning("%s: ignoring a malformed or inconsistent COPYUID",
-			  what);
+		          what);
 	if (out == NULL)
 		return;
 	memset(out, 0, sizeof(*out));
@@ -1635,8 +1635,8 @@ copyuid_finish(CopyUidCollect *cc, const ImapResponse *tagged, const char *what,
 
 static ImapStatus
 copy_or_move(ImapConn *c, const char *verb, const char *mailbox,
-	     const char *uidset, const char *dest, ImapCopyUid *out,
-	     ImapError **err)
+             const char *uidset, const char *dest, ImapCopyUid *out,
+             ImapError **err)
 {
 	CopyUidCollect cc = {0};
 	ImapCmdHooks hooks = {.untagged = on_move_copyuid, .user = &cc};
@@ -1652,8 +1652,8 @@ copy_or_move(ImapConn *c, const char *verb, const char *mailbox,
 		if (set != NULL)
 			g_array_unref(set);
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "%s: invalid UID set or destination",
-				      verb);
+		                      "%s: invalid UID set or destination",
+		                      verb);
 	}
 	cc.wanted = ranges_normalize(set);
 	g_array_unref(set);
@@ -1665,7 +1665,7 @@ copy_or_move(ImapConn *c, const char *verb, const char *mailbox,
 		copyuid_finish(&cc, tagged, verb, out);
 	else
 		imap_error_prefix(err, "%s %s from %s to %s", verb, uidset,
-				  mailbox != NULL ? mailbox : "(null)", dest);
+		                  mailbox != NULL ? mailbox : "(null)", dest);
 	imap_response_free(tagged);
 	if (cc.src != NULL)
 		g_array_unref(cc.src);
@@ -1677,33 +1677,33 @@ copy_or_move(ImapConn *c, const char *verb, const char *mailbox,
 
 ImapStatus
 imap_uid_copy(ImapConn *c, const char *mailbox, const char *uidset,
-	      const char *dest, ImapCopyUid *out, ImapError **err)
+              const char *dest, ImapCopyUid *out, ImapError **err)
 {
 	return copy_or_move(c, "UID COPY", mailbox, uidset, dest, out, err);
 }
 
 ImapStatus
 imap_uid_move(ImapConn *c, const char *mailbox, const char *uidset,
-	      const char *dest, ImapCopyUid *out, ImapError **err)
+              const char *dest, ImapCopyUid *out, ImapError **err)
 {
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
 	if (!imap_conn_has_cap(c, "MOVE"))
 		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-				      "UID MOVE: the server has no MOVE");
+		                      "UID MOVE: the server has no MOVE");
 	return copy_or_move(c, "UID MOVE", mailbox, uidset, dest, out, err);
 }
 
 ImapStatus
 imap_uid_expunge(ImapConn *c, const char *mailbox, const char *uidset,
-		 ImapError **err)
+                 ImapError **err)
 {
 	ImapCmd *cmd;
 	ImapStatus st;
 
 	if (!imap_conn_has_cap(c, "UIDPLUS"))
 		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-				      "UID EXPUNGE: the server has no UIDPLUS");
+		                      "UID EXPUNGE: the server has no UIDPLUS");
 	if (check_uidset(uidset, err) != IMAP_OK) {
 		imap_error_prefix(err, "UID EXPUNGE");
 		return IMAP_EINVAL;
@@ -1713,7 +1713,7 @@ imap_uid_expunge(ImapConn *c, const char *mailbox, const char *uidset,
 	st = run_in_mailbox(c, mailbox, FALSE, cmd, NULL, NULL, err);
 	if (st != IMAP_OK)
 		imap_error_prefix(err, "UID EXPUNGE %s in %s", uidset,
-				  mailbox != NULL ? mailbox : "(null)");
+		                  mailbox != NULL ? mailbox : "(null)");
 	return st;
 }
 
@@ -1723,7 +1723,7 @@ imap_uid_expunge(ImapConn *c, const char *mailbox, const char *uidset,
 
 ImapStatus
 imap_append(ImapConn *c, const char *mailbox, const char *flags, gint64 date,
-	    GBytes *message, ImapAppendUid *out, ImapError **err)
+            GBytes *message, ImapAppendUid *out, ImapError **err)
 {
 	ImapResponse *tagged = NULL;
 	gboolean binary = FALSE;
@@ -1736,7 +1736,7 @@ imap_append(ImapConn *c, const char *mailbox, const char *flags, gint64 date,
 		memset(out, 0, sizeof(*out));
 	if (mailbox == NULL || message == NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "APPEND: no mailbox or message");
+		                      "APPEND: no mailbox or message");
 	data = g_bytes_get_data(message, &size);
 	if (size > 0 && memchr(data, '\0', size) != NULL) {
 		if (!imap_conn_has_cap(c, "BINARY"))
@@ -1780,8 +1780,8 @@ imap_append(ImapConn *c, const char *mailbox, const char *flags, gint64 date,
 		const char *uid = code_arg_text(tagged, 1);
 
 		out->valid = uv != NULL && uid != NULL &&
-			     imap_parse_u32(uv, &out->uidvalidity) &&
-			     imap_parse_u32(uid, &out->uid);
+		             imap_parse_u32(uv, &out->uidvalidity) &&
+		             imap_parse_u32(uid, &out->uid);
 		if (!out->valid)
 			memset(out, 0, sizeof(*out));
 	}
@@ -1901,7 +1901,7 @@ quota_pick(QuotaCollect *qc, ImapQuota *out)
 
 ImapStatus
 imap_getquotaroot(ImapConn *c, const char *mailbox, ImapQuota *out,
-		  ImapError **err)
+                  ImapError **err)
 {
 	QuotaCollect qc = {.conn = c, .mailbox = mailbox};
 	ImapCmdHooks hooks = {.untagged = on_quota, .user = &qc};
@@ -1911,10 +1911,10 @@ imap_getquotaroot(ImapConn *c, const char *mailbox, ImapQuota *out,
 	memset(out, 0, sizeof(*out));
 	if (!imap_conn_has_cap(c, "QUOTA"))
 		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-				      "GETQUOTAROOT: the server has no QUOTA");
+		                      "GETQUOTAROOT: the server has no QUOTA");
 	if (mailbox == NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "GETQUOTAROOT: no mailbox");
+		                      "GETQUOTAROOT: no mailbox");
 	cmd = ops_cmd(c, "GETQUOTAROOT");
 	imap_cmd_mailbox(cmd, mailbox);
 	qc.roots = g_ptr_array_new_with_free_func(g_free);

@@ -15,9 +15,9 @@ struct ImapPool {
 
 	GMutex lock;
 	GCond cond;
-	GPtrArray *idle; /* ImapConn * not handed out */
+	GPtrArray *idle;        /* ImapConn * not handed out */
 	GHashTable *idle_since; /* ImapConn * -> monotonic us, as gint64 * */
-	guint total;	 /* idle + handed out + being opened */
+	guint total;            /* idle + handed out + being opened */
 	char **caps;
 };
 
@@ -38,7 +38,7 @@ dup_secret(const char *s, gsize *len)
 
 ImapPool *
 imap_pool_new(const ImapConnectOptions *opts, const ImapCredentials *cred,
-	      guint max_conns, ImapPoolSetupFn setup, void *setup_user)
+              guint max_conns, ImapPoolSetupFn setup, void *setup_user)
 {
 	ImapPool *p = g_new0(ImapPool, 1);
 

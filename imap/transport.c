@@ -89,8 +89,9 @@ connect_one(const struct addrinfo *ai, int timeout_ms, int *saved_errno)
 	socklen_t len = sizeof(soerr);
 	struct pollfd p;
 
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-		    ai->ai_protocol);
+	fd = socket(ai->ai_family,
+	            ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	            ai->ai_protocol);
 	if (fd < 0) {
 		*saved_errno = errno;
 		return -1;
@@ -122,7 +123,7 @@ connect_one(const struct addrinfo *ai, int timeout_ms, int *saved_errno)
 
 ImapTransport *
 imap_transport_connect(const char *host, const char *port, int timeout_ms,
-		       ImapError **err)
+                       ImapError **err)
 {
 	struct addrinfo hints = {0}, *res = NULL, *ai;
 	int fd = -1, gai, saved = 0;
@@ -137,24 +138,25 @@ imap_transport_connect(const char *host, const char *port, int timeout_ms,
 	hints.ai_flags = AI_ADDRCONFIG;
 	gai = getaddrinfo(host, port, &hints, &res);
 	if (gai != 0) {
-		imap_error_set(err, IMAP_ECONNECT, 0, "cannot resolve %s: %s", host,
-			       gai_strerror(gai));
+		imap_error_set(err, IMAP_ECONNECT, 0, "cannot resolve %s: %s",
+		               host, gai_strerror(gai));
 		return NULL;
 	}
 	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
 		fd = connect_one(ai, timeout_ms, &saved);
 	freeaddrinfo(res);
 	if (fd < 0) {
-		imap_error_set(err, IMAP_ECONNECT,
-			       0, "cannot connect to %s port %s: %s", host, port,
-			       g_strerror(saved));
+		imap_error_set(err, IMAP_ECONNECT, 0,
+		               "cannot connect to %s port %s: %s", host, port,
+		               g_strerror(saved));
 		return NULL;
 	}
 	t = g_new0(ImapTransport, 1);
 	t->fd = fd;
 	g_mutex_init(&t->tls_lock);
 	if (pipe2(t->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
-		imap_error_set(err, IMAP_ENET, 0, "pipe: %s", g_strerror(errno));
+		imap_error_set(err, IMAP_ENET, 0, "pipe: %s",
+		               g_strerror(errno));
 		close(fd);
 		g_mutex_clear(&t->tls_lock);
 		g_free(t);
@@ -206,11 +208,11 @@ check_fingerprint(ImapTransport *t, const char *pin, ImapError **err)
 
 	if (!g_str_has_prefix(pin, "sha256:"))
 		return imap_error_set(err, IMAP_EINVAL, 0,
-				      "certificate pin must be sha256:HEX");
+		                      "certificate pin must be sha256:HEX");
 	cert = SSL_get1_peer_certificate(t->ssl);
 	if (cert == NULL)
 		return imap_error_set(err, IMAP_ETLS, 0,
-				      "server sent no certificate");
+		                      "server sent no certificate");
 	X509_digest(cert, EVP_sha256(), md, &mdlen);
 	X509_free(cert);
 	hex = g_string_new(NULL);
@@ -235,9 +237,9 @@ check_fingerprint(ImapTransport *t, const char *pin, ImapError **err)
 	}
 	if (!match) {
 		imap_error_set(err, IMAP_ETLS, 0,
-			       "certificate fingerprint sha256:%s does not "
-			       "match the pinned one",
-			       hex->str);
+		               "certificate fingerprint sha256:%s does not "
+		               "match the pinned one",
+		               hex->str);
 		g_string_free(hex, TRUE);
 		return IMAP_ETLS;
 	}
@@ -247,7 +249,7 @@ check_fingerprint(ImapTransport *t, const char *pin, ImapError **err)
 
 static ImapStatus
 setup_tls(ImapTransport *t, const char *name, const ImapTlsOptions *opts,
-	  ImapError **err)
+          ImapError **err)
 {
 	g_autofree char *why = NULL;
 
@@ -259,9 +261,9 @@ setup_tls(ImapTransport *t, const char *name, const ImapTlsOptions *opts,
 	 * itself (tags, literal sizes), so truncation cannot go unnoticed. */
 	SSL_CTX_set_options(t->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
 	                                SSL_OP_NO_COMPRESSION |
-					    SSL_OP_NO_RENEGOTIATION);
+	                                SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (opts->fingerprint != NULL) {
 		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, accept_any_chain);
 	} else {
@@ -270,11 +272,11 @@ setup_tls(ImapTransport *t, const char *name, const ImapTlsOptions *opts,
 			goto fail;
 		if (opts->ca_file != NULL &&
 		    SSL_CTX_load_verify_locations(t->ctx, opts->ca_file,
-						  NULL) != 1) {
+		                                  NULL) != 1) {
 			why = tls_error_text();
 			return imap_error_set(err, IMAP_ETLS, 0,
-					      "cannot load CA file %s: %s",
-					      opts->ca_file, why);
+			                      "cannot load CA file %s: %s",
+			                      opts->ca_file, why);
 		}
 	}
 	t->ssl = SSL_new(t->ctx);
@@ -284,8 +286,8 @@ setup_tls(ImapTransport *t, const char *name, const ImapTlsOptions *opts,
 		SSL_set_tlsext_host_name(t->ssl, name);
 	if (opts->fingerprint == NULL) {
 		if (is_ip_literal(name)) {
-			if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl),
-							  name) != 1)
+			if (X509_VERIFY_PARAM_set1_ip_asc(
+			        SSL_get0_param(t->ssl), name) != 1)
 				goto fail;
 		} else if (SSL_set1_host(t->ssl, name) != 1) {
 			goto fail;
@@ -298,8 +300,7 @@ fail:
 }
 
 static ImapStatus
-handshake(ImapTransport *t, const char *name, gint64 deadline,
-	  ImapError **err)
+handshake(ImapTransport *t, const char *name, gint64 deadline, ImapError **err)
 {
 	int r, e, w;
 	long verify;
@@ -312,11 +313,13 @@ handshake(ImapTransport *t, const char *name, gint64 deadline,
 			return IMAP_OK;
 		e = SSL_get_error(t->ssl, r);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			w = wait_fd(t, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-				    deadline);
+			w = wait_fd(t,
+			            e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+			            deadline);
 			if (w == 0)
-				return imap_error_set(err, IMAP_ETIMEOUT, 0,
-						      "TLS handshake timed out");
+				return imap_error_set(
+				    err, IMAP_ETIMEOUT, 0,
+				    "TLS handshake timed out");
 			if (w < 0)
 				return closed_error(err);
 			continue;
@@ -326,17 +329,17 @@ handshake(ImapTransport *t, const char *name, gint64 deadline,
 	verify = SSL_get_verify_result(t->ssl);
 	if (verify != X509_V_OK)
 		return imap_error_set(
-			err, IMAP_ETLS, 0,
-			"certificate verification failed for %s: %s", name,
-			X509_verify_cert_error_string(verify));
+		    err, IMAP_ETLS, 0,
+		    "certificate verification failed for %s: %s", name,
+		    X509_verify_cert_error_string(verify));
 	why = tls_error_text();
-	return imap_error_set(err, IMAP_ETLS, 0, "TLS handshake with %s failed: %s",
-			      name, why);
+	return imap_error_set(err, IMAP_ETLS, 0,
+	                      "TLS handshake with %s failed: %s", name, why);
 }
 
 ImapStatus
 imap_transport_start_tls(ImapTransport *t, const char *host,
-			 const ImapTlsOptions *opts, ImapError **err)
+                         const ImapTlsOptions *opts, ImapError **err)
 {
 	static const ImapTlsOptions none = {0};
 	const char *name;
@@ -346,7 +349,8 @@ imap_transport_start_tls(ImapTransport *t, const char *host,
 		opts = &none;
 	name = opts->server_name ? opts->server_name : host;
 	if (t->ssl != NULL)
-		return imap_error_set(err, IMAP_EINVAL, 0, "TLS already active");
+		return imap_error_set(err, IMAP_EINVAL, 0,
+		                      "TLS already active");
 	st = setup_tls(t, name, opts, err);
 	if (st != IMAP_OK)
 		return st;
@@ -396,7 +400,8 @@ read_once(ImapTransport *t, char *buf, gsize len, short *want, ImapError **err)
 			*want = POLLIN;
 			return -1;
 		}
-		imap_error_set(err, IMAP_ENET, 0, "read: %s", g_strerror(errno));
+		imap_error_set(err, IMAP_ENET, 0, "read: %s",
+		               g_strerror(errno));
 		return -2;
 	}
 	g_mutex_lock(&t->tls_lock);
@@ -432,7 +437,7 @@ read_once(ImapTransport *t, char *buf, gsize len, short *want, ImapError **err)
 
 gssize
 imap_transport_read(ImapTransport *t, char *buf, gsize len, int timeout_ms,
-		    ImapError **err)
+                    ImapError **err)
 {
 	gint64 deadline = deadline_after(timeout_ms);
 	short want = POLLIN;
@@ -452,8 +457,8 @@ imap_transport_read(ImapTransport *t, char *buf, gsize len, int timeout_ms,
 		w = wait_fd(t, want, deadline);
 		if (w == 0) {
 			imap_error_set(err, IMAP_ETIMEOUT, 0,
-				       "no data from server for %d ms",
-				       timeout_ms);
+			               "no data from server for %d ms",
+			               timeout_ms);
 			return -1;
 		}
 		if (w < 0) {
@@ -465,7 +470,7 @@ imap_transport_read(ImapTransport *t, char *buf, gsize len, int timeout_ms,
 
 static gssize
 write_once(ImapTransport *t, const char *buf, gsize len, short *want,
-	   ImapError **err)
+           ImapError **err)
 {
 	gssize n;
 	int e;
@@ -480,7 +485,7 @@ write_once(ImapTransport *t, const char *buf, gsize len, short *want,
 			return -1;
 		}
 		imap_error_set(err, IMAP_ENET, 0, "write: %s",
-			       g_strerror(errno));
+		               g_strerror(errno));
 		return -2;
 	}
 	g_mutex_lock(&t->tls_lock);
@@ -503,7 +508,7 @@ write_once(ImapTransport *t, const char *buf, gsize len, short *want,
 
 ImapStatus
 imap_transport_write(ImapTransport *t, const void *buf, gsize len,
-		     int timeout_ms, ImapError **err)
+                     int timeout_ms, ImapError **err)
 {
 	const char *p = buf;
 	gint64 deadline = deadline_after(timeout_ms);
@@ -522,13 +527,13 @@ imap_transport_write(ImapTransport *t, const void *buf, gsize len,
 		}
 		if (n == -2)
 			return err != NULL && *err != NULL ? (*err)->status
-							   : IMAP_ENET;
+			                                   : IMAP_ENET;
 		w = wait_fd(t, want, deadline);
 		if (w == 0)
 			return imap_error_set(err, IMAP_ETIMEOUT, 0,
-					      "server did not accept data for "
-					      "%d ms",
-					      timeout_ms);
+			                      "server did not accept data for "
+			                      "%d ms",
+			                      timeout_ms);
 		if (w < 0)
 			return closed_error(err);
 	}

@@ -20,31 +20,30 @@ const char *disk_cache_dir(const DiskCache *dc);
 
 /* The default directory: $XDG_CACHE_HOME/imapfs/<user>@<host>:<port>
  * (user and host made safe for a file name). */
-char *disk_cache_default_dir(const char *user, const char *host,
-			     guint16 port);
+char *disk_cache_default_dir(const char *user, const char *host, guint16 port);
 
 /* A mailbox's saved state. */
 typedef struct {
 	guint32 uidvalidity;
 	guint32 uidnext;
 	guint64 highestmodseq; /* 0: unknown (no CONDSTORE) */
-	StoreListing *listing;	/* owned reference */
+	StoreListing *listing; /* owned reference */
 } DiskMailbox;
 
 /* Saves atomically; the listing's flags strings are stored by value. */
 gboolean disk_cache_save_mailbox(DiskCache *dc, const char *mailbox,
-				 const DiskMailbox *m, GError **err);
+                                 const DiskMailbox *m, GError **err);
 /* Loads; FALSE (and *err set to say why, e.g. "bad checksum") when there
  * is no usable file - a damaged file is also deleted so it is rebuilt. */
 gboolean disk_cache_load_mailbox(DiskCache *dc, const char *mailbox,
-				 DiskMailbox *out, GError **err);
+                                 DiskMailbox *out, GError **err);
 void disk_cache_forget_mailbox(DiskCache *dc, const char *mailbox);
 void disk_mailbox_clear(DiskMailbox *m);
 
 /* The mailbox list: ImapMailbox * (name, delimiter, attrs; raw_name may
  * be NULL after loading). */
 gboolean disk_cache_save_list(DiskCache *dc, GPtrArray *mailboxes,
-			      GError **err);
+                              GError **err);
 gboolean disk_cache_load_list(DiskCache *dc, GPtrArray **out, GError **err);
 
 /* The file a mailbox's state lives in (exported for tests that corrupt

@@ -23,18 +23,18 @@ typedef enum {
 /* Told when the server changed a mailbox behind our back (IDLE, resync):
  * removed lists the UIDs that vanished (n_removed may be 0). */
 typedef void (*StoreChangeFn)(void *user, const char *mailbox,
-			      const guint32 *removed, guint n_removed);
+                              const guint32 *removed, guint n_removed);
 
 typedef struct {
-	ImapPool *pool;		   /* NULL: offline, cache only */
+	ImapPool *pool;            /* NULL: offline, cache only */
 	guint dir_cache_timeout_s; /* listings older than this are refreshed */
-	const char *trash;	   /* rm moves here; NULL: expunge */
+	const char *trash;         /* rm moves here; NULL: expunge */
 	gboolean read_only;
 	StoreCacheMode cache_mode;
-	const char *cache_dir;	/* NULL: nothing on disk */
-	guint64 cache_size;	/* bytes of bodies kept; 0: unbounded */
-	gboolean watch;		/* IDLE (or poll) for changes */
-	gboolean no_reconnect;	/* fail at once when a connection dies */
+	const char *cache_dir; /* NULL: nothing on disk */
+	guint64 cache_size;    /* bytes of bodies kept; 0: unbounded */
+	gboolean watch;        /* IDLE (or poll) for changes */
+	gboolean no_reconnect; /* fail at once when a connection dies */
 	StoreChangeFn change_fn;
 	void *change_user;
 } MailStoreOptions;
@@ -61,8 +61,8 @@ void store_listing_unref(StoreListing *l);
 const StoreMessage *store_listing_find(const StoreListing *l, guint32 uid);
 
 typedef struct {
-	char *name;	/* full UTF-8 mailbox name */
-	guint attrs;	/* IMAP_MBOX_* */
+	char *name;       /* full UTF-8 mailbox name */
+	guint attrs;      /* IMAP_MBOX_* */
 	gboolean implied; /* not listed, but has listed children */
 } StoreMailbox;
 
@@ -76,21 +76,20 @@ char store_delimiter(MailStore *s);
 /* Children of parent (NULL: top level) as StoreMailbox * (owned by the
  * array). Mailboxes that are only implied by deeper names are included. */
 ImapStatus store_children(MailStore *s, const char *parent, GPtrArray **out,
-			  ImapError **err);
+                          ImapError **err);
 /* Looks one mailbox up (including implied ones). */
 ImapStatus store_mailbox(MailStore *s, const char *name, StoreMailbox *out,
-			 ImapError **err);
+                         ImapError **err);
 void store_mailbox_clear(StoreMailbox *m);
 
 /* The messages of a selectable mailbox, refreshed if older than the
  * timeout (or if force). */
 ImapStatus store_messages(MailStore *s, const char *mailbox, gboolean force,
-			  StoreListing **out, ImapError **err);
+                          StoreListing **out, ImapError **err);
 /* One message by UID, or by a name the filesystem gave it during this
  * session (the destination of a move or an upload). alias may be NULL. */
 ImapStatus store_message(MailStore *s, const char *mailbox, guint32 uid,
-			 const char *alias, StoreMessage *out,
-			 ImapError **err);
+                         const char *alias, StoreMessage *out, ImapError **err);
 
 /* An open message body. Bodies in the body cache are read from disk;
  * others are fetched in windows (BODY.PEEK[]<off.len>, never setting
@@ -100,10 +99,10 @@ typedef struct StoreBody StoreBody;
 
 /* Opens without fetching anything. */
 StoreBody *store_body_open(MailStore *s, const char *mailbox, guint32 uid,
-			   ImapError **err);
+                           ImapError **err);
 /* Reads up to len bytes at offset; *got < len means the body ended. */
-ImapStatus store_body_read(StoreBody *b, guint64 offset, guint64 len,
-			   char *buf, guint64 *got, ImapError **err);
+ImapStatus store_body_read(StoreBody *b, guint64 offset, guint64 len, char *buf,
+                           guint64 *got, ImapError **err);
 /* TRUE when the exact size is known (body cached, or a read saw the
  * end, or the size was verified before). */
 gboolean store_body_exact_size(StoreBody *b, guint64 *size);
@@ -115,36 +114,36 @@ void store_start_watch(MailStore *s);
 
 /* Deletes exactly this message (UID EXPUNGE; without UIDPLUS see
  * store.c), or moves it to the trash mailbox if one is configured. */
-ImapStatus store_delete_message(MailStore *s, const char *mailbox,
-				guint32 uid, ImapError **err);
+ImapStatus store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
+                                ImapError **err);
 /* Moves a message; *new_uid gets its UID in dest (0 if unknown). alias,
  * if not NULL, is a name that must resolve to it in dest from now on. */
 ImapStatus store_move_message(MailStore *s, const char *mailbox, guint32 uid,
-			      const char *dest, const char *alias,
-			      guint32 *new_uid, ImapError **err);
+                              const char *dest, const char *alias,
+                              guint32 *new_uid, ImapError **err);
 /* Uploads a message; *new_uid as above. flags may be NULL; date <= 0:
  * now. check_first: an earlier attempt failed with an unknown outcome, so
  * look for the message before sending it again. */
 ImapStatus store_append(MailStore *s, const char *mailbox, GBytes *message,
-			const char *flags, gint64 date, const char *alias,
-			gboolean check_first, guint32 *new_uid,
-			ImapError **err);
+                        const char *flags, gint64 date, const char *alias,
+                        gboolean check_first, guint32 *new_uid,
+                        ImapError **err);
 /* Replaces the flags of a message (space-separated). */
 ImapStatus store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
-			   const char *flags, ImapError **err);
+                           const char *flags, ImapError **err);
 
 ImapStatus store_create_mailbox(MailStore *s, const char *name,
-				ImapError **err);
+                                ImapError **err);
 /* Refuses (IMAP_ENO with code IMAP_CODE_INUSE... see store.c) a mailbox
  * that holds messages or children: the caller maps that to ENOTEMPTY. */
 ImapStatus store_delete_mailbox(MailStore *s, const char *name,
-				gboolean *not_empty, ImapError **err);
-ImapStatus store_rename_mailbox(MailStore *s, const char *from,
-				const char *to, ImapError **err);
+                                gboolean *not_empty, ImapError **err);
+ImapStatus store_rename_mailbox(MailStore *s, const char *from, const char *to,
+                                ImapError **err);
 
 /* STORAGE quota of INBOX's root in KiB; IMAP_EUNSUPPORTED without QUOTA. */
 ImapStatus store_quota(MailStore *s, guint64 *used_kb, guint64 *limit_kb,
-		       ImapError **err);
+                       ImapError **err);
 
 /* Drops every cached listing so the next look refreshes (SIGHUP). */
 void store_invalidate(MailStore *s);

@@ -77,13 +77,13 @@ typedef struct {
 	int timeout;
 	gboolean exact_sizes;
 	gboolean debug_imap;
-	char *cache;      /* none, metadata or full (default full) */
-	char *cache_dir;  /* NULL: $XDG_CACHE_HOME/imapfs/USER@HOST:PORT */
-	char *cache_size; /* bytes, with K/M/G suffix (default 512M) */
-	gboolean offline; /* mount from the cache without connecting */
-	gboolean no_watch; /* no IDLE/polling for other clients' changes */
+	char *cache;        /* none, metadata or full (default full) */
+	char *cache_dir;    /* NULL: $XDG_CACHE_HOME/imapfs/USER@HOST:PORT */
+	char *cache_size;   /* bytes, with K/M/G suffix (default 512M) */
+	gboolean offline;   /* mount from the cache without connecting */
+	gboolean no_watch;  /* no IDLE/polling for other clients' changes */
 	gboolean reconnect; /* retry after lost connections (default yes) */
-	int log_level; /* FsLogLevel */
+	int log_level;      /* FsLogLevel */
 	/* Seen among libfuse's own options. */
 	gboolean foreground; /* -f, -d or -o debug */
 	gboolean fuse_debug; /* -d or -o debug */

@@ -54,7 +54,7 @@ gboolean imap_cmd_valid(const ImapCmd *cmd, ImapError **err);
 /* Serializes "tag verb args\r\n" into parts (ImapCmdPart *, owned by the
  * array). mode says which non-synchronizing literals the server allows. */
 GPtrArray *imap_cmd_serialize(const ImapCmd *cmd, const char *tag,
-			      ImapLiteralMode mode);
+                              ImapLiteralMode mode);
 /* The command as a log line: tag, verb and arguments, literals as {n}, and
  * arguments marked secret replaced by "***". */
 char *imap_cmd_describe(const ImapCmd *cmd, const char *tag);

@@ -14,7 +14,7 @@
 typedef enum {
 	IMAP_TLS_IMPLICIT, /* imaps: TLS from the first byte */
 	IMAP_TLS_STARTTLS, /* imap + STARTTLS, required */
-	IMAP_TLS_NONE,	   /* plain TCP: only when explicitly asked for */
+	IMAP_TLS_NONE,     /* plain TCP: only when explicitly asked for */
 } ImapTlsMode;
 
 typedef enum {
@@ -53,7 +53,7 @@ typedef struct {
 	/* Offered each literal in an untagged response while the command is in
 	 * flight (first command to accept wins); see ImapParserCallbacks. */
 	gboolean (*literal_start)(void *user, const ImapLiteralInfo *info,
-				  ImapLiteralSink *sink);
+	                          ImapLiteralSink *sink);
 	/* A "+" that arrives after every part was sent (AUTHENTICATE, IDLE).
 	 * Returns the line to send (without CRLF; owned by the engine), or
 	 * NULL to send nothing and keep waiting. */
@@ -71,7 +71,7 @@ ImapConn *imap_conn_connect(const ImapConnectOptions *opts, ImapError **err);
 /* Authenticates (SASL-IR used when offered) and re-reads capabilities.
  * A refused login is IMAP_EAUTH with the server's text. */
 ImapStatus imap_conn_login(ImapConn *c, const ImapCredentials *cred,
-			   ImapError **err);
+                           ImapError **err);
 /* Sends LOGOUT (best effort), stops the reader thread and frees c. */
 void imap_conn_close(ImapConn *c);
 
@@ -82,7 +82,7 @@ void imap_conn_close(ImapConn *c);
  * (if non-NULL) receives the tagged response; the caller frees it. The
  * command is consumed. Safe to call from several threads at once. */
 ImapStatus imap_conn_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
-			 ImapResponse **tagged, ImapError **err);
+                         ImapResponse **tagged, ImapError **err);
 
 /* Capabilities (upper-cased) as last advertised. */
 gboolean imap_conn_has_cap(ImapConn *c, const char *cap);
@@ -124,13 +124,13 @@ typedef struct {
 	guint64 highestmodseq; /* 0 with NOMODSEQ or without CONDSTORE */
 	gboolean nomodseq;
 	gboolean readonly;
-	char *flags;	      /* FLAGS list as text, e.g. "\\Seen \\Deleted" */
+	char *flags;          /* FLAGS list as text, e.g. "\\Seen \\Deleted" */
 	char *permanentflags; /* PERMANENTFLAGS as text, or NULL */
 } ImapSelectInfo;
 
 typedef struct {
-	gboolean readonly;   /* EXAMINE instead of SELECT */
-	gboolean condstore;  /* add (CONDSTORE) */
+	gboolean readonly;  /* EXAMINE instead of SELECT */
+	gboolean condstore; /* add (CONDSTORE) */
 	/* QRESYNC (RFC 7162): set uidvalidity and modseq from the cache;
 	 * known_uids optional ("1:500"). The server replies VANISHED
 	 * (EARLIER) and FETCH responses: they go to untagged below. */
@@ -148,8 +148,8 @@ typedef struct {
  * imap_select_info_clear()). Every successful call needs a matching
  * imap_conn_release_mailbox(). */
 ImapStatus imap_conn_use_mailbox(ImapConn *c, const char *utf8_name,
-				 const ImapSelectParams *params,
-				 ImapSelectInfo *info, ImapError **err);
+                                 const ImapSelectParams *params,
+                                 ImapSelectInfo *info, ImapError **err);
 void imap_conn_release_mailbox(ImapConn *c);
 /* TRUE if utf8_name is the selected mailbox now (takes no lease). */
 gboolean imap_conn_has_selected(ImapConn *c, const char *utf8_name);
@@ -163,7 +163,7 @@ void imap_select_info_clear(ImapSelectInfo *info);
  * caller must hold a mailbox lease for the whole time. */
 typedef struct ImapIdle ImapIdle;
 ImapIdle *imap_idle_start(ImapConn *c, ImapUntaggedFn fn, void *user,
-			  ImapError **err);
+                          ImapError **err);
 ImapStatus imap_idle_stop(ImapIdle *idle, ImapError **err);
 
 #endif

@@ -7,20 +7,20 @@
 /* What went wrong, coarse enough for a caller to choose an errno or a retry. */
 typedef enum {
 	IMAP_OK = 0,
-	IMAP_ENO,	   /* the server answered NO */
-	IMAP_EBAD,	   /* the server answered BAD */
-	IMAP_EBYE,	   /* the server said BYE and is closing */
-	IMAP_EEOF,	   /* the connection closed without BYE */
-	IMAP_ETIMEOUT,	   /* a read or write did not finish in time */
-	IMAP_ETLS,	   /* TLS handshake or certificate verification */
-	IMAP_ENET,	   /* resolving, connecting, socket I/O */
-	IMAP_EPROTO,	   /* unparseable response or a limit exceeded */
-	IMAP_EINVAL,	   /* the caller asked for something unsendable */
+	IMAP_ENO,          /* the server answered NO */
+	IMAP_EBAD,         /* the server answered BAD */
+	IMAP_EBYE,         /* the server said BYE and is closing */
+	IMAP_EEOF,         /* the connection closed without BYE */
+	IMAP_ETIMEOUT,     /* a read or write did not finish in time */
+	IMAP_ETLS,         /* TLS handshake or certificate verification */
+	IMAP_ENET,         /* resolving, connecting, socket I/O */
+	IMAP_EPROTO,       /* unparseable response or a limit exceeded */
+	IMAP_EINVAL,       /* the caller asked for something unsendable */
 	IMAP_EUNSUPPORTED, /* the server lacks a needed capability */
-	IMAP_EAUTH,	   /* authentication was refused */
-	IMAP_ECLOSED,	   /* the connection was already unusable */
-	IMAP_ECONNECT,	   /* no connection could be made at all (refused,
-			      unreachable, name unknown) */
+	IMAP_EAUTH,        /* authentication was refused */
+	IMAP_ECLOSED,      /* the connection was already unusable */
+	IMAP_ECONNECT,     /* no connection could be made at all (refused,
+	                      unreachable, name unknown) */
 } ImapStatus;
 
 /* Response codes (RFC 3501 7.1, RFC 5530, RFC 4315, RFC 7162) that change
@@ -60,14 +60,15 @@ typedef struct {
 /* Sets *err (if err is non-NULL and *err is NULL) and returns status, so
  * failures read `return imap_error_set(err, IMAP_EPROTO, 0, "...")`. */
 ImapStatus imap_error_set(ImapError **err, ImapStatus status, ImapCode code,
-			  const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+                          const char *fmt, ...) G_GNUC_PRINTF(4, 5);
 void imap_error_free(ImapError *err);
 void imap_error_clear(ImapError **err);
 /* Hands a locally collected error to the caller's err (taking ownership
  * of src): stored if err wants one and holds none, else freed. */
 void imap_error_propagate(ImapError **err, ImapError *src);
 /* Adds "context: " in front of the text of an existing error. */
-void imap_error_prefix(ImapError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+void imap_error_prefix(ImapError **err, const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
 const char *imap_status_name(ImapStatus status);
 /* Maps an upper-case response-code atom ("OVERQUOTA") to its ImapCode. */
 ImapCode imap_code_from_name(const char *name);

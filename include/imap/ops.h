@@ -38,23 +38,23 @@ enum {
 };
 
 typedef struct {
-	char *name;	/* UTF-8 (decoded from modified UTF-7 if needed) */
+	char *name;     /* UTF-8 (decoded from modified UTF-7 if needed) */
 	char *raw_name; /* as the server sent it */
 	char delimiter; /* 0 for NIL */
-	guint attrs;	/* IMAP_MBOX_* */
+	guint attrs;    /* IMAP_MBOX_* */
 } ImapMailbox;
 
 /* LIST reference pattern. Returns ImapMailbox * (free with
  * imap_mailbox_free, set as the array's free func). A name that is not
  * valid modified UTF-7 is kept raw in name and logged. */
 ImapStatus imap_list(ImapConn *c, const char *reference, const char *pattern,
-		     GPtrArray **out, ImapError **err);
+                     GPtrArray **out, ImapError **err);
 void imap_mailbox_free(ImapMailbox *m);
 
 /* ---- STATUS ---- */
 typedef struct {
 	gboolean has_messages, has_uidnext, has_uidvalidity, has_unseen,
-		has_highestmodseq;
+	    has_highestmodseq;
 	guint32 messages, uidnext, uidvalidity, unseen;
 	guint64 highestmodseq;
 } ImapMailboxStatus;
@@ -62,23 +62,23 @@ typedef struct {
 /* Asks for MESSAGES UIDNEXT UIDVALIDITY UNSEEN (+ HIGHESTMODSEQ with
  * CONDSTORE). */
 ImapStatus imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
-		       ImapError **err);
+                       ImapError **err);
 
 /* ---- Mailbox management ---- */
 ImapStatus imap_create(ImapConn *c, const char *mailbox, ImapError **err);
 ImapStatus imap_delete(ImapConn *c, const char *mailbox, ImapError **err);
 ImapStatus imap_rename(ImapConn *c, const char *from, const char *to,
-		       ImapError **err);
+                       ImapError **err);
 ImapStatus imap_subscribe(ImapConn *c, const char *mailbox, ImapError **err);
 
 /* ---- Message metadata ---- */
 typedef struct {
 	guint32 uid;
 	guint32 seq;
-	guint64 size;	    /* RFC822.SIZE */
+	guint64 size;        /* RFC822.SIZE */
 	gint64 internaldate; /* seconds since the epoch */
-	char *flags;	    /* space-separated, e.g. "\\Seen $Work"; "" if none */
-	guint64 modseq;	    /* 0 if not sent */
+	char *flags;    /* space-separated, e.g. "\\Seen $Work"; "" if none */
+	guint64 modseq; /* 0 if not sent */
 	gboolean has_size, has_date, has_flags;
 } ImapMessageMeta;
 
@@ -98,9 +98,9 @@ typedef struct {
 } ImapFetchMetaParams;
 
 ImapStatus imap_uid_fetch_meta(ImapConn *c, const char *mailbox,
-			       const char *uidset,
-			       const ImapFetchMetaParams *params, ImapMetaFn fn,
-			       void *user, ImapError **err);
+                               const char *uidset,
+                               const ImapFetchMetaParams *params, ImapMetaFn fn,
+                               void *user, ImapError **err);
 
 /* ---- Message bodies ----
  * UID FETCH uid BODY.PEEK[]<offset.length> (never sets \Seen); length 0
@@ -108,10 +108,10 @@ ImapStatus imap_uid_fetch_meta(ImapConn *c, const char *mailbox,
  * how many arrived. A message that no longer exists is IMAP_ENO with code
  * IMAP_CODE_NONEXISTENT (also when the server answers OK with no data). */
 ImapStatus imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
-			       guint64 offset, guint64 length,
-			       gboolean (*write)(void *ctx, const char *data,
-						 gsize len),
-			       void *ctx, guint64 *total, ImapError **err);
+                               guint64 offset, guint64 length,
+                               gboolean (*write)(void *ctx, const char *data,
+                                                 gsize len),
+                               void *ctx, guint64 *total, ImapError **err);
 
 /* Many whole bodies in one command (UID FETCH set (UID BODY.PEEK[])), for
  * prefetching: each message's bytes stream to the sink as they arrive
@@ -119,15 +119,14 @@ ImapStatus imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
  * message's bytes discarded. */
 typedef struct {
 	gboolean (*begin)(void *ctx, guint32 uid, guint64 size);
-	gboolean (*write)(void *ctx, guint32 uid, const char *data,
-			  gsize len);
+	gboolean (*write)(void *ctx, guint32 uid, const char *data, gsize len);
 	void (*end)(void *ctx, guint32 uid, gboolean ok);
 	void *ctx;
 } ImapBodySink;
 
 ImapStatus imap_uid_fetch_bodies(ImapConn *c, const char *mailbox,
-				 const char *uidset, const ImapBodySink *sink,
-				 ImapError **err);
+                                 const char *uidset, const ImapBodySink *sink,
+                                 ImapError **err);
 
 /* ---- SEARCH ---- */
 /* One search key: atom is a trusted keyword ("ALL", "UNDELETED",
@@ -141,20 +140,20 @@ typedef struct {
 /* UID SEARCH keys... (ESEARCH RETURN (ALL) when offered). *uids receives a
  * sorted GArray of guint32. */
 ImapStatus imap_uid_search(ImapConn *c, const char *mailbox,
-			   const ImapSearchKey *keys, gsize nkeys,
-			   GArray **uids, ImapError **err);
+                           const ImapSearchKey *keys, gsize nkeys,
+                           GArray **uids, ImapError **err);
 
 /* ---- Changing messages ---- */
 typedef enum {
-	IMAP_STORE_ADD,	   /* +FLAGS.SILENT */
+	IMAP_STORE_ADD,    /* +FLAGS.SILENT */
 	IMAP_STORE_REMOVE, /* -FLAGS.SILENT */
-	IMAP_STORE_SET,	   /* FLAGS.SILENT */
+	IMAP_STORE_SET,    /* FLAGS.SILENT */
 } ImapStoreMode;
 
 /* flags: space-separated flag list, each a system flag or keyword atom. */
 ImapStatus imap_uid_store(ImapConn *c, const char *mailbox, const char *uidset,
-			  ImapStoreMode mode, const char *flags,
-			  ImapError **err);
+                          ImapStoreMode mode, const char *flags,
+                          ImapError **err);
 
 /* COPYUID (RFC 4315): where copied or moved messages landed. */
 typedef struct {
@@ -168,9 +167,9 @@ typedef struct {
  * (IMAP_EUNSUPPORTED otherwise). COPYUID is taken from the tagged OK or,
  * for MOVE, from the untagged OK that precedes the expunges. */
 ImapStatus imap_uid_copy(ImapConn *c, const char *mailbox, const char *uidset,
-			 const char *dest, ImapCopyUid *out, ImapError **err);
+                         const char *dest, ImapCopyUid *out, ImapError **err);
 ImapStatus imap_uid_move(ImapConn *c, const char *mailbox, const char *uidset,
-			 const char *dest, ImapCopyUid *out, ImapError **err);
+                         const char *dest, ImapCopyUid *out, ImapError **err);
 /* The destination UID that src_uid was copied to, or 0. */
 guint32 imap_copyuid_lookup(const ImapCopyUid *cu, guint32 src_uid);
 void imap_copyuid_clear(ImapCopyUid *cu);
@@ -178,14 +177,14 @@ void imap_copyuid_clear(ImapCopyUid *cu);
 /* UID EXPUNGE (RFC 4315): only the given UIDs. IMAP_EUNSUPPORTED without
  * UIDPLUS - there is deliberately no plain EXPUNGE here. */
 ImapStatus imap_uid_expunge(ImapConn *c, const char *mailbox,
-			    const char *uidset, ImapError **err);
+                            const char *uidset, ImapError **err);
 
 /* Removes exactly one message. With UIDPLUS: UID STORE +\Deleted, then
  * UID EXPUNGE uid. Without it, plain EXPUNGE would also remove messages
  * that another client marked \Deleted, so those are unmarked first and
  * marked again afterwards (implemented in expunge.c). */
 ImapStatus imap_expunge_uid(ImapConn *c, const char *mailbox, guint32 uid,
-			    ImapError **err);
+                            ImapError **err);
 
 /* ---- APPEND ---- */
 typedef struct {
@@ -197,8 +196,8 @@ typedef struct {
 /* APPEND mailbox [(flags)] [date] literal. flags may be NULL; date <= 0
  * means none (the server uses now). */
 ImapStatus imap_append(ImapConn *c, const char *mailbox, const char *flags,
-		       gint64 date, GBytes *message, ImapAppendUid *out,
-		       ImapError **err);
+                       gint64 date, GBytes *message, ImapAppendUid *out,
+                       ImapError **err);
 
 /* ---- QUOTA (RFC 2087 / 9208) ---- */
 typedef struct {
@@ -212,7 +211,7 @@ typedef struct {
 /* GETQUOTAROOT mailbox: the first root that has resources. IMAP_EUNSUPPORTED
  * without QUOTA. */
 ImapStatus imap_getquotaroot(ImapConn *c, const char *mailbox, ImapQuota *out,
-			     ImapError **err);
+                             ImapError **err);
 void imap_quota_clear(ImapQuota *q);
 
 #endif

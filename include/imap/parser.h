@@ -9,25 +9,25 @@
 
 typedef enum {
 	IMAP_VALUE_ATOM,     /* includes numbers and fetch items such as
-				BODY[HEADER.FIELDS (A B)]<0> (kept verbatim) */
+	                        BODY[HEADER.FIELDS (A B)]<0> (kept verbatim) */
 	IMAP_VALUE_STRING,   /* quoted (unescaped) or literal/literal8 */
-	IMAP_VALUE_NIL,	     /* the atom NIL, distinct from "" */
+	IMAP_VALUE_NIL,      /* the atom NIL, distinct from "" */
 	IMAP_VALUE_LIST,     /* parenthesised list */
 	IMAP_VALUE_STREAMED, /* literal handed to a sink; len = its size */
 } ImapValueType;
 
 typedef struct ImapValue {
 	ImapValueType type;
-	gsize len;	  /* bytes in str (atom/string); literal size if streamed */
-	char *str;	  /* NUL-terminated copy for atom/string; NULL otherwise.
-			     Strings may hold NUL bytes: len is authoritative. */
+	gsize len; /* bytes in str (atom/string); literal size if streamed */
+	char *str; /* NUL-terminated copy for atom/string; NULL otherwise.
+	              Strings may hold NUL bytes: len is authoritative. */
 	GPtrArray *items; /* LIST: ImapValue *, owned; NULL otherwise */
 	gboolean literal; /* STRING/STREAMED: came as a literal */
 } ImapValue;
 
 typedef enum {
-	IMAP_RESP_UNTAGGED,	/* "* ..." */
-	IMAP_RESP_TAGGED,	/* "A12 OK ..." */
+	IMAP_RESP_UNTAGGED,     /* "* ..." */
+	IMAP_RESP_TAGGED,       /* "A12 OK ..." */
 	IMAP_RESP_CONTINUATION, /* "+ ..." */
 } ImapResponseKind;
 
@@ -42,30 +42,30 @@ typedef enum {
 
 typedef struct {
 	ImapResponseKind kind;
-	char *tag;	     /* tagged only */
-	ImapCond cond;	     /* status responses (tagged, or untagged OK/NO/...) */
+	char *tag;     /* tagged only */
+	ImapCond cond; /* status responses (tagged, or untagged OK/NO/...) */
 	gboolean has_number; /* "* 12 FETCH": number = 12 */
 	guint32 number;
-	char *name;	     /* upper-cased: "OK", "FETCH", "LIST", "EXISTS", ... */
-			     /* (never NULL: "" for continuations) */
-	char *code;	     /* upper-cased resp-text-code atom, or NULL */
-	ImapCode code_id;    /* code mapped with imap_code_from_name() */
+	char *name; /* upper-cased: "OK", "FETCH", "LIST", "EXISTS", ... */
+	            /* (never NULL: "" for continuations) */
+	char *code; /* upper-cased resp-text-code atom, or NULL */
+	ImapCode code_id;     /* code mapped with imap_code_from_name() */
 	GPtrArray *code_args; /* ImapValue * after the code atom; never NULL */
-	char *text;	      /* human-readable text, "" if none; never NULL.
-				 For continuations: everything after "+ ". */
+	char *text;           /* human-readable text, "" if none; never NULL.
+	                         For continuations: everything after "+ ". */
 	GPtrArray *args;      /* data responses: ImapValue * after name; never
-				 NULL. E.g. FETCH: one LIST value. */
+	                         NULL. E.g. FETCH: one LIST value. */
 } ImapResponse;
 
 typedef struct {
-	gsize max_line;	     /* non-literal bytes in one response */
+	gsize max_line;      /* non-literal bytes in one response */
 	guint64 max_literal; /* bytes of one literal kept in memory */
 	guint max_depth;     /* list nesting */
 } ImapParserLimits;
 
-#define IMAP_DEFAULT_MAX_LINE (8u * 1024 * 1024)
+#define IMAP_DEFAULT_MAX_LINE    (8u * 1024 * 1024)
 #define IMAP_DEFAULT_MAX_LITERAL (64u * 1024 * 1024)
-#define IMAP_DEFAULT_MAX_DEPTH 64u
+#define IMAP_DEFAULT_MAX_DEPTH   64u
 
 /* Where a streamed literal's bytes go. write() returns FALSE to fail the
  * connection (e.g. disk full); end() is called once after the last byte, or
@@ -78,14 +78,14 @@ typedef struct {
 
 /* Context for a literal that is about to arrive inside an untagged response. */
 typedef struct {
-	const char *name;  /* response name so far, e.g. "FETCH" */
-	guint32 number;	   /* message sequence number, if has_number */
+	const char *name; /* response name so far, e.g. "FETCH" */
+	guint32 number;   /* message sequence number, if has_number */
 	gboolean has_number;
-	guint depth;	   /* list depth the literal is at (1 = FETCH items) */
-	const char *item;  /* the atom just before it in the same list, e.g.
-			      "BODY[]<0>", or NULL */
-	guint32 uid;	   /* UID seen earlier in the same FETCH list, or 0 */
-	guint64 size;	   /* announced size */
+	guint depth;      /* list depth the literal is at (1 = FETCH items) */
+	const char *item; /* the atom just before it in the same list, e.g.
+	                     "BODY[]<0>", or NULL */
+	guint32 uid;      /* UID seen earlier in the same FETCH list, or 0 */
+	guint64 size;     /* announced size */
 } ImapLiteralInfo;
 
 typedef struct {
@@ -95,7 +95,7 @@ typedef struct {
 	 * its bytes arrive; return TRUE with *sink filled to stream it instead
 	 * of keeping it in memory (then it is not limited by max_literal). */
 	gboolean (*literal_start)(void *user, const ImapLiteralInfo *info,
-				  ImapLiteralSink *sink);
+	                          ImapLiteralSink *sink);
 	void *user;
 } ImapParserCallbacks;
 
@@ -103,14 +103,14 @@ typedef struct ImapParser ImapParser;
 
 /* limits may be NULL for the defaults above; zero fields take defaults. */
 ImapParser *imap_parser_new(const ImapParserLimits *limits,
-			    const ImapParserCallbacks *cb);
+                            const ImapParserCallbacks *cb);
 void imap_parser_free(ImapParser *p);
 /* Consumes all of data, emitting each response as it completes. Returns
  * IMAP_EPROTO on malformed input or an exceeded limit; after a failure the
  * parser refuses further input. Any split of the input into feed() calls
  * gives the same responses. */
 ImapStatus imap_parser_feed(ImapParser *p, const char *data, gsize len,
-			    ImapError **err);
+                            ImapError **err);
 /* TRUE when no partial response is buffered (used to detect bytes injected
  * after "OK Begin TLS"). */
 gboolean imap_parser_idle(const ImapParser *p);

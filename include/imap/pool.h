@@ -10,14 +10,13 @@ typedef struct ImapPool ImapPool;
 
 /* Called on every new connection after login (ENABLE extensions and the
  * like); a failure discards the connection. */
-typedef ImapStatus (*ImapPoolSetupFn)(ImapConn *c, void *user,
-				      ImapError **err);
+typedef ImapStatus (*ImapPoolSetupFn)(ImapConn *c, void *user, ImapError **err);
 
 /* Copies opts and cred (the secret is kept, locked in memory where the
  * system allows, and wiped on free). */
 ImapPool *imap_pool_new(const ImapConnectOptions *opts,
-			const ImapCredentials *cred, guint max_conns,
-			ImapPoolSetupFn setup, void *setup_user);
+                        const ImapCredentials *cred, guint max_conns,
+                        ImapPoolSetupFn setup, void *setup_user);
 void imap_pool_free(ImapPool *pool);
 
 /* A live, authenticated connection for the caller's exclusive use until
@@ -25,7 +24,7 @@ void imap_pool_free(ImapPool *pool);
  * (may be NULL), then any idle one, then opens a new one while fewer than
  * max_conns exist, else waits. */
 ImapConn *imap_pool_acquire(ImapPool *pool, const char *mailbox,
-			    ImapError **err);
+                            ImapError **err);
 /* A new authenticated connection outside the pool's count and hands, for
  * long-lived work such as IDLE; close it with imap_conn_close(). */
 ImapConn *imap_pool_connect(ImapPool *pool, ImapError **err);

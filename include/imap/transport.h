@@ -10,7 +10,7 @@
 typedef struct ImapTransport ImapTransport;
 
 typedef struct {
-	const char *ca_file;	 /* extra trust anchors (PEM); NULL: system store */
+	const char *ca_file; /* extra trust anchors (PEM); NULL: system store */
 	const char *server_name; /* name verified and sent as SNI; NULL: host */
 	/* "sha256:HEX" pins the certificate instead of verifying the chain and
 	 * name (for self-signed servers); NULL: normal verification. */
@@ -18,12 +18,12 @@ typedef struct {
 } ImapTlsOptions;
 
 ImapTransport *imap_transport_connect(const char *host, const char *port,
-				      int timeout_ms, ImapError **err);
+                                      int timeout_ms, ImapError **err);
 /* Handshakes TLS over the connected socket; fails with IMAP_ETLS if the
  * certificate is not trusted or does not match the name. */
 ImapStatus imap_transport_start_tls(ImapTransport *t, const char *host,
-				    const ImapTlsOptions *opts,
-				    ImapError **err);
+                                    const ImapTlsOptions *opts,
+                                    ImapError **err);
 gboolean imap_transport_is_tls(const ImapTransport *t);
 /* Bytes the socket or TLS layer already holds unread (any here right after
  * STARTTLS's OK means an injection attempt). */
@@ -31,9 +31,9 @@ gboolean imap_transport_has_pending(ImapTransport *t);
 /* Reads up to len bytes. >0: bytes read; 0: EOF (orderly close); -1: error
  * with *err set (IMAP_ETIMEOUT after timeout_ms, < 0 waits forever). */
 gssize imap_transport_read(ImapTransport *t, char *buf, gsize len,
-			   int timeout_ms, ImapError **err);
+                           int timeout_ms, ImapError **err);
 ImapStatus imap_transport_write(ImapTransport *t, const void *buf, gsize len,
-				int timeout_ms, ImapError **err);
+                                int timeout_ms, ImapError **err);
 /* Wakes any thread blocked in read/write; later calls fail with ECLOSED. */
 void imap_transport_shutdown(ImapTransport *t);
 void imap_transport_free(ImapTransport *t);

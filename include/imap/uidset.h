@@ -7,7 +7,8 @@
 
 typedef struct {
 	guint32 first;
-	guint32 last; /* first <= last after parsing (n:m with n>m is swapped) */
+	guint32
+	    last; /* first <= last after parsing (n:m with n>m is swapped) */
 } ImapUidRange;
 
 /* Parses a sequence-set of non-zero numbers; "*" is accepted only when

@@ -7,14 +7,14 @@
 #include <glib.h>
 
 typedef struct {
-	char *dir;	 /* temp dir holding config, mail, certs, logs */
-	char *host;	 /* "127.0.0.1" */
-	char *port;	 /* plain/STARTTLS listener */
-	char *tls_port;	 /* implicit TLS listener */
-	char *user;	 /* "alice" */
-	char *password;	 /* her password */
-	char *ca_file;	 /* PEM of the CA that signed the server cert */
-	char *cert_name; /* host name in the cert ("localhost") */
+	char *dir;           /* temp dir holding config, mail, certs, logs */
+	char *host;          /* "127.0.0.1" */
+	char *port;          /* plain/STARTTLS listener */
+	char *tls_port;      /* implicit TLS listener */
+	char *user;          /* "alice" */
+	char *password;      /* her password */
+	char *ca_file;       /* PEM of the CA that signed the server cert */
+	char *cert_name;     /* host name in the cert ("localhost") */
 	char *other_ca_file; /* a second CA that signed nothing of ours */
 } TestServer;
 
@@ -52,12 +52,12 @@ void test_server_stop(TestServer *s);
 char *test_server_check(TestServer *s, ...) G_GNUC_NULL_TERMINATED;
 /* Like test_server_check() but returns the exit status and captures
  * stdout into *out (may be NULL). */
-int test_server_check_status(TestServer *s, char **out, ...)
-	G_GNUC_NULL_TERMINATED;
+int test_server_check_status(TestServer *s, char **out,
+                             ...) G_GNUC_NULL_TERMINATED;
 /* Appends message bytes to mailbox through the independent client;
  * returns the UID assigned. */
 guint32 test_server_append(TestServer *s, const char *mailbox,
-			   const char *message, gsize len, const char *flags);
+                           const char *message, gsize len, const char *flags);
 
 /* Additions for hostile-server tests (no root needed). */
 
@@ -65,9 +65,9 @@ guint32 test_server_append(TestServer *s, const char *mailbox,
  * at the top of that file. */
 typedef struct {
 	GPid pid;
-	char *port;	   /* where it listens on 127.0.0.1 */
-	char *dir;	   /* temp dir that held the script (removed once
-			    * fakeserver.py has read it) */
+	char *port; /* where it listens on 127.0.0.1 */
+	char *dir;  /* temp dir that held the script (removed once
+	             * fakeserver.py has read it) */
 	char *script_path;
 } FakeServer;
 

@@ -36,12 +36,11 @@ static ImapConnectOptions
 tls_options(ImapTlsMode mode, const char *ca_file, const char *name)
 {
 	ImapConnectOptions o = {
-		.host = server->host,
-		.port = mode == IMAP_TLS_IMPLICIT ? server->tls_port
-						  : server->port,
-		.tls = mode,
-		.timeout_ms = 10000,
-		.debug = g_getenv("IMAP_DEBUG") != NULL,
+	    .host = server->host,
+	    .port = mode == IMAP_TLS_IMPLICIT ? server->tls_port : server->port,
+	    .tls = mode,
+	    .timeout_ms = 10000,
+	    .debug = g_getenv("IMAP_DEBUG") != NULL,
 	};
 	o.tls_opts.ca_file = ca_file;
 	o.tls_opts.server_name = name;
@@ -52,9 +51,9 @@ static ImapCredentials
 alice(ImapAuthMech mech)
 {
 	ImapCredentials cred = {
-		.mech = mech,
-		.user = server->user,
-		.secret = server->password,
+	    .mech = mech,
+	    .user = server->user,
+	    .secret = server->password,
 	};
 	return cred;
 }
@@ -78,10 +77,9 @@ login_or_fail(ImapConnectOptions o, ImapAuthMech mech)
 static void
 test_implicit_tls_trusted(void **state)
 {
-	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_IMPLICIT,
-						server->ca_file,
-						server->cert_name),
-				    IMAP_AUTH_AUTO);
+	ImapConn *c = login_or_fail(
+	    tls_options(IMAP_TLS_IMPLICIT, server->ca_file, server->cert_name),
+	    IMAP_AUTH_AUTO);
 
 	assert_true(imap_conn_is_authenticated(c));
 	assert_true(imap_conn_has_cap(c, "IMAP4rev1"));
@@ -107,35 +105,33 @@ expect_tls_failure(ImapConnectOptions o, const char *needle)
 static void
 test_implicit_tls_untrusted(void **state)
 {
-	expect_tls_failure(tls_options(IMAP_TLS_IMPLICIT, NULL,
-				       server->cert_name),
-			   "certificate verification failed");
+	expect_tls_failure(
+	    tls_options(IMAP_TLS_IMPLICIT, NULL, server->cert_name),
+	    "certificate verification failed");
 }
 
 static void
 test_implicit_tls_other_ca(void **state)
 {
-	expect_tls_failure(tls_options(IMAP_TLS_IMPLICIT,
-				       server->other_ca_file,
-				       server->cert_name),
-			   "certificate verification failed");
+	expect_tls_failure(tls_options(IMAP_TLS_IMPLICIT, server->other_ca_file,
+	                               server->cert_name),
+	                   "certificate verification failed");
 }
 
 static void
 test_tls_wrong_host_name(void **state)
 {
-	expect_tls_failure(tls_options(IMAP_TLS_IMPLICIT, server->ca_file,
-				       "mail.example.org"),
-			   "hostname mismatch");
+	expect_tls_failure(
+	    tls_options(IMAP_TLS_IMPLICIT, server->ca_file, "mail.example.org"),
+	    "hostname mismatch");
 }
 
 static void
 test_starttls_trusted(void **state)
 {
-	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_STARTTLS,
-						server->ca_file,
-						server->cert_name),
-				    IMAP_AUTH_PLAIN);
+	ImapConn *c = login_or_fail(
+	    tls_options(IMAP_TLS_STARTTLS, server->ca_file, server->cert_name),
+	    IMAP_AUTH_PLAIN);
 
 	/* Capabilities from before TLS were dropped and re-read. */
 	assert_false(imap_conn_has_cap(c, "STARTTLS"));
@@ -146,25 +142,24 @@ test_starttls_trusted(void **state)
 static void
 test_starttls_untrusted(void **state)
 {
-	expect_tls_failure(tls_options(IMAP_TLS_STARTTLS,
-				       server->other_ca_file,
-				       server->cert_name),
-			   "certificate verification failed");
+	expect_tls_failure(tls_options(IMAP_TLS_STARTTLS, server->other_ca_file,
+	                               server->cert_name),
+	                   "certificate verification failed");
 }
 
 static char *
 server_fingerprint(void)
 {
-	g_autofree char *pem = g_build_filename(server->dir, "certs",
-						"server.pem", NULL);
+	g_autofree char *pem =
+	    g_build_filename(server->dir, "certs", "server.pem", NULL);
 	g_autofree char *out = NULL;
-	const char *argv[] = {"openssl", "x509",    "-in", pem, "-noout",
-			      "-fingerprint", "-sha256", NULL};
+	const char *argv[] = {"openssl", "x509",         "-in",     pem,
+	                      "-noout",  "-fingerprint", "-sha256", NULL};
 	int status = 0;
 	char *eq;
 
-	if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH,
-			  NULL, NULL, &out, NULL, &status, NULL) ||
+	if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL,
+	                  NULL, &out, NULL, &status, NULL) ||
 	    status != 0)
 		fail_msg("openssl x509 -fingerprint failed");
 	eq = strchr(out, '=');
@@ -191,7 +186,7 @@ static void
 test_plain_tcp_login(void **state)
 {
 	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_NONE, NULL, NULL),
-				    IMAP_AUTH_LOGIN);
+	                            IMAP_AUTH_LOGIN);
 
 	assert_true(imap_conn_is_authenticated(c));
 	imap_conn_close(c);
@@ -200,8 +195,8 @@ test_plain_tcp_login(void **state)
 static void
 test_wrong_password(void **state)
 {
-	ImapConnectOptions o = tls_options(IMAP_TLS_IMPLICIT, server->ca_file,
-					   server->cert_name);
+	ImapConnectOptions o =
+	    tls_options(IMAP_TLS_IMPLICIT, server->ca_file, server->cert_name);
 	ImapCredentials cred = {IMAP_AUTH_PLAIN, server->user, "not-it"};
 	g_autoptr(ImapError) err = NULL;
 	ImapConn *c = imap_conn_connect(&o, &err);
@@ -217,8 +212,8 @@ test_wrong_password(void **state)
 static void
 test_login_rejects_crlf(void **state)
 {
-	ImapConnectOptions o = tls_options(IMAP_TLS_IMPLICIT, server->ca_file,
-					   server->cert_name);
+	ImapConnectOptions o =
+	    tls_options(IMAP_TLS_IMPLICIT, server->ca_file, server->cert_name);
 	ImapCredentials cred = {IMAP_AUTH_LOGIN, "alice\r\nA1 LOGOUT", "x"};
 	g_autoptr(ImapError) err = NULL;
 	ImapConn *c = imap_conn_connect(&o, &err);
@@ -255,10 +250,9 @@ noop_worker(gpointer data)
 static void
 test_pipelined_threads(void **state)
 {
-	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_IMPLICIT,
-						server->ca_file,
-						server->cert_name),
-				    IMAP_AUTH_AUTO);
+	ImapConn *c = login_or_fail(
+	    tls_options(IMAP_TLS_IMPLICIT, server->ca_file, server->cert_name),
+	    IMAP_AUTH_AUTO);
 	ThreadArgs args[8];
 	GThread *threads[8];
 
@@ -296,10 +290,9 @@ idle_seen(void *user, const ImapResponse *r)
 static void
 test_idle_sees_new_mail(void **state)
 {
-	ImapConn *c = login_or_fail(tls_options(IMAP_TLS_IMPLICIT,
-						server->ca_file,
-						server->cert_name),
-				    IMAP_AUTH_AUTO);
+	ImapConn *c = login_or_fail(
+	    tls_options(IMAP_TLS_IMPLICIT, server->ca_file, server->cert_name),
+	    IMAP_AUTH_AUTO);
 	g_autoptr(ImapError) err = NULL;
 	ImapSelectInfo info = {0};
 	IdleSeen seen = {0};
@@ -308,7 +301,7 @@ test_idle_sees_new_mail(void **state)
 	guint32 before, now = 0;
 
 	assert_int_equal(imap_conn_use_mailbox(c, "INBOX", NULL, &info, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_true(info.uidvalidity != 0);
 	before = info.exists;
 	idle = imap_idle_start(c, idle_seen, &seen, &err);
@@ -340,8 +333,8 @@ typedef struct {
 static Fake
 fake_start(const char *script)
 {
-	g_autofree char *py = g_build_filename(TEST_SOURCE_DIR, "harness",
-					       "fakeserver.py", NULL);
+	g_autofree char *py =
+	    g_build_filename(TEST_SOURCE_DIR, "harness", "fakeserver.py", NULL);
 	Fake f = {0};
 	int out_fd = -1;
 	char buf[64] = {0};
@@ -353,15 +346,15 @@ fake_start(const char *script)
 	fd = g_file_open_tmp("fake-XXXXXX.script", &f.script, &gerr);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, script, strlen(script)),
-			 (gssize)strlen(script));
+	                 (gssize)strlen(script));
 	close(fd);
 	{
-		const char *argv[] = {"python3", py, "--timeout", "20",
-				      f.script, NULL};
+		const char *argv[] = {"python3", py,       "--timeout",
+		                      "20",      f.script, NULL};
 		if (!g_spawn_async_with_pipes(
-			    NULL, (char **)argv, NULL,
-			    G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
-			    NULL, NULL, &f.pid, NULL, &out_fd, NULL, &gerr))
+		        NULL, (char **)argv, NULL,
+		        G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL,
+		        NULL, &f.pid, NULL, &out_fd, NULL, &gerr))
 			fail_msg("fakeserver: %s", gerr->message);
 	}
 	while (got < sizeof(buf) - 1 && strchr(buf, '\n') == NULL) {
@@ -396,10 +389,10 @@ static ImapConnectOptions
 fake_options(Fake *f, ImapTlsMode mode)
 {
 	ImapConnectOptions o = {
-		.host = "127.0.0.1",
-		.port = f->port,
-		.tls = mode,
-		.timeout_ms = 5000,
+	    .host = "127.0.0.1",
+	    .port = f->port,
+	    .tls = mode,
+	    .timeout_ms = 5000,
 	};
 	o.tls_opts.ca_file = server->ca_file;
 	o.tls_opts.server_name = server->cert_name;
@@ -407,8 +400,8 @@ fake_options(Fake *f, ImapTlsMode mode)
 }
 
 static void
-expect_connect_failure(const char *script, ImapTlsMode mode,
-		       ImapStatus status, const char *needle)
+expect_connect_failure(const char *script, ImapTlsMode mode, ImapStatus status,
+                       const char *needle)
 {
 	Fake f = fake_start(script);
 	ImapConnectOptions o = fake_options(&f, mode);
@@ -426,49 +419,49 @@ static void
 test_starttls_missing_refused(void **state)
 {
 	expect_connect_failure("S * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\n"
-			       "EOF\n",
-			       IMAP_TLS_STARTTLS, IMAP_ETLS,
-			       "does not offer STARTTLS");
+	                       "EOF\n",
+	                       IMAP_TLS_STARTTLS, IMAP_ETLS,
+	                       "does not offer STARTTLS");
 }
 
 static void
 test_preauth_refused_when_tls_required(void **state)
 {
 	expect_connect_failure("S * PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] "
-			       "welcome\nEOF\n",
-			       IMAP_TLS_STARTTLS, IMAP_ETLS, "PREAUTH");
+	                       "welcome\nEOF\n",
+	                       IMAP_TLS_STARTTLS, IMAP_ETLS, "PREAUTH");
 }
 
 static void
 test_starttls_injection_refused(void **state)
 {
 	expect_connect_failure(
-		"S * OK [CAPABILITY IMAP4rev1 STARTTLS] hi\n"
-		"C ^(\\S+) STARTTLS$\n"
-		"S $TAG OK Begin TLS\\r\\n* OK [CAPABILITY IMAP4rev1 "
-		"AUTH=PLAIN] injected\n"
-		"EOF\n",
-		IMAP_TLS_STARTTLS, IMAP_ETLS, "injection");
+	    "S * OK [CAPABILITY IMAP4rev1 STARTTLS] hi\n"
+	    "C ^(\\S+) STARTTLS$\n"
+	    "S $TAG OK Begin TLS\\r\\n* OK [CAPABILITY IMAP4rev1 "
+	    "AUTH=PLAIN] injected\n"
+	    "EOF\n",
+	    IMAP_TLS_STARTTLS, IMAP_ETLS, "injection");
 }
 
 static void
 test_bye_greeting(void **state)
 {
 	expect_connect_failure("S * BYE too many connections\nEOF\n",
-			       IMAP_TLS_NONE, IMAP_EBYE,
-			       "too many connections");
+	                       IMAP_TLS_NONE, IMAP_EBYE,
+	                       "too many connections");
 }
 
 static void
 test_greeting_timeout(void **state)
 {
 	expect_connect_failure("SLEEP 7000\nCLOSE\n", IMAP_TLS_NONE,
-			       IMAP_ETIMEOUT, "no data");
+	                       IMAP_ETIMEOUT, "no data");
 }
 
 static ImapConn *
 fake_login(Fake *f, ImapAuthMech mech, const char *user, const char *secret,
-	   ImapStatus want)
+           ImapStatus want)
 {
 	ImapConnectOptions o = fake_options(f, IMAP_TLS_NONE);
 	ImapCredentials cred = {mech, user, secret};
@@ -486,18 +479,18 @@ test_plain_without_sasl_ir(void **state)
 {
 	/* base64("\0alice\0secret") */
 	Fake f = fake_start("S * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\n"
-			    "C ^(\\S+) AUTHENTICATE PLAIN$\n"
-			    "S +\n"
-			    "C ^AGFsaWNlAHNlY3JldA==$\n"
-			    "S $TAG OK logged in\n"
-			    "C ^(\\S+) CAPABILITY$\n"
-			    "S * CAPABILITY IMAP4rev1 UIDPLUS MOVE\n"
-			    "S $TAG OK done\n"
-			    "C ^(\\S+) LOGOUT$\n"
-			    "S * BYE bye\n"
-			    "S $TAG OK done\n");
-	ImapConn *c = fake_login(&f, IMAP_AUTH_AUTO, "alice", "secret",
-				 IMAP_OK);
+	                    "C ^(\\S+) AUTHENTICATE PLAIN$\n"
+	                    "S +\n"
+	                    "C ^AGFsaWNlAHNlY3JldA==$\n"
+	                    "S $TAG OK logged in\n"
+	                    "C ^(\\S+) CAPABILITY$\n"
+	                    "S * CAPABILITY IMAP4rev1 UIDPLUS MOVE\n"
+	                    "S $TAG OK done\n"
+	                    "C ^(\\S+) LOGOUT$\n"
+	                    "S * BYE bye\n"
+	                    "S $TAG OK done\n");
+	ImapConn *c =
+	    fake_login(&f, IMAP_AUTH_AUTO, "alice", "secret", IMAP_OK);
 
 	assert_true(imap_conn_has_cap(c, "MOVE"));
 	imap_conn_close(c);
@@ -508,17 +501,17 @@ static void
 test_xoauth2_error_challenge(void **state)
 {
 	/* base64("user=alice\1auth=Bearer tok\1\1") */
-	Fake f = fake_start(
-		"S * OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\n"
-		"C ^(\\S+) AUTHENTICATE XOAUTH2 "
-		"dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==$\n"
-		"S + eyJzdGF0dXMiOiI0MDEifQ==\n"
-		"C ^$\n"
-		"S $TAG NO [AUTHENTICATIONFAILED] Invalid credentials\n"
-		"C ^(\\S+) LOGOUT$\n"
-		"S $TAG OK done\n");
-	ImapConn *c = fake_login(&f, IMAP_AUTH_XOAUTH2, "alice", "tok",
-				 IMAP_EAUTH);
+	Fake f =
+	    fake_start("S * OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\n"
+	               "C ^(\\S+) AUTHENTICATE XOAUTH2 "
+	               "dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==$\n"
+	               "S + eyJzdGF0dXMiOiI0MDEifQ==\n"
+	               "C ^$\n"
+	               "S $TAG NO [AUTHENTICATIONFAILED] Invalid credentials\n"
+	               "C ^(\\S+) LOGOUT$\n"
+	               "S $TAG OK done\n");
+	ImapConn *c =
+	    fake_login(&f, IMAP_AUTH_XOAUTH2, "alice", "tok", IMAP_EAUTH);
 
 	imap_conn_close(c);
 	fake_finish(&f);
@@ -528,13 +521,13 @@ static void
 test_oauthbearer_caps_from_ok(void **state)
 {
 	Fake f = fake_start(
-		"S * OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] hi\n"
-		"C ^(\\S+) AUTHENTICATE OAUTHBEARER [A-Za-z0-9+/=]+$\n"
-		"S $TAG OK [CAPABILITY IMAP4rev1 QRESYNC] welcome\n"
-		"C ^(\\S+) LOGOUT$\n"
-		"S $TAG OK done\n");
-	ImapConn *c = fake_login(&f, IMAP_AUTH_OAUTHBEARER, "alice", "tok",
-				 IMAP_OK);
+	    "S * OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] hi\n"
+	    "C ^(\\S+) AUTHENTICATE OAUTHBEARER [A-Za-z0-9+/=]+$\n"
+	    "S $TAG OK [CAPABILITY IMAP4rev1 QRESYNC] welcome\n"
+	    "C ^(\\S+) LOGOUT$\n"
+	    "S $TAG OK done\n");
+	ImapConn *c =
+	    fake_login(&f, IMAP_AUTH_OAUTHBEARER, "alice", "tok", IMAP_OK);
 
 	assert_true(imap_conn_has_cap(c, "QRESYNC"));
 	imap_conn_close(c);
@@ -547,17 +540,17 @@ test_sync_literal_waits_for_continuation(void **state)
 	/* "pässword" is 9 bytes of UTF-8: not quotable without UTF8=ACCEPT,
 	 * and without LITERAL+ the client must wait for "+". */
 	Fake f = fake_start("S * OK [CAPABILITY IMAP4rev1] hi\n"
-			    "C ^(\\S+) LOGIN alice \\{9\\}$\n"
-			    "SLEEP 300\n"
-			    "S + go ahead\n"
-			    "READ 11\n"
-			    "S $TAG OK logged in\n"
-			    "C ^(\\S+) CAPABILITY$\n"
-			    "S $TAG OK done\n"
-			    "C ^(\\S+) LOGOUT$\n"
-			    "S $TAG OK done\n");
+	                    "C ^(\\S+) LOGIN alice \\{9\\}$\n"
+	                    "SLEEP 300\n"
+	                    "S + go ahead\n"
+	                    "READ 11\n"
+	                    "S $TAG OK logged in\n"
+	                    "C ^(\\S+) CAPABILITY$\n"
+	                    "S $TAG OK done\n"
+	                    "C ^(\\S+) LOGOUT$\n"
+	                    "S $TAG OK done\n");
 	ImapConn *c = fake_login(&f, IMAP_AUTH_LOGIN, "alice",
-				 "p\xc3\xa4ssword", IMAP_OK);
+	                         "p\xc3\xa4ssword", IMAP_OK);
 
 	imap_conn_close(c);
 	fake_finish(&f);
@@ -569,12 +562,12 @@ test_refused_literal_not_sent(void **state)
 	/* The next line after the refusal must be LOGOUT, not the
 	 * literal's bytes. */
 	Fake f = fake_start("S * OK [CAPABILITY IMAP4rev1] hi\n"
-			    "C ^(\\S+) LOGIN alice \\{9\\}$\n"
-			    "S $TAG NO [AUTHENTICATIONFAILED] nope\n"
-			    "C ^(\\S+) LOGOUT$\n"
-			    "S $TAG OK done\n");
+	                    "C ^(\\S+) LOGIN alice \\{9\\}$\n"
+	                    "S $TAG NO [AUTHENTICATIONFAILED] nope\n"
+	                    "C ^(\\S+) LOGOUT$\n"
+	                    "S $TAG OK done\n");
 	ImapConn *c = fake_login(&f, IMAP_AUTH_LOGIN, "alice",
-				 "p\xc3\xa4ssword", IMAP_EAUTH);
+	                         "p\xc3\xa4ssword", IMAP_EAUTH);
 
 	imap_conn_close(c);
 	fake_finish(&f);
@@ -584,9 +577,9 @@ static void
 test_bye_mid_command(void **state)
 {
 	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
-			    "C ^(\\S+) NOOP$\n"
-			    "S * BYE server shutting down\n"
-			    "CLOSE\n");
+	                    "C ^(\\S+) NOOP$\n"
+	                    "S * BYE server shutting down\n"
+	                    "CLOSE\n");
 	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
 	g_autoptr(ImapError) err = NULL;
 	ImapConn *c = imap_conn_connect(&o, &err);
@@ -607,9 +600,9 @@ static void
 test_command_timeout(void **state)
 {
 	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
-			    "C ^(\\S+) NOOP$\n"
-			    "SLEEP 8000\n"
-			    "CLOSE\n");
+	                    "C ^(\\S+) NOOP$\n"
+	                    "SLEEP 8000\n"
+	                    "CLOSE\n");
 	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
 	g_autoptr(ImapError) err = NULL;
 	ImapConn *c;
@@ -626,30 +619,30 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_implicit_tls_trusted),
-		cmocka_unit_test(test_implicit_tls_untrusted),
-		cmocka_unit_test(test_implicit_tls_other_ca),
-		cmocka_unit_test(test_tls_wrong_host_name),
-		cmocka_unit_test(test_starttls_trusted),
-		cmocka_unit_test(test_starttls_untrusted),
-		cmocka_unit_test(test_pinned_fingerprint),
-		cmocka_unit_test(test_plain_tcp_login),
-		cmocka_unit_test(test_wrong_password),
-		cmocka_unit_test(test_login_rejects_crlf),
-		cmocka_unit_test(test_pipelined_threads),
-		cmocka_unit_test(test_idle_sees_new_mail),
-		cmocka_unit_test(test_starttls_missing_refused),
-		cmocka_unit_test(test_preauth_refused_when_tls_required),
-		cmocka_unit_test(test_starttls_injection_refused),
-		cmocka_unit_test(test_bye_greeting),
-		cmocka_unit_test(test_greeting_timeout),
-		cmocka_unit_test(test_plain_without_sasl_ir),
-		cmocka_unit_test(test_xoauth2_error_challenge),
-		cmocka_unit_test(test_oauthbearer_caps_from_ok),
-		cmocka_unit_test(test_sync_literal_waits_for_continuation),
-		cmocka_unit_test(test_refused_literal_not_sent),
-		cmocka_unit_test(test_bye_mid_command),
-		cmocka_unit_test(test_command_timeout),
+	    cmocka_unit_test(test_implicit_tls_trusted),
+	    cmocka_unit_test(test_implicit_tls_untrusted),
+	    cmocka_unit_test(test_implicit_tls_other_ca),
+	    cmocka_unit_test(test_tls_wrong_host_name),
+	    cmocka_unit_test(test_starttls_trusted),
+	    cmocka_unit_test(test_starttls_untrusted),
+	    cmocka_unit_test(test_pinned_fingerprint),
+	    cmocka_unit_test(test_plain_tcp_login),
+	    cmocka_unit_test(test_wrong_password),
+	    cmocka_unit_test(test_login_rejects_crlf),
+	    cmocka_unit_test(test_pipelined_threads),
+	    cmocka_unit_test(test_idle_sees_new_mail),
+	    cmocka_unit_test(test_starttls_missing_refused),
+	    cmocka_unit_test(test_preauth_refused_when_tls_required),
+	    cmocka_unit_test(test_starttls_injection_refused),
+	    cmocka_unit_test(test_bye_greeting),
+	    cmocka_unit_test(test_greeting_timeout),
+	    cmocka_unit_test(test_plain_without_sasl_ir),
+	    cmocka_unit_test(test_xoauth2_error_challenge),
+	    cmocka_unit_test(test_oauthbearer_caps_from_ok),
+	    cmocka_unit_test(test_sync_literal_waits_for_continuation),
+	    cmocka_unit_test(test_refused_literal_not_sent),
+	    cmocka_unit_test(test_bye_mid_command),
+	    cmocka_unit_test(test_command_timeout),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -78,7 +78,7 @@ group_setup_limited(void **state)
 {
 	TestServerOptions opts = {
 	    .capability = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID "
-			  "ENABLE IDLE NAMESPACE",
+	                  "ENABLE IDLE NAMESPACE",
 	};
 
 	return setup_server(state, &opts);
@@ -103,14 +103,14 @@ make_message(const char *id, const char *body)
 	GString *m = g_string_new(NULL);
 
 	g_string_append_printf(m,
-			       "From: Alice <alice@example.org>\r\n"
-			       "To: Bob <bob@example.org>\r\n"
-			       "Subject: test %s\r\n"
-			       "Message-ID: <%s@imapfs.test>\r\n"
-			       "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
-			       "\r\n"
-			       "%s\r\n",
-			       id, id, body);
+	                       "From: Alice <alice@example.org>\r\n"
+	                       "To: Bob <bob@example.org>\r\n"
+	                       "Subject: test %s\r\n"
+	                       "Message-ID: <%s@imapfs.test>\r\n"
+	                       "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
+	                       "\r\n"
+	                       "%s\r\n",
+	                       id, id, body);
 	return g_string_free_to_bytes(m);
 }
 
@@ -176,7 +176,7 @@ check_fetch(Fixture *f, const char *mailbox, guint32 uid)
 	int rc;
 
 	rc = test_server_check_status(f->server, &out, "fetch", mailbox,
-				      uidtext, NULL);
+	                              uidtext, NULL);
 	g_free(uidtext);
 	assert_int_equal(rc, 0);
 	return g_bytes_new_take(out, strlen(out));
@@ -194,7 +194,7 @@ check_uids(Fixture *f, const char *mailbox)
 		guint64 v;
 
 		if (**l != '\0' && g_ascii_string_to_unsigned(
-				       *l, 10, 1, G_MAXUINT32, &v, NULL))
+		                       *l, 10, 1, G_MAXUINT32, &v, NULL))
 			g_array_append_val(uids, (guint32){(guint32)v});
 	}
 	g_strfreev(lines);
@@ -233,14 +233,14 @@ collect_write(void *ctx, const char *data, gsize len)
 /* Fetches a body (or part of it) into memory. */
 static ImapStatus
 fetch_body(ImapConn *c, const char *mailbox, guint32 uid, guint64 offset,
-	   guint64 length, GBytes **out, ImapError **err)
+           guint64 length, GBytes **out, ImapError **err)
 {
 	GByteArray *buf = g_byte_array_new();
 	guint64 total = 0;
 	ImapStatus st;
 
 	st = imap_uid_fetch_body(c, mailbox, uid, offset, length, collect_write,
-				 buf, &total, err);
+	                         buf, &total, err);
 	if (st == IMAP_OK && total != buf->len)
 		st = IMAP_EPROTO;
 	*out = g_byte_array_free_to_bytes(buf);
@@ -429,7 +429,7 @@ test_list(void **state)
 	assert_non_null(m);
 	assert_true(m->attrs & IMAP_MBOX_HASCHILDREN);
 	assert_string_equal(find_mailbox(list, "Archive/2024")->raw_name,
-			    "Archive/2024");
+	                    "Archive/2024");
 
 	m = find_mailbox(list, "Ghost");
 	assert_non_null(m);
@@ -440,7 +440,7 @@ test_list(void **state)
 
 	/* '%' stops at the delimiter. */
 	assert_int_equal(imap_list(f->conn, "", "Archive/%", &list, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_int_equal(list->len, 1);
 	m = g_ptr_array_index(list, 0);
 	assert_string_equal(m->name, "Archive/2024");
@@ -450,7 +450,7 @@ test_list(void **state)
 	assert_int_equal(imap_list(f->conn, "", "Re*", &list, &err), IMAP_OK);
 	assert_int_equal(list->len, 1);
 	assert_string_equal(((ImapMailbox *)g_ptr_array_index(list, 0))->name,
-			    "Reçus");
+	                    "Reçus");
 	g_ptr_array_unref(list);
 	assert_null(err);
 }
@@ -470,7 +470,7 @@ test_create_rename_delete(void **state)
 	imap_error_clear(&err);
 
 	assert_int_equal(imap_rename(f->conn, "Projekt Ä", "Projekt Ö", &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_false(check_list_has(f, "Projekt Ä"));
 	assert_true(check_list_has(f, "Projekt Ö"));
 
@@ -482,7 +482,7 @@ test_create_rename_delete(void **state)
 	imap_error_clear(&err);
 
 	assert_int_equal(imap_rename(f->conn, "No Such Box", "Other", &err),
-			 IMAP_ENO);
+	                 IMAP_ENO);
 	imap_error_clear(&err);
 }
 
@@ -520,7 +520,7 @@ static char *
 subscriptions_file(Fixture *f)
 {
 	char *path = g_build_filename(f->server->dir, "mail", "alice",
-				      "Maildir", "subscriptions", NULL);
+	                              "Maildir", "subscriptions", NULL);
 	char *text = NULL;
 
 	if (!g_file_get_contents(path, &text, NULL, NULL))
@@ -542,7 +542,7 @@ test_subscribe(void **state)
 	g_free(subs);
 
 	assert_int_equal(imap_subscribe(f->conn, "Subscribed Box", &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	subs = subscriptions_file(f);
 	assert_non_null(strstr(subs, "Subscribed Box"));
 	g_free(subs);
@@ -557,10 +557,10 @@ test_invalid_names(void **state)
 	GArray *uids = NULL;
 
 	assert_int_equal(imap_create(f->conn, "Bad\r\nA1 LOGOUT", &err),
-			 IMAP_EINVAL);
+	                 IMAP_EINVAL);
 	imap_error_clear(&err);
 	assert_int_equal(imap_status(f->conn, "Bad\nName", &st, &err),
-			 IMAP_EINVAL);
+	                 IMAP_EINVAL);
 	imap_error_clear(&err);
 	assert_int_equal(
 	    imap_uid_search(f->conn, "Bad\rName", NULL, 0, &uids, &err),
@@ -568,7 +568,7 @@ test_invalid_names(void **state)
 	assert_null(uids);
 	imap_error_clear(&err);
 	assert_int_equal(imap_rename(f->conn, "INBOX", "X\r\nY", &err),
-			 IMAP_EINVAL);
+	                 IMAP_EINVAL);
 	imap_error_clear(&err);
 
 	/* Nothing reached the server: the connection is fine and no mailbox
@@ -605,7 +605,7 @@ test_status(void **state)
 	}
 	assert_int_equal(imap_status(f->conn, "Counted", &st, &err), IMAP_OK);
 	assert_true(st.has_messages && st.has_uidnext && st.has_uidvalidity &&
-		    st.has_unseen);
+	            st.has_unseen);
 	assert_int_equal(st.messages, 3);
 	assert_int_equal(st.uidnext, last + 1);
 	assert_int_equal(st.unseen, 2);
@@ -615,7 +615,7 @@ test_status(void **state)
 	check =
 	    g_strstrip(test_server_check(f->server, "status", "Counted", NULL));
 	expect = g_strdup_printf("messages %u uidnext %u uidvalidity %u",
-				 st.messages, st.uidnext, st.uidvalidity);
+	                         st.messages, st.uidnext, st.uidvalidity);
 	assert_string_equal(check, expect);
 	g_free(check);
 	g_free(expect);
@@ -638,8 +638,8 @@ test_append(void **state)
 
 	create_ok(f, "Appended");
 	assert_int_equal(imap_append(f->conn, "Appended", "\\Flagged $Work",
-				     APPEND_DATE, msg, &au, &err),
-			 IMAP_OK);
+	                             APPEND_DATE, msg, &au, &err),
+	                 IMAP_OK);
 	assert_true(au.valid);
 	assert_true(au.uid > 0);
 
@@ -690,17 +690,17 @@ test_fetch_meta(void **state)
 
 	create_ok(f, "Meta");
 	assert_int_equal(imap_append(f->conn, "Meta", "\\Seen $Work",
-				     APPEND_DATE, m1, &a1, &err),
-			 IMAP_OK);
+	                             APPEND_DATE, m1, &a1, &err),
+	                 IMAP_OK);
 	assert_int_equal(imap_append(f->conn, "Meta", NULL, APPEND_DATE + 3600,
-				     m2, &a2, &err),
-			 IMAP_OK);
+	                             m2, &a2, &err),
+	                 IMAP_OK);
 	u3 = server_append(f, "Meta", m3, "\\Answered");
 
 	ml = meta_list_new();
 	assert_int_equal(imap_uid_fetch_meta(f->conn, "Meta", "1:*", NULL,
-					     meta_collect, ml, &err),
-			 IMAP_OK);
+	                                     meta_collect, ml, &err),
+	                 IMAP_OK);
 	assert_int_equal(ml->metas->len, 3);
 
 	m = meta_find(ml, a1.uid);
@@ -734,8 +734,8 @@ test_fetch_meta(void **state)
 	ml = meta_list_new();
 	set = g_strdup_printf("%u,%u", a1.uid, u3);
 	assert_int_equal(imap_uid_fetch_meta(f->conn, "Meta", set, NULL,
-					     meta_collect, ml, &err),
-			 IMAP_OK);
+	                                     meta_collect, ml, &err),
+	                 IMAP_OK);
 	g_free(set);
 	assert_int_equal(ml->metas->len, 2);
 	assert_null(meta_lookup(ml, a2.uid));
@@ -745,8 +745,8 @@ test_fetch_meta(void **state)
 	ml = meta_list_new();
 	params.flags_only = TRUE;
 	assert_int_equal(imap_uid_fetch_meta(f->conn, "Meta", "1:*", &params,
-					     meta_collect, ml, &err),
-			 IMAP_OK);
+	                                     meta_collect, ml, &err),
+	                 IMAP_OK);
 	assert_int_equal(ml->metas->len, 3);
 	m = meta_find(ml, u3);
 	assert_true(m->has_flags);
@@ -754,8 +754,8 @@ test_fetch_meta(void **state)
 	meta_list_free(ml);
 
 	assert_int_equal(imap_uid_fetch_meta(f->conn, "Meta", "1:x", NULL,
-					     meta_collect, NULL, &err),
-			 IMAP_EINVAL);
+	                                     meta_collect, NULL, &err),
+	                 IMAP_EINVAL);
 	imap_error_clear(&err);
 	g_bytes_unref(m1);
 	g_bytes_unref(m2);
@@ -789,11 +789,11 @@ test_fetch_meta_changedsince(void **state)
 	/* Another client flags one message and expunges another. */
 	uidtext = g_strdup_printf("%u", uids[0]);
 	g_free(test_server_check(f->server, "store", "Changes", uidtext,
-				 "\\Flagged", NULL));
+	                         "\\Flagged", NULL));
 	g_free(uidtext);
 	uidtext = g_strdup_printf("%u", uids[2]);
 	g_free(test_server_check(f->server, "mark-deleted", "Changes", uidtext,
-				 NULL));
+	                         NULL));
 	g_free(uidtext);
 	g_free(test_server_check(f->server, "expunge", "Changes", NULL));
 
@@ -802,16 +802,16 @@ test_fetch_meta_changedsince(void **state)
 	params.vanished = TRUE;
 	params.vanished_fn = vanished_collect;
 	assert_int_equal(imap_uid_fetch_meta(f->conn, "Changes", "1:*", &params,
-					     meta_collect, ml, &err),
-			 IMAP_OK);
+	                                     meta_collect, ml, &err),
+	                 IMAP_OK);
 	assert_int_equal(ml->metas->len, 1);
 	assert_int_equal(g_array_index(ml->metas, ImapMessageMeta, 0).uid,
-			 uids[0]);
+	                 uids[0]);
 	flags = norm_flags(g_array_index(ml->metas, ImapMessageMeta, 0).flags);
 	assert_string_equal(flags, "\\Flagged");
 	g_free(flags);
 	assert_true(g_array_index(ml->metas, ImapMessageMeta, 0).modseq >
-		    st.highestmodseq);
+	            st.highestmodseq);
 	assert_int_equal(ml->vanished->len, 1);
 	set = imap_uidset_parse(g_ptr_array_index(ml->vanished, 0), 0);
 	assert_non_null(set);
@@ -826,7 +826,7 @@ test_fetch_body(void **state)
 {
 	Fixture *f = *state;
 	GBytes *msg = make_message("body-1", "The quick brown fox jumps over "
-					     "the lazy dog.");
+	                                     "the lazy dog.");
 	ImapError *err = NULL;
 	GBytes *got = NULL, *slice;
 	guint64 total = 0;
@@ -838,12 +838,12 @@ test_fetch_body(void **state)
 	uid = server_append(f, "Bodies", msg, NULL);
 
 	assert_int_equal(fetch_body(f->conn, "Bodies", uid, 0, 0, &got, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_bytes_equal(got, msg);
 	g_bytes_unref(got);
 
 	assert_int_equal(fetch_body(f->conn, "Bodies", uid, 10, 20, &got, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	slice = g_bytes_new_from_bytes(msg, 10, 20);
 	assert_bytes_equal(got, slice);
 	g_bytes_unref(slice);
@@ -851,7 +851,7 @@ test_fetch_body(void **state)
 
 	/* length 0 with an offset: to the end. */
 	assert_int_equal(fetch_body(f->conn, "Bodies", uid, 100, 0, &got, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	slice = g_bytes_new_from_bytes(msg, 100, len - 100);
 	assert_bytes_equal(got, slice);
 	g_bytes_unref(slice);
@@ -873,8 +873,8 @@ test_fetch_body(void **state)
 	g_free(uidtext);
 
 	assert_int_equal(imap_uid_fetch_body(f->conn, "Bodies", uid + 100, 0, 0,
-					     collect_write, NULL, &total, &err),
-			 IMAP_ENO);
+	                                     collect_write, NULL, &total, &err),
+	                 IMAP_ENO);
 	assert_int_equal(err->code, IMAP_CODE_NONEXISTENT);
 	assert_int_equal(total, 0);
 	imap_error_clear(&err);
@@ -901,15 +901,15 @@ test_fetch_body_writer_refuses(void **state)
 
 	uid = server_append(f, "Bodies", msg, NULL);
 	assert_int_not_equal(imap_uid_fetch_body(f->conn, "Bodies", uid, 0, 0,
-						 refuse_write, &calls, &total,
-						 &err),
-			     IMAP_OK);
+	                                         refuse_write, &calls, &total,
+	                                         &err),
+	                     IMAP_OK);
 	assert_non_null(err);
 	assert_int_equal(calls, 1);
 	imap_error_clear(&err);
 	/* The connection survives a refusing writer. */
 	assert_int_equal(fetch_body(f->conn, "Bodies", uid, 0, 0, &got, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_bytes_equal(got, msg);
 	g_bytes_unref(got);
 	g_bytes_unref(msg);
@@ -953,8 +953,8 @@ test_big_body(void **state)
 	GBytes *msg;
 
 	g_string_append(m, "From: alice@example.org\r\n"
-			   "Subject: big\r\n"
-			   "Message-ID: <big@imapfs.test>\r\n\r\n");
+	                   "Subject: big\r\n"
+	                   "Message-ID: <big@imapfs.test>\r\n\r\n");
 	for (guint line = 0; m->len < target; line++)
 		g_string_append_printf(
 		    m,
@@ -971,8 +971,8 @@ test_big_body(void **state)
 	assert_true(au.valid);
 
 	assert_int_equal(imap_uid_fetch_body(f->conn, "Big", au.uid, 0, 0,
-					     big_write, &sink, &total, &err),
-			 IMAP_OK);
+	                                     big_write, &sink, &total, &err),
+	                 IMAP_OK);
 	assert_int_equal(total, g_bytes_get_size(msg));
 	assert_int_equal(sink.bytes, g_bytes_get_size(msg));
 	assert_true(sink.calls > 1); /* streamed, not delivered in one piece */
@@ -981,11 +981,11 @@ test_big_body(void **state)
 	ml = meta_list_new();
 	uidtext = g_strdup_printf("%u", au.uid);
 	assert_int_equal(imap_uid_fetch_meta(f->conn, "Big", uidtext, NULL,
-					     meta_collect, ml, &err),
-			 IMAP_OK);
+	                                     meta_collect, ml, &err),
+	                 IMAP_OK);
 	assert_int_equal(ml->metas->len, 1);
 	assert_int_equal(g_array_index(ml->metas, ImapMessageMeta, 0).size,
-			 g_bytes_get_size(msg));
+	                 g_bytes_get_size(msg));
 	meta_list_free(ml);
 	g_free(uidtext);
 	g_free(want);
@@ -1025,7 +1025,7 @@ test_fetch_meta_many(void **state)
 {
 	Fixture *f = *state;
 	char *cur = g_build_filename(f->server->dir, "mail", "alice", "Maildir",
-				     ".Many", "cur", NULL);
+	                             ".Many", "cur", NULL);
 	ManyStats ms = {0};
 	ImapError *err = NULL;
 	ImapMailboxStatus st;
@@ -1037,7 +1037,7 @@ test_fetch_meta_many(void **state)
 	for (guint i = 1; i <= MANY_MESSAGES; i++) {
 		char *name =
 		    g_strdup_printf("%s/%u.M%uP1.test:2,%s", cur,
-				    1700000000 + i, i, i % 2 ? "S" : "");
+		                    1700000000 + i, i, i % 2 ? "S" : "");
 		char *body = g_strdup_printf(
 		    "Subject: many %u\r\n\r\nbody %u\r\n", i, i);
 
@@ -1051,10 +1051,10 @@ test_fetch_meta_many(void **state)
 
 	started = g_get_monotonic_time();
 	assert_int_equal(imap_uid_fetch_meta(f->conn, "Many", "1:5000,10001:*",
-					     NULL, many_collect, &ms, &err),
-			 IMAP_OK);
+	                                     NULL, many_collect, &ms, &err),
+	                 IMAP_OK);
 	print_message("fetched metadata of %u messages in %.2f s\n", ms.count,
-		      (g_get_monotonic_time() - started) / 1e6);
+	              (g_get_monotonic_time() - started) / 1e6);
 	assert_int_equal(ms.count, MANY_MESSAGES - 5000);
 	assert_false(ms.out_of_set);
 	assert_int_equal(ms.max_uid, MANY_MESSAGES);
@@ -1066,10 +1066,10 @@ test_fetch_meta_many(void **state)
 	memset(&ms, 0, sizeof(ms));
 	started = g_get_monotonic_time();
 	assert_int_equal(imap_uid_fetch_meta(f->conn, "Many", "1:*", NULL,
-					     many_collect, &ms, &err),
-			 IMAP_OK);
+	                                     many_collect, &ms, &err),
+	                 IMAP_OK);
 	print_message("again, %u messages in %.2f s\n", ms.count,
-		      (g_get_monotonic_time() - started) / 1e6);
+	              (g_get_monotonic_time() - started) / 1e6);
 	assert_int_equal(ms.count, MANY_MESSAGES);
 	g_free(cur);
 }
@@ -1165,47 +1165,47 @@ test_store(void **state)
 	uidtext = g_strdup_printf("%u", uid);
 
 	assert_int_equal(imap_uid_store(f->conn, "Stored", uidtext,
-					IMAP_STORE_ADD, "\\Flagged $Work",
-					&err),
-			 IMAP_OK);
+	                                IMAP_STORE_ADD, "\\Flagged $Work",
+	                                &err),
+	                 IMAP_OK);
 	flags = check_flags(f, "Stored", uid);
 	assert_string_equal(flags, "$Work \\Flagged \\Seen");
 	g_free(flags);
 
 	assert_int_equal(imap_uid_store(f->conn, "Stored", uidtext,
-					IMAP_STORE_REMOVE, "\\Seen", &err),
-			 IMAP_OK);
+	                                IMAP_STORE_REMOVE, "\\Seen", &err),
+	                 IMAP_OK);
 	flags = check_flags(f, "Stored", uid);
 	assert_string_equal(flags, "$Work \\Flagged");
 	g_free(flags);
 
 	assert_int_equal(imap_uid_store(f->conn, "Stored", uidtext,
-					IMAP_STORE_SET, "\\Answered", &err),
-			 IMAP_OK);
+	                                IMAP_STORE_SET, "\\Answered", &err),
+	                 IMAP_OK);
 	flags = check_flags(f, "Stored", uid);
 	assert_string_equal(flags, "\\Answered");
 	g_free(flags);
 
 	assert_int_equal(imap_uid_store(f->conn, "Stored", uidtext,
-					IMAP_STORE_SET, "", &err),
-			 IMAP_OK);
+	                                IMAP_STORE_SET, "", &err),
+	                 IMAP_OK);
 	flags = check_flags(f, "Stored", uid);
 	assert_string_equal(flags, "");
 	g_free(flags);
 
 	/* Invalid flags: nothing is sent, flags unchanged. */
 	assert_int_equal(imap_uid_store(f->conn, "Stored", uidtext,
-					IMAP_STORE_ADD, "\\Seen bad)flag",
-					&err),
-			 IMAP_EINVAL);
+	                                IMAP_STORE_ADD, "\\Seen bad)flag",
+	                                &err),
+	                 IMAP_EINVAL);
 	imap_error_clear(&err);
 	assert_int_equal(imap_uid_store(f->conn, "Stored", uidtext,
-					IMAP_STORE_ADD, "\\", &err),
-			 IMAP_EINVAL);
+	                                IMAP_STORE_ADD, "\\", &err),
+	                 IMAP_EINVAL);
 	imap_error_clear(&err);
 	assert_int_equal(imap_uid_store(f->conn, "Stored", "1 FLAGS",
-					IMAP_STORE_ADD, "\\Seen", &err),
-			 IMAP_EINVAL);
+	                                IMAP_STORE_ADD, "\\Seen", &err),
+	                 IMAP_EINVAL);
 	imap_error_clear(&err);
 	flags = check_flags(f, "Stored", uid);
 	assert_string_equal(flags, "");
@@ -1329,12 +1329,12 @@ test_uid_expunge(void **state)
 	u2text = g_strdup_printf("%u", u2);
 	/* The other client marks u2 \Deleted; we mark u1. */
 	g_free(test_server_check(f->server, "mark-deleted", "Expunged", u2text,
-				 NULL));
+	                         NULL));
 	assert_int_equal(imap_uid_store(f->conn, "Expunged", u1text,
-					IMAP_STORE_ADD, "\\Deleted", &err),
-			 IMAP_OK);
+	                                IMAP_STORE_ADD, "\\Deleted", &err),
+	                 IMAP_OK);
 	assert_int_equal(imap_uid_expunge(f->conn, "Expunged", u1text, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 
 	uids = check_uids(f, "Expunged");
 	assert_int_equal(uids->len, 1);
@@ -1345,7 +1345,7 @@ test_uid_expunge(void **state)
 	g_free(flags);
 
 	assert_int_equal(imap_uid_expunge(f->conn, "Expunged", "a:b", &err),
-			 IMAP_EINVAL);
+	                 IMAP_EINVAL);
 	imap_error_clear(&err);
 	g_free(u1text);
 	g_free(u2text);
@@ -1366,14 +1366,14 @@ test_getquotaroot(void **state)
 	char *check, *expect;
 
 	assert_int_equal(imap_getquotaroot(f->conn, "INBOX", &q, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_non_null(q.root);
 	assert_true(q.has_storage);
 	assert_int_equal(q.storage_limit_kb, QUOTA_KB);
 	check =
 	    g_strstrip(test_server_check(f->server, "quota", "INBOX", NULL));
 	expect = g_strdup_printf("%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
-				 q.storage_used_kb, q.storage_limit_kb);
+	                         q.storage_used_kb, q.storage_limit_kb);
 	assert_string_equal(check, expect);
 	g_free(check);
 	g_free(expect);
@@ -1425,7 +1425,7 @@ pipe_fail(PipeJob *job, const char *what, ImapError *err)
 	if (job->first_failure == NULL)
 		job->first_failure =
 		    g_strdup_printf("thread %d: %s: %s", job->index, what,
-				    err != NULL ? err->text : "mismatch");
+		                    err != NULL ? err->text : "mismatch");
 }
 
 static gpointer
@@ -1451,7 +1451,7 @@ pipe_thread(gpointer data)
 			GBytes *got = NULL;
 
 			if (fetch_body(job->f->conn, mbox, job->uids[box][k], 0,
-				       0, &got, &err) != IMAP_OK)
+			               0, &got, &err) != IMAP_OK)
 				pipe_fail(job, "FETCH", err);
 			else if (!g_bytes_equal(got, job->msgs[box][k]))
 				pipe_fail(job, "FETCH bytes", NULL);
@@ -1536,15 +1536,15 @@ test_limited_unsupported(void **state)
 	uid = server_append(f, "Limited", msg, NULL);
 	uidtext = g_strdup_printf("%u", uid);
 	assert_int_equal(imap_uid_move(f->conn, "Limited", uidtext,
-				       "Limited Dst", &cu, &err),
-			 IMAP_EUNSUPPORTED);
+	                               "Limited Dst", &cu, &err),
+	                 IMAP_EUNSUPPORTED);
 	assert_false(cu.valid);
 	imap_error_clear(&err);
 	assert_int_equal(imap_uid_expunge(f->conn, "Limited", uidtext, &err),
-			 IMAP_EUNSUPPORTED);
+	                 IMAP_EUNSUPPORTED);
 	imap_error_clear(&err);
 	assert_int_equal(imap_getquotaroot(f->conn, "INBOX", &q, &err),
-			 IMAP_EUNSUPPORTED);
+	                 IMAP_EUNSUPPORTED);
 	imap_error_clear(&err);
 
 	/* Nothing moved or vanished. */
@@ -1574,7 +1574,7 @@ test_limited_search(void **state)
 		GBytes *msg = make_message(id, "plain search");
 
 		u[i] = server_append(f, "Limited Search", msg,
-				     i == 2 ? "\\Flagged" : NULL);
+		                     i == 2 ? "\\Flagged" : NULL);
 		g_bytes_unref(msg);
 		g_free(id);
 	}
@@ -1596,7 +1596,7 @@ test_limited_search(void **state)
 
 	/* STATUS without CONDSTORE asks for no HIGHESTMODSEQ. */
 	assert_int_equal(imap_status(f->conn, "Limited Search", &st, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_int_equal(st.messages, 3);
 	assert_false(st.has_highestmodseq);
 }
@@ -1615,10 +1615,10 @@ static Scripted
 scripted_start(const char *script)
 {
 	char *full = g_strconcat(script,
-				 "C ^(\\S+) LOGOUT$\n"
-				 "S * BYE bye\n"
-				 "S $TAG OK bye\n",
-				 NULL);
+	                         "C ^(\\S+) LOGOUT$\n"
+	                         "S * BYE bye\n"
+	                         "S $TAG OK bye\n",
+	                         NULL);
 	Scripted sc = {.fake = fake_server_start(full)};
 	ImapConnectOptions opts = {
 	    .host = "127.0.0.1",
@@ -1679,38 +1679,38 @@ test_scripted_bodies(void **state)
 	GBytes *got = NULL;
 
 	assert_int_equal(fetch_body(sc.conn, "INBOX", 5, 0, 0, &got, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_int_equal(g_bytes_get_size(got), 11);
 	assert_memory_equal(g_bytes_get_data(got, NULL), "quoted body", 11);
 	g_bytes_unref(got);
 
 	assert_int_equal(fetch_body(sc.conn, "INBOX", 6, 0, 0, &got, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_int_equal(g_bytes_get_size(got), 0);
 	g_bytes_unref(got);
 
 	assert_int_equal(fetch_body(sc.conn, "INBOX", 8, 0, 0, &got, &err),
-			 IMAP_ENO);
+	                 IMAP_ENO);
 	assert_int_equal(err->code, IMAP_CODE_NONEXISTENT);
 	imap_error_clear(&err);
 	g_bytes_unref(got);
 
 	assert_int_equal(fetch_body(sc.conn, "INBOX", 9, 0, 0, &got, &err),
-			 IMAP_ENO);
+	                 IMAP_ENO);
 	assert_int_equal(err->code, IMAP_CODE_NONEXISTENT);
 	assert_non_null(strstr(err->text, "UID 9 does not exist"));
 	imap_error_clear(&err);
 	g_bytes_unref(got);
 
 	assert_int_equal(fetch_body(sc.conn, "INBOX", 7, 10, 3, &got, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_int_equal(g_bytes_get_size(got), 3);
 	assert_memory_equal(g_bytes_get_data(got, NULL), "xyz", 3);
 	g_bytes_unref(got);
 
 	/* A literal whose UID turns out to be another message's. */
 	assert_int_equal(fetch_body(sc.conn, "INBOX", 4, 0, 0, &got, &err),
-			 IMAP_EPROTO);
+	                 IMAP_EPROTO);
 	imap_error_clear(&err);
 	g_bytes_unref(got);
 	scripted_finish(&sc);
@@ -1794,8 +1794,8 @@ test_scripted_mixed_untagged(void **state)
 
 	ml = meta_list_new();
 	assert_int_equal(imap_uid_fetch_meta(sc.conn, "INBOX", "1:*", NULL,
-					     meta_collect, ml, &err),
-			 IMAP_OK);
+	                                     meta_collect, ml, &err),
+	                 IMAP_OK);
 	assert_int_equal(ml->metas->len, 1);
 	mm = meta_find(ml, 1);
 	assert_int_equal(mm->size, 100);
@@ -1854,7 +1854,7 @@ test_scripted_copyuid_quota(void **state)
 	imap_copyuid_clear(&cu);
 
 	assert_int_equal(imap_getquotaroot(sc.conn, "INBOX", &q, &err),
-			 IMAP_OK);
+	                 IMAP_OK);
 	assert_string_equal(q.root, "User quota");
 	assert_true(q.has_storage && q.has_messages);
 	assert_int_equal(q.storage_used_kb, 10);
@@ -1865,7 +1865,7 @@ test_scripted_copyuid_quota(void **state)
 
 	/* NUL without BINARY: refused before anything is sent. */
 	assert_int_equal(imap_append(sc.conn, "INBOX", NULL, 0, msg, &au, &err),
-			 IMAP_EINVAL);
+	                 IMAP_EINVAL);
 	imap_error_clear(&err);
 	assert_int_equal(imap_noop(sc.conn, &err), IMAP_OK);
 	g_bytes_unref(msg);
@@ -1943,7 +1943,7 @@ main(void)
 	failed =
 	    cmocka_run_group_tests_name("ops-scripted", scripted, NULL, NULL);
 	failed += cmocka_run_group_tests_name("ops", full, group_setup,
-					      group_teardown);
+	                                      group_teardown);
 	failed += cmocka_run_group_tests_name(
 	    "ops-limited", limited, group_setup_limited, group_teardown);
 	return failed;
