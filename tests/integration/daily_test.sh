@@ -636,10 +636,12 @@ if id nobody >/dev/null 2>&1 && command -v su >/dev/null &&
 fi
 
 URL=imaps://$S_USER@localhost:$S_TLS_PORT/
-OPTS="password_command=$(fstab_escape "cat $WORK/password"),tls_ca_file=$S_CA_FILE"
+# mount(8) clears the environment, so the cache directory is named here
+# (else it would land in root's home).
+OPTS="password_command=$(fstab_escape "cat $WORK/password"),tls_ca_file=$S_CA_FILE,cache_dir=$WORK/fstab-cache"
 run_check "fstab imapfs#URL with mount and umount" check_fstab_hash_form
 run_check "fstab fuse.imapfs with fstab-only words" check_fstab_type_form
-OPTS="password_command=cat $WORK/password,tls_ca_file=$S_CA_FILE"
+OPTS="password_command=cat $WORK/password,tls_ca_file=$S_CA_FILE,cache_dir=$WORK/fstab-cache"
 run_check "mount -t fuse.imapfs" check_mount_t
 run_check "fstab words given to imapfs directly" check_direct_fstab_words
 if [ -n "$USER_NAME" ]; then
