@@ -80,7 +80,7 @@ may_retry(MailStore *s, ImapStatus st, int attempt, ImapError *why,
           gboolean was_down)
 {
 	if (!connection_lost(st) || !s->reconnect || attempt >= ATTEMPTS ||
-	    was_down)
+	    was_down || g_atomic_int_get(&s->stopping))
 		return FALSE;
 	/* A server that stalls: one more try, not a timeout per attempt. */
 	if (st == IMAP_ETIMEOUT && attempt >= 1)

@@ -182,6 +182,7 @@ store_free(MailStore *s)
 {
 	if (s == NULL)
 		return;
+	g_atomic_int_set(&s->stopping, 1);
 	if (s->watch != NULL)
 		watch_stop(s->watch);
 	prefetch_stop(s->prefetch);

@@ -37,6 +37,7 @@ struct MailStore {
 	gboolean offline;
 	gboolean watch_enabled;
 	gboolean reconnect;    /* retry after lost connections */
+	gint stopping;         /* atomic: store_free() began; no retries */
 	gint64 unreachable_at; /* last failed connect (monotonic us); lock */
 	StoreCacheMode cache_mode;
 	DiskCache *disk;   /* NULL: nothing persists */

@@ -18,6 +18,8 @@
 #include "conn_internal.h"
 #include "imap/parser.h"
 
+#define LOGOUT_WAIT_US (2 * G_USEC_PER_SEC)
+
 struct PendingCmd {
 	char tag[16];
 	char *verb;
@@ -1024,22 +1026,29 @@ imap_conn_connect(const ImapConnectOptions *opts, ImapError **err)
 void
 imap_conn_close(ImapConn *c)
 {
-	ImapCmd *cmd;
-
+	ImapCmdHooks hooks = {.exclusive = TRUE};
 	ImapError *closed = NULL;
+	PendingCmd *pc = NULL;
+	gint64 deadline;
 
 	if (c == NULL)
 		return;
 	g_mutex_lock(&c->lock);
 	c->closing = TRUE;
 	g_mutex_unlock(&c->lock);
-	if (imap_conn_is_alive(c)) {
-		ImapCmdHooks hooks = {.exclusive = TRUE};
-		cmd = imap_cmd_new("LOGOUT");
-		imap_conn_run(c, cmd, &hooks, NULL, NULL);
-	}
+	if (imap_conn_is_alive(c))
+		pc = conn_submit(c, imap_cmd_new("LOGOUT"), &hooks, NULL);
+	/* LOGOUT is a courtesy: an unmount must not wait on a slow or gone
+	 * server for the whole command timeout. */
+	deadline = g_get_monotonic_time() + LOGOUT_WAIT_US;
+	g_mutex_lock(&c->lock);
+	while (pc != NULL && !pc->done && g_get_monotonic_time() < deadline)
+		g_cond_wait_until(&c->cond, &c->lock, deadline);
+	g_mutex_unlock(&c->lock);
 	imap_error_set(&closed, IMAP_ECLOSED, 0, "closed by client");
 	fail_connection(c, closed);
+	if (pc != NULL)
+		conn_wait(c, pc, NULL, NULL);
 	g_thread_join(c->reader);
 	conn_free(c);
 }
