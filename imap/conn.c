@@ -71,6 +71,7 @@ struct ImapConn {
 
 	/* Before the reader thread starts, responses queue here. */
 	gboolean threaded;
+	gboolean reader_done; /* the reader thread let go of every sink */
 	GQueue sync_queue;
 	GThread *reader;
 };
@@ -547,6 +548,15 @@ reader_main(gpointer data)
 			break;
 	}
 	g_free(buf);
+	/* A literal cut off mid-way is ended (sink end(FALSE)) here, while
+	 * the command that owns its sink still waits: once woken, that
+	 * command's state may be gone. */
+	imap_parser_free(c->parser);
+	c->parser = NULL;
+	g_mutex_lock(&c->lock);
+	c->reader_done = TRUE;
+	g_cond_broadcast(&c->cond);
+	g_mutex_unlock(&c->lock);
 	fail_connection(c, err);
 	return NULL;
 }
@@ -734,6 +744,10 @@ conn_wait(ImapConn *c, PendingCmd *pc, ImapResponse **tagged, ImapError **err)
 
 	g_mutex_lock(&c->lock);
 	while (!pc->done)
+		g_cond_wait(&c->cond, &c->lock);
+	/* On failure a literal of this command may still be streaming into
+	 * its sink on the reader thread; the sink lives in the caller. */
+	while (pc->tagged == NULL && c->threaded && !c->reader_done)
 		g_cond_wait(&c->cond, &c->lock);
 	g_mutex_unlock(&c->lock);
 	remove_inflight(c, pc);
