@@ -350,10 +350,50 @@ check_then_append(ImapConn *c, void *data, ImapError **err)
 	return do_append(c, r, err);
 }
 
+struct StoreAppendBaseline {
+	char *mailbox;
+	StoreListing *before; /* NULL: the mailbox was never listed */
+};
+
+void
+store_append_baseline_free(StoreAppendBaseline *b)
+{
+	if (b == NULL)
+		return;
+	g_free(b->mailbox);
+	store_listing_unref(b->before);
+	g_free(b);
+}
+
+/* The listing from before the first attempt: one taken later may already
+ * hold the copy an attempt in doubt left, which would then look old. */
+static StoreListing *
+baseline_listing(MailStore *s, const char *mailbox,
+                 StoreAppendBaseline **baseline)
+{
+	StoreAppendBaseline *b;
+
+	if (baseline == NULL)
+		return known_listing(s, mailbox);
+	b = *baseline;
+	if (b != NULL && strcmp(b->mailbox, mailbox) != 0) {
+		store_append_baseline_free(b);
+		b = NULL;
+	}
+	if (b == NULL) {
+		b = g_new0(StoreAppendBaseline, 1);
+		b->mailbox = g_strdup(mailbox);
+		b->before = known_listing(s, mailbox);
+		*baseline = b;
+	}
+	return b->before != NULL ? store_listing_ref(b->before) : NULL;
+}
+
 ImapStatus
 store_append(MailStore *s, const char *mailbox, GBytes *message,
              const char *flags, gint64 date, const char *alias,
-             gboolean check_first, guint32 *new_uid, ImapError **err)
+             gboolean check_first, StoreAppendBaseline **baseline,
+             guint32 *new_uid, ImapError **err)
 {
 	AppendReq r = {mailbox, message, flags, date, NULL, {0}, 0};
 	StoreMessage m = {0};
@@ -362,7 +402,7 @@ store_append(MailStore *s, const char *mailbox, GBytes *message,
 	*new_uid = 0;
 	if (s->read_only)
 		return read_only_error(err);
-	r.before = known_listing(s, mailbox);
+	r.before = baseline_listing(s, mailbox, baseline);
 	st = with_conn_checked(s, NULL,
 	                       check_first ? check_then_append : do_append,
 	                       verify_append, &r, err);

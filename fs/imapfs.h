@@ -36,6 +36,7 @@ typedef struct {
 	gboolean dirty;
 	gboolean committed; /* sent: the file is a message now */
 	gboolean in_doubt;  /* a send failed; it may have arrived */
+	StoreAppendBaseline *baseline; /* what the first send saw */
 	gboolean failed;    /* the last send failed */
 	gboolean deferred;  /* rsync-style temp name: sent at rename */
 } Upload;

@@ -59,6 +59,7 @@ upload_unref(Upload *u)
 	g_free(u->mailbox);
 	g_free(u->leaf);
 	g_free(u->flags);
+	store_append_baseline_free(u->baseline);
 	g_free(u);
 }
 
@@ -112,7 +113,7 @@ upload_commit(Imapfs *fs, Upload *u, const char *mailbox, const char *alias)
 	}
 	bytes = to_crlf(u->data);
 	st = store_append(fs->store, mailbox, bytes, u->flags, u->mtime, alias,
-	                  u->in_doubt, &uid, &err);
+	                  u->in_doubt, &u->baseline, &uid, &err);
 	/* After a lost connection the server may hold it already: the
 	 * next attempt looks before sending again. */
 	if (st != IMAP_OK && st != IMAP_ENO && st != IMAP_EBAD &&

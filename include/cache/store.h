@@ -121,13 +121,21 @@ ImapStatus store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
 ImapStatus store_move_message(MailStore *s, const char *mailbox, guint32 uid,
                               const char *dest, const char *alias,
                               guint32 *new_uid, ImapError **err);
+/* What the first attempt at an upload saw of its mailbox: kept by the
+ * caller across attempts, so a later retry can tell a copy that its own
+ * earlier attempt left from messages that were there before. */
+typedef struct StoreAppendBaseline StoreAppendBaseline;
+void store_append_baseline_free(StoreAppendBaseline *b);
+
 /* Uploads a message; *new_uid as above. flags may be NULL; date <= 0:
- * now. check_first: an earlier attempt failed with an unknown outcome, so
- * look for the message before sending it again. */
+ * now. baseline may be NULL (a single attempt); else *baseline is filled
+ * on the first attempt and must be passed back on later ones.
+ * check_first: an earlier attempt failed with an unknown outcome, so look
+ * for the message (new since *baseline) before sending it again. */
 ImapStatus store_append(MailStore *s, const char *mailbox, GBytes *message,
                         const char *flags, gint64 date, const char *alias,
-                        gboolean check_first, guint32 *new_uid,
-                        ImapError **err);
+                        gboolean check_first, StoreAppendBaseline **baseline,
+                        guint32 *new_uid, ImapError **err);
 /* Replaces the flags of a message (space-separated). */
 ImapStatus store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
                            const char *flags, ImapError **err);

@@ -16,7 +16,7 @@
 # FT_SEED its random seed (default: random, printed), FT_DELAY_MS the
 # one-way delay the proxy adds (default 15) so that cuts land mid-command.
 # FT_RESET=1 makes the cuts resets (RST) instead of orderly closes (FIN).
-# FT_STRICT=1 counts the known gaps as failures.
+# FT_STRICT=1 counts the known gaps as failures. FT_ONLY: see main.
 # FT_DEBUG=1 runs the daemon under test in the foreground with -o debug_imap
 # (log in WORK/imapfs.log) and keeps WORK. Dovecot logs every save, copy
 # and expunge with its Message-ID (mail_log) in WORK/dovecot/dovecot.log.
@@ -890,6 +890,51 @@ check_added_before_local_insert()
 	unmount_imapfs "$mnt"
 }
 
+# The server stores an upload but its answer is lost, and then it is out
+# of reach until the cp has failed: the retry when the folder is next
+# listed must find the copy that arrived, not send a second one, even when
+# the listing was refreshed (and holds that copy) in between.
+check_lost_append_answer()
+{
+	local mnt=$WORK/mnt-drop pid line port i n
+	python3 "$HARNESS/dropproxy.py" --target "127.0.0.1:$S_PORT" \
+		--max-seconds 300 >"$WORK/drop.out" 2>"$WORK/drop.err" &
+	pid=$!
+	for i in $(seq 1 50); do
+		line=$(head -n 1 "$WORK/drop.out")
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	port=${line#PORT=}
+	if ! mount_imapfs "$mnt" "imap://$S_USER@localhost:$port/" \
+		-o allow_plaintext -o "password_file=$WORK/password" \
+		-o dir_cache_timeout=1 -o timeout=5; then
+		fail "$MOUNT_ERROR"
+		kill -TERM "$pid" 2>/dev/null
+		return
+	fi
+	names_in "$mnt/INBOX" >/dev/null
+	ft make ft-lost-answer "$WORK/ft-lost-answer.eml" || fail "ft.py make"
+	if t cp "$WORK/ft-lost-answer.eml" "$mnt/INBOX/" 2>"$WORK/drop.cp"; then
+		fail "cp succeeded although the server was out of reach"
+	fi
+	n=$(server_places | grep -c '^ft-lost-answer	INBOX$')
+	[ "$n" -eq 1 ] || fail "after the lost answer the server has $n copies"
+	kill -USR1 "$pid"
+	sleep 2
+	# A lookup refreshes the listing, which now holds the arrived copy.
+	stat "$mnt/INBOX/no-such-message.eml" >/dev/null 2>&1
+	names_in "$mnt/INBOX" >/dev/null
+	names_in "$mnt/INBOX" >/dev/null
+	n=$(server_places | grep -c '^ft-lost-answer	INBOX$')
+	[ "$n" -eq 1 ] || fail "after the retry the server has $n copies"
+	names_in "$mnt/INBOX" | grep -q '^ft-lost-answer.eml$\|^[0-9]*\.eml$' ||
+		fail "nothing listed in INBOX"
+	unmount_imapfs "$mnt"
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
+
 # A server that stops answering mid-response (every connection stalls
 # after 300 kB): reads must end within the daemon's timeout, with the right
 # bytes or an error, and the mount must go on working.
@@ -997,6 +1042,26 @@ ic()
 
 # --- main ----------------------------------------------------------------
 
+# FT_ONLY=PATTERN (a case pattern such as 'check_cp|check_stall') runs only
+# the matching checks, besides seeding and mounting: for debugging.
+if [ -n "${FT_ONLY:-}" ]; then
+	eval "$(declare -f run_check | sed '1s/run_check/run_every_check/')"
+	run_check()
+	{
+		# shellcheck disable=SC2254 # FT_ONLY is a pattern
+		case $2 in
+		check_seed | check_mounts | $FT_ONLY) run_every_check "$@" ;;
+		esac
+	}
+	run_gap_check()
+	{
+		# shellcheck disable=SC2254
+		case $2 in
+		$FT_ONLY) run_every_check "$1" "$2" ;;
+		esac
+	}
+fi
+
 write_mt_py "$WORK/mt.py"
 write_ft_py "$WORK/ft.py"
 cat >"$WORK/extra.conf" <<'EOF'
@@ -1062,6 +1127,8 @@ run_gap_check "listings match the server after cuts" check_listing \
 	"$LIST_GAP"
 run_check "no faults: a UID added elsewhere survives a local mv in" \
 	check_added_before_local_insert
+run_check "an APPEND whose answer was lost is not sent twice" \
+	check_lost_append_answer
 run_check "a stalling server: reads end, right bytes, mount recovers" \
 	check_stall
 run_check "a stalling server: a read fails within 4 timeouts" \
