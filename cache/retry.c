@@ -7,7 +7,7 @@
  * again only if it did not, so nothing is lost or done twice. */
 #include "store_internal.h"
 
-/* A blip costs one or two tries; a link that keeps dropping gets up to
+/* Connects that fail walk up this table: a server that went away gets
  * about 13 s before the operation fails. */
 static const gint64 backoff_ms[] = {100,  250,  500,  1000,
                                     2000, 3000, 3000, 3000};
@@ -15,6 +15,21 @@ static const gint64 backoff_ms[] = {100,  250,  500,  1000,
  * every file operation wait through the backoff again. */
 #define UNREACHABLE_US (15 * G_USEC_PER_SEC)
 #define ATTEMPTS       ((int)G_N_ELEMENTS(backoff_ms))
+/* A connection that was up and then died says the server is there and
+ * the link is flaky: such cuts are retried soon, many times, within a
+ * time budget, so that even a link that drops every second or so gets
+ * each command through in the end. */
+#define CUT_RETRIES   40
+#define CUT_BUDGET_US (60 * G_USEC_PER_SEC)
+#define CUT_DELAY_MS  100
+
+/* How a piece of work has fared so far. */
+typedef struct {
+	gint64 started;
+	int connect_failures; /* no connection could be had */
+	int cuts;             /* a connection died under the work */
+	gboolean connected;   /* the last try had a connection */
+} Tries;
 
 static ImapStatus
 offline_error(ImapError **err)
@@ -60,12 +75,13 @@ acquire(MailStore *s, const char *mailbox, ImapError **err)
 
 /* Runs fn once on a pooled connection. */
 static ImapStatus
-run_once(MailStore *s, const char *mailbox, ConnFn fn, void *data,
+run_once(MailStore *s, const char *mailbox, ConnFn fn, void *data, Tries *tries,
          ImapError **err)
 {
 	ImapConn *c = acquire(s, mailbox, err);
 	ImapStatus st;
 
+	tries->connected = c != NULL;
 	if (c == NULL)
 		return err != NULL && *err != NULL ? (*err)->status : IMAP_ENET;
 	st = fn(c, data, err);
@@ -73,22 +89,47 @@ run_once(MailStore *s, const char *mailbox, ConnFn fn, void *data,
 	return st;
 }
 
+/* The wait before the next try, or -1 to give up. */
+static gint64
+retry_delay_ms(ImapStatus st, Tries *tries)
+{
+	/* A server that stalls: one more try, not a timeout per attempt. */
+	if (st == IMAP_ETIMEOUT)
+		return tries->connect_failures + tries->cuts++ == 0
+		           ? CUT_DELAY_MS
+		           : -1;
+	if (tries->connected) {
+		if (++tries->cuts > CUT_RETRIES ||
+		    g_get_monotonic_time() - tries->started > CUT_BUDGET_US)
+			return -1;
+		return CUT_DELAY_MS * MIN(tries->cuts, 5);
+	}
+	if (tries->connect_failures >= ATTEMPTS)
+		return -1;
+	return backoff_ms[tries->connect_failures++];
+}
+
 /* was_down: the server was already unreachable when the work began;
  * then it fails at once rather than waiting through the backoff. */
 static gboolean
-may_retry(MailStore *s, ImapStatus st, int attempt, ImapError *why,
+may_retry(MailStore *s, ImapStatus st, Tries *tries, ImapError *why,
           gboolean was_down)
 {
-	if (!connection_lost(st) || !s->reconnect || attempt >= ATTEMPTS ||
-	    was_down || g_atomic_int_get(&s->stopping))
+	gint64 delay;
+
+	if (!connection_lost(st) || !s->reconnect || was_down ||
+	    g_atomic_int_get(&s->stopping))
 		return FALSE;
-	/* A server that stalls: one more try, not a timeout per attempt. */
-	if (st == IMAP_ETIMEOUT && attempt >= 1)
+	delay = retry_delay_ms(st, tries);
+	if (delay < 0) {
+		g_message("giving up after %d lost connections and %d failed "
+		          "connects",
+		          tries->cuts, tries->connect_failures);
 		return FALSE;
+	}
 	g_message("connection lost (%s); retrying in %" G_GINT64_FORMAT " ms",
-	          why != NULL ? why->text : imap_status_name(st),
-	          backoff_ms[attempt]);
-	g_usleep((gulong)(backoff_ms[attempt] * 1000));
+	          why != NULL ? why->text : imap_status_name(st), delay);
+	g_usleep((gulong)(delay * 1000));
 	return TRUE;
 }
 
@@ -98,16 +139,16 @@ with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
 {
 	ImapError *local = NULL;
 	ImapStatus st;
-	int attempt = 0;
+	Tries tries = {.started = g_get_monotonic_time()};
 	gboolean was_down;
 
 	if (s->pool == NULL)
 		return offline_error(err);
 	was_down = recently_unreachable(s);
 	for (;;) {
-		st = run_once(s, mailbox, fn, data, &local);
+		st = run_once(s, mailbox, fn, data, &tries, &local);
 		if (st == IMAP_OK || !idempotent ||
-		    !may_retry(s, st, attempt++, local, was_down))
+		    !may_retry(s, st, &tries, local, was_down))
 			break;
 		imap_error_clear(&local);
 	}
@@ -122,16 +163,17 @@ with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn, VerifyFn verify,
 	ImapError *local = NULL;
 	ImapStatus st;
 	gboolean done, was_down;
-	int attempt = 0;
+	Tries tries = {.started = g_get_monotonic_time()};
 	ImapConn *c;
 
 	if (s->pool == NULL)
 		return offline_error(err);
 	was_down = recently_unreachable(s);
-	st = run_once(s, mailbox, fn, data, &local);
-	while (st != IMAP_OK && may_retry(s, st, attempt++, local, was_down)) {
+	st = run_once(s, mailbox, fn, data, &tries, &local);
+	while (st != IMAP_OK && may_retry(s, st, &tries, local, was_down)) {
 		imap_error_clear(&local);
 		c = acquire(s, mailbox, &local);
+		tries.connected = c != NULL;
 		if (c == NULL) {
 			st = local != NULL ? local->status : IMAP_ENET;
 			continue;
