@@ -461,6 +461,7 @@ resync_mailbox(MailStore *s, MailboxState *st, ImapError **err)
 	Resync r = {.mailbox = st->name};
 	GArray *removed = g_array_new(FALSE, FALSE, sizeof(guint32));
 	StoreListing *l;
+	gboolean trim = FALSE;
 	ImapStatus rc;
 
 	g_mutex_lock(&s->lock);
@@ -487,10 +488,7 @@ resync_mailbox(MailStore *s, MailboxState *st, ImapError **err)
 		        removed->len);
 		install(s, st, &r, l);
 		save(s, st);
-		/* A big listing leaves the parse buffers' memory with the
-		 * allocator; give it back so RSS reflects what is kept. */
-		if (r.full && l->msgs->len > 10000)
-			malloc_trim(0);
+		trim = r.added->len > 10000;
 		if (s->change_fn != NULL && removed->len > 0)
 			s->change_fn(s->change_user, st->name,
 			             (const guint32 *)(void *)removed->data,
@@ -498,5 +496,10 @@ resync_mailbox(MailStore *s, MailboxState *st, ImapError **err)
 	}
 	g_array_free(removed, TRUE);
 	resync_clear(&r);
+	/* Fetching a big listing leaves parse buffers and the merge's
+	 * scratch arrays with the allocator; give that back so RSS shows
+	 * what is kept. */
+	if (trim)
+		malloc_trim(0);
 	return rc;
 }
