@@ -264,6 +264,32 @@ do_list(ImapConn *c, void *data, ImapError **err)
 	return imap_list(c, "", "*", (GPtrArray **)data, err);
 }
 
+/* A top-level INBOX in any case ("Inbox", "inbox/Sub") is spelled
+ * "INBOX" (RFC 3501 5.1: it is case-insensitive), and a name listed twice
+ * after that is kept once, so that one directory INBOX shows it. */
+static void
+canonicalize_inbox(GPtrArray *list, char delim)
+{
+	GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
+
+	for (guint i = 0; i < list->len;) {
+		ImapMailbox *m = list->pdata[i];
+
+		if (g_ascii_strncasecmp(m->name, "INBOX", 5) == 0 &&
+		    (m->name[5] == '\0' || (delim != 0 && m->name[5] == delim)))
+			memcpy(m->name, "INBOX", 5);
+		/* Not g_hash_table_add() alone: it would swap in this
+		 * name, which is freed below. */
+		if (g_hash_table_contains(seen, m->name)) {
+			g_ptr_array_remove_index(list, i);
+			continue;
+		}
+		g_hash_table_add(seen, m->name);
+		i++;
+	}
+	g_hash_table_destroy(seen);
+}
+
 static void
 install_mailbox_list(MailStore *s, GPtrArray *list)
 {
@@ -271,6 +297,7 @@ install_mailbox_list(MailStore *s, GPtrArray *list)
 
 	for (guint i = 0; i < list->len && delim == 0; i++)
 		delim = ((ImapMailbox *)list->pdata[i])->delimiter;
+	canonicalize_inbox(list, delim);
 	g_mutex_lock(&s->lock);
 	if (s->mailboxes != NULL)
 		g_ptr_array_free(s->mailboxes, TRUE);

@@ -100,6 +100,15 @@ decode_component(const Span *span)
 	return g_string_free(out, FALSE);
 }
 
+/* RFC 3501 5.1: INBOX is case-insensitive. Servers spell it "INBOX",
+ * "Inbox" (Yahoo) or "inbox"; the filesystem always shows the one
+ * directory "INBOX" and sends that spelling, which every server accepts. */
+static gboolean
+is_inbox(const char *part, gsize len)
+{
+	return len == 5 && g_ascii_strncasecmp(part, "INBOX", 5) == 0;
+}
+
 static gboolean
 is_mailbox_part(const char *decoded, char delim)
 {
@@ -117,7 +126,10 @@ join_mailbox(const GArray *spans, guint n, char delim, GString *name)
 		if (ok) {
 			if (i > 0)
 				g_string_append_c(name, delim);
-			g_string_append(name, part);
+			g_string_append(name,
+			                i == 0 && is_inbox(part, strlen(part))
+			                    ? "INBOX"
+			                    : part);
 		}
 		g_free(part);
 		if (!ok)
@@ -145,7 +157,9 @@ fs_path_encode_component(const char *part)
 static int
 append_encoded_part(GString *path, const char *part, gsize len)
 {
-	char *raw = g_strndup(part, len);
+	char *raw = path->len == 0 && is_inbox(part, len)
+	                ? g_strdup("INBOX")
+	                : g_strndup(part, len);
 	char *encoded;
 	int rc = 0;
 
@@ -275,9 +289,11 @@ classify_entry(const GArray *spans, char delim, FsPathInfo *info)
 	decoded = decode_component(last);
 	if (is_mailbox_part(decoded, delim) && (top || delim != '\0')) {
 		info->kind = FS_PATH_MAILBOX;
-		info->mailbox = top ? g_strdup(decoded)
-		                    : g_strdup_printf("%s%c%s", info->parent,
-		                                      delim, decoded);
+		info->mailbox =
+		    top ? g_strdup(is_inbox(decoded, strlen(decoded)) ? "INBOX"
+		                                                      : decoded)
+		        : g_strdup_printf("%s%c%s", info->parent, delim,
+		                          decoded);
 	} else {
 		info->kind = FS_PATH_OTHER;
 	}

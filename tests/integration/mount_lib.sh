@@ -208,6 +208,9 @@ write_mt_py()
   mt.py ENV same-messages A B  A and B hold the same (bytes, date) pairs
   mt.py ENV append-dated MBOX FILE EPOCH   prints the new UID
 Paths are the filesystem's: "%" in a name becomes "%25", "<UID>.eml".
+MBOX arguments separate levels with "/" whatever the server's delimiter.
+Environment: MT_ODD_BOX names the folder that holds "50% off" on Dovecot;
+MT_CRLF_ONLY=1 seeds no message with bare LFs (Cyrus refuses them).
 """
 import hashlib
 import os
@@ -224,14 +227,29 @@ MONTHS = {m: i + 1 for i, m in enumerate(
     "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())}
 
 
+# The server's hierarchy delimiter (DELIMITER in the env file; Dovecot's
+# harness uses "/", Cyrus's "."). Mailbox names on the command line are
+# written with "/" and translated by srv().
+DELIM = "/"
+
+
 def connect(envfile):
+    global DELIM
     e = ic.read_env(envfile)
+    DELIM = e.get("DELIMITER", "/") or "/"
     return ic.connect(e["HOST"], e["PORT"], e["USER"], e["PASSWORD"],
                       e["CA_FILE"], "plain")
 
 
+def srv(name):
+    """A "/"-separated mailbox name as the server spells it."""
+    return name.replace("/", DELIM)
+
+
 def fs_path(mailbox):
-    return "/".join(c.replace("%", "%25") for c in mailbox.split("/"))
+    """The filesystem path of a server mailbox name."""
+    return "/".join(c.replace("%", "%25").replace("/", "%2F")
+                    for c in mailbox.split(DELIM))
 
 
 def internaldate_epoch(s):
@@ -313,6 +331,7 @@ def cmd_meta(conn):
 
 
 def cmd_info(conn, mbox, uid):
+    mbox = srv(mbox)
     for u, size, epoch, fl in messages(conn, mbox):
         if u == int(uid):
             print("%d\t%d\t%s" % (size, epoch, " ".join(fl)))
@@ -364,6 +383,8 @@ def cmd_verify_tree(conn, top):
 
 
 def cmd_same_messages(conn, a, b):
+    a, b = srv(a), srv(b)
+
     def pairs(mbox):
         ic.select(conn, mbox)
         return sorted((hashlib.sha256(body(conn, uid)).hexdigest(), epoch)
@@ -378,7 +399,7 @@ def cmd_same_messages(conn, a, b):
 
 def cmd_append_dated(conn, mbox, path, epoch):
     with open(path, "rb") as f:
-        print(ic.append(conn, mbox, f.read(), None, int(epoch)))
+        print(ic.append(conn, srv(mbox), f.read(), None, int(epoch)))
 
 
 def dated(y, mo, d, h, mi, s, tz_minutes=0):
@@ -442,8 +463,12 @@ def cmd_seed(conn, outdir):
     rng = random.Random(7)
     needle = []
     uids = {}
-    for mbox in ["Archive", "Archive/2023", "Reçus", "日本語", "50% off"]:
-        ic.ok(conn.create(ic.wire_mailbox(mbox)), "CREATE " + mbox)
+    # Cyrus refuses "%" in names (a LIST wildcard) and bare LFs in
+    # messages; it gets "&" in that name (mUTF-7 "&-") and CRLF instead.
+    odd = os.environ.get("MT_ODD_BOX", "50% off")
+    lf = "\r\n" if os.environ.get("MT_CRLF_ONLY") else "\n"
+    for mbox in ["Archive", "Archive/2023", "Reçus", "日本語", odd]:
+        ic.ok(conn.create(ic.wire_mailbox(srv(mbox))), "CREATE " + mbox)
     plan = [
         ("INBOX", "small", mail("Hello", "Short one.", dated(
             2023, 1, 5, 8, 0, 0)), False),
@@ -466,7 +491,7 @@ def cmd_seed(conn, outdir):
         ("INBOX", "xattr", mail("Flags", words(rng, 120),
                                 dated(2023, 4, 4, 12, 0, 0)), False),
         ("INBOX", "barelf", mail("Unix newlines", words(rng, 60),
-                                 dated(2023, 4, 5, 13, 0, 0), nl="\n"),
+                                 dated(2023, 4, 5, 13, 0, 0), nl=lf),
          False),
         ("Archive", "arch1", mail("Old 1", words(rng, 100),
                                   dated(2021, 6, 1, 7, 0, 0)), False),
@@ -482,15 +507,15 @@ def cmd_seed(conn, outdir):
         ("日本語", "jp", mail("=?UTF-8?B?" + base64.b64encode(
             "こんにちは".encode()).decode() + "?=", "日本語の本文です。",
             dated(2022, 8, 9, 10, 11, 12, 540)), False),
-        ("50% off", "sale", mail("Sale", "Everything 50% off, NEEDLE",
+        (odd, "sale", mail("Sale", "Everything 50% off, NEEDLE",
                                  dated(2022, 11, 25, 0, 0, 1)), True),
     ]
     for mbox, key, msg, has_needle in plan:
         hdr = re.search(rb"^Date: (.*?)\r?$", msg, re.M)[1].decode()
         when = datetime.strptime(hdr, "%a, %d %b %Y %H:%M:%S %z")
-        uids[key] = ic.append(conn, mbox, msg, None, when)
+        uids[key] = ic.append(conn, srv(mbox), msg, None, when)
         if has_needle:
-            needle.append("%s/%d.eml" % (fs_path(mbox), uids[key]))
+            needle.append("%s/%d.eml" % (fs_path(srv(mbox)), uids[key]))
     ic.select(conn, "INBOX", readonly=False)
     ic.ok(conn.uid("STORE", str(uids["deleted"]), "+FLAGS.SILENT",
                    "(\\Deleted)"), "STORE")

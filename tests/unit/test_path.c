@@ -464,6 +464,115 @@ test_mailbox_equal(void **state)
 	assert_false(fs_mailbox_equal("INBOX", NULL, '.'));
 }
 
+/* Servers spell INBOX "Inbox" (Yahoo) or "inbox": every spelling, alone
+ * or as the first level, is the one directory /INBOX, and every path
+ * spelling of it names "INBOX" on the server. Only the first level is
+ * INBOX: "Archive/inbox" keeps its case. */
+static void
+test_inbox_case(void **state)
+{
+	static const Mapping from[] = {
+	    {'/', "Inbox", "/INBOX"},
+	    {'/', "inbox/Sub", "/INBOX/Sub"},
+	    {'.', "Inbox.Sent", "/INBOX/Sent"},
+	    {'.', "iNbOx", "/INBOX"},
+	    {'/', "Archive/inbox", "/Archive/inbox"},
+	    {'/', "Inboxes", "/Inboxes"},
+	    {'.', "inbox-old", "/inbox-old"},
+	    {'\0', "inbox", "/INBOX"},
+	    {'\0', "inbox.x", "/inbox.x"},
+	};
+	static const Mapping to[] = {
+	    {'/', "INBOX", "/inbox"},
+	    {'/', "INBOX", "/Inbox"},
+	    {'.', "INBOX.Sent", "/inbox/Sent"},
+	    {'/', "Archive/inbox", "/Archive/inbox"},
+	    {'\0', "INBOX", "/iNBOX"},
+	    {'/', "inbox%", "/inbox%25"},
+	};
+
+	(void)state;
+	for (gsize i = 0; i < G_N_ELEMENTS(from); i++) {
+		char *path = NULL;
+
+		assert_int_equal(
+		    fs_path_from_mailbox(from[i].mailbox, from[i].delim, &path),
+		    0);
+		assert_string_equal(path, from[i].path);
+		g_free(path);
+	}
+	for (gsize i = 0; i < G_N_ELEMENTS(to); i++) {
+		char *name = NULL;
+		g_auto(FsPathInfo) info = {0};
+
+		assert_int_equal(
+		    fs_path_to_mailbox(to[i].path, to[i].delim, &name), 0);
+		assert_string_equal(name, to[i].mailbox);
+		g_free(name);
+		assert_int_equal(
+		    fs_path_classify(to[i].path, to[i].delim, &info), 0);
+		assert_int_equal(info.kind, FS_PATH_MAILBOX);
+		assert_string_equal(info.mailbox, to[i].mailbox);
+	}
+}
+
+/* A message inside a subfolder of a differently spelled INBOX has the
+ * canonical parent, so it is looked up in the mailbox the store lists. */
+static void
+test_inbox_case_classify(void **state)
+{
+	g_auto(FsPathInfo) msg = {0};
+	g_auto(FsPathInfo) sub = {0};
+
+	(void)state;
+	assert_int_equal(fs_path_classify("/inbox/Sent/3.eml", '.', &msg), 0);
+	assert_int_equal(msg.kind, FS_PATH_MESSAGE);
+	assert_string_equal(msg.parent, "INBOX.Sent");
+	assert_int_equal(msg.uid, 3);
+	assert_int_equal(fs_path_classify("/Inbox/New", '/', &sub), 0);
+	assert_int_equal(sub.kind, FS_PATH_MAILBOX);
+	assert_string_equal(sub.mailbox, "INBOX/New");
+	assert_string_equal(sub.parent, "INBOX");
+	assert_string_equal(sub.leaf, "New");
+}
+
+/* Courier (and Cyrus without altnamespace) put every folder under
+ * "INBOX." with '.' as the delimiter; a NIL delimiter (flat namespace)
+ * allows no levels at all, and a '.' or '/' in a name is just a byte. */
+static void
+test_courier_and_flat(void **state)
+{
+	static const Mapping names[] = {
+	    {'.', "INBOX.Sent.2023", "/INBOX/Sent/2023"},
+	    {'.', "INBOX.a/b", "/INBOX/a%2Fb"},
+	    {'\0', "Sent.2023", "/Sent.2023"},
+	    {'\0', "Lists/imap", "/Lists%2Fimap"},
+	};
+	char *name = NULL;
+
+	(void)state;
+	for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+		char *path = NULL, *back = NULL;
+
+		assert_int_equal(fs_path_from_mailbox(names[i].mailbox,
+		                                      names[i].delim, &path),
+		                 0);
+		assert_string_equal(path, names[i].path);
+		assert_int_equal(
+		    fs_path_to_mailbox(path, names[i].delim, &back), 0);
+		assert_string_equal(back, names[i].mailbox);
+		g_free(path);
+		g_free(back);
+	}
+	/* mkdir INBOX/a.b on Courier: a '.' cannot be inside a part. */
+	assert_int_equal(fs_path_to_mailbox("/INBOX/a.b", '.', &name), -EINVAL);
+	assert_null(name);
+	/* Flat: no folder inside a folder. */
+	assert_int_equal(fs_path_to_mailbox("/Sent/2023", '\0', &name),
+	                 -EINVAL);
+	assert_null(name);
+}
+
 int
 main(void)
 {
@@ -482,6 +591,9 @@ main(void)
 	    cmocka_unit_test(test_classify_rejects),
 	    cmocka_unit_test(test_classify_too_long),
 	    cmocka_unit_test(test_mailbox_equal),
+	    cmocka_unit_test(test_inbox_case),
+	    cmocka_unit_test(test_inbox_case_classify),
+	    cmocka_unit_test(test_courier_and_flat),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
