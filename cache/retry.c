@@ -28,7 +28,7 @@ typedef struct {
 	gint64 started;
 	int connect_failures; /* no connection could be had */
 	int cuts;             /* a connection died under the work */
-	gboolean connected;   /* the last try had a connection */
+	gboolean connected;   /* the last try reached the server */
 } Tries;
 
 static ImapStatus
@@ -73,6 +73,14 @@ acquire(MailStore *s, const char *mailbox, ImapError **err)
 	return c;
 }
 
+/* Whether a try reached the server: a connection was had, or one was
+ * made and then lost during TLS or login (a cut, not a server away). */
+static gboolean
+reached_server(const ImapConn *c, const ImapError *err)
+{
+	return c != NULL || err == NULL || err->status != IMAP_ECONNECT;
+}
+
 /* Runs fn once on a pooled connection. */
 static ImapStatus
 run_once(MailStore *s, const char *mailbox, ConnFn fn, void *data, Tries *tries,
@@ -81,7 +89,7 @@ run_once(MailStore *s, const char *mailbox, ConnFn fn, void *data, Tries *tries,
 	ImapConn *c = acquire(s, mailbox, err);
 	ImapStatus st;
 
-	tries->connected = c != NULL;
+	tries->connected = reached_server(c, err != NULL ? *err : NULL);
 	if (c == NULL)
 		return err != NULL && *err != NULL ? (*err)->status : IMAP_ENET;
 	st = fn(c, data, err);
@@ -173,7 +181,7 @@ with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn, VerifyFn verify,
 	while (st != IMAP_OK && may_retry(s, st, &tries, local, was_down)) {
 		imap_error_clear(&local);
 		c = acquire(s, mailbox, &local);
-		tries.connected = c != NULL;
+		tries.connected = reached_server(c, local);
 		if (c == NULL) {
 			st = local != NULL ? local->status : IMAP_ENET;
 			continue;
