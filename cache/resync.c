@@ -30,6 +30,7 @@ typedef struct {
 	GArray *present;     /* all UIDs (when expunges come from SEARCH) */
 	gboolean full;
 	gboolean unchanged;
+	const char *how; /* the path taken, for imapfs status */
 } Resync;
 
 static void
@@ -265,12 +266,18 @@ do_resync(ImapConn *c, void *data, ImapError **err)
 		return fetch_all(c, r, err);
 	if (nothing_changed(r)) {
 		r->unchanged = TRUE;
+		r->how = "status";
 		return IMAP_OK;
 	}
-	if (imap_conn_is_enabled(c, "QRESYNC") && r->old_modseq != 0)
+	if (imap_conn_is_enabled(c, "QRESYNC") && r->old_modseq != 0) {
+		r->how = "qresync";
 		return sync_qresync(c, r, err);
-	if (imap_conn_has_cap(c, "CONDSTORE") && r->old_modseq != 0)
+	}
+	if (imap_conn_has_cap(c, "CONDSTORE") && r->old_modseq != 0) {
+		r->how = "condstore";
 		return sync_condstore(c, r, err);
+	}
+	r->how = "uid-list";
 	return sync_plain(c, r, err);
 }
 
@@ -474,6 +481,12 @@ resync_mailbox(MailStore *s, MailboxState *st, ImapError **err)
 	r.vanished = g_array_new(FALSE, FALSE, sizeof(ImapUidRange));
 
 	rc = with_conn(s, st->name, TRUE, do_resync, &r, err);
+	if (rc == IMAP_OK) {
+		g_mutex_lock(&s->lock);
+		st->synced_at = g_get_real_time();
+		st->synced_by = r.full ? "full" : r.how;
+		g_mutex_unlock(&s->lock);
+	}
 	if (rc == IMAP_OK && r.unchanged) {
 		g_mutex_lock(&s->lock);
 		st->fetched_at = g_get_monotonic_time();

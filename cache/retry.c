@@ -43,6 +43,10 @@ note_unreachable(MailStore *s, gboolean unreachable)
 {
 	g_mutex_lock(&s->lock);
 	s->unreachable_at = unreachable ? g_get_monotonic_time() : 0;
+	if (!unreachable)
+		s->down_since = s->retrying_at = 0;
+	else if (s->down_since == 0)
+		s->down_since = g_get_real_time();
 	g_mutex_unlock(&s->lock);
 }
 
@@ -135,6 +139,9 @@ may_retry(MailStore *s, ImapStatus st, Tries *tries, ImapError *why,
 		          tries->cuts, tries->connect_failures);
 		return FALSE;
 	}
+	g_mutex_lock(&s->lock);
+	s->retrying_at = g_get_monotonic_time();
+	g_mutex_unlock(&s->lock);
 	g_message("connection lost (%s); retrying in %" G_GINT64_FORMAT " ms",
 	          why != NULL ? why->text : imap_status_name(st), delay);
 	g_usleep((gulong)(delay * 1000));

@@ -158,6 +158,7 @@ store_new(const MailStoreOptions *o)
 	s->reconnect = !o->no_reconnect;
 	s->change_fn = o->change_fn;
 	s->change_user = o->change_user;
+	s->cache_limit = o->cache_size;
 	g_mutex_init(&s->lock);
 	g_mutex_init(&s->list_refresh);
 	/* States are never removed while the store lives (a renamed or
@@ -186,6 +187,7 @@ store_free(MailStore *s)
 	if (s->watch != NULL)
 		watch_stop(s->watch);
 	prefetch_stop(s->prefetch);
+	warm_free(s);
 	g_hash_table_destroy(s->states);
 	if (s->mailboxes != NULL)
 		g_ptr_array_free(s->mailboxes, TRUE);

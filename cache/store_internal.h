@@ -27,6 +27,8 @@ typedef struct {
 	gboolean loaded;       /* the disk cache was consulted */
 	gint64 fetched_at;     /* monotonic us; 0: stale */
 	GHashTable *aliases;   /* name -> StoreAlias * */
+	gint64 synced_at;      /* wall clock us of the last resync; 0: none */
+	const char *synced_by; /* static: "qresync", "full", ... (warm.c) */
 } MailboxState;
 
 struct MailStore {
@@ -39,6 +41,9 @@ struct MailStore {
 	gboolean reconnect;    /* retry after lost connections */
 	gint stopping;         /* atomic: store_free() began; no retries */
 	gint64 unreachable_at; /* last failed connect (monotonic us); lock */
+	gint64 down_since;     /* wall clock us of the first of them; lock */
+	gint64 retrying_at;    /* monotonic us of a pending retry; lock */
+	guint64 cache_limit;   /* -o cache_size in bytes; 0: unbounded */
 	StoreCacheMode cache_mode;
 	DiskCache *disk;   /* NULL: nothing persists */
 	BodyCache *bodies; /* NULL: bodies are not kept */
@@ -57,6 +62,7 @@ struct MailStore {
 	GMutex list_refresh;
 	struct StoreWatch *watch;
 	struct StorePrefetch *prefetch; /* NULL without a body cache */
+	struct StoreCtl *ctl;           /* warm.c: status, prefetch jobs */
 };
 
 typedef ImapStatus (*ConnFn)(ImapConn *c, void *data, ImapError **err);
@@ -120,5 +126,13 @@ gboolean prefetch_wait(struct StorePrefetch *p, const char *mailbox,
 struct StoreWatch *watch_start(MailStore *s);
 void watch_stop(struct StoreWatch *w);
 void watch_note_listed(struct StoreWatch *w);
+/* What watcher slot (0: INBOX, 1: last listed) does now: *mailbox (newly
+ * allocated, NULL if none) and a static word ("idle", "polling",
+ * "connecting", "waiting", "stopped"). */
+void watch_describe(struct StoreWatch *w, int slot, char **mailbox,
+                    const char **state);
+
+/* warm.c: ends prefetch jobs (store_free). */
+void warm_free(MailStore *s);
 
 #endif

@@ -19,7 +19,9 @@ struct StoreWatch {
 	GMutex lock;
 	GCond cond;
 	gboolean stop;
-	guint generation; /* bumped when the last-listed mailbox changes */
+	guint generation;     /* bumped when the last-listed mailbox changes */
+	char *target[2];      /* what each watcher watches (for status) */
+	const char *state[2]; /* static word, see watch_describe() */
 };
 
 typedef struct {
@@ -179,6 +181,30 @@ sleep_unless_stopped(struct StoreWatch *w, gint64 us)
 	g_mutex_unlock(&w->lock);
 }
 
+static void
+set_state(Watcher *wt, const char *mailbox, const char *state)
+{
+	struct StoreWatch *w = wt->w;
+
+	g_mutex_lock(&w->lock);
+	if (g_strcmp0(w->target[wt->slot], mailbox) != 0) {
+		g_free(w->target[wt->slot]);
+		w->target[wt->slot] = g_strdup(mailbox);
+	}
+	w->state[wt->slot] = state;
+	g_mutex_unlock(&w->lock);
+}
+
+void
+watch_describe(struct StoreWatch *w, int slot, char **mailbox,
+               const char **state)
+{
+	g_mutex_lock(&w->lock);
+	*mailbox = g_strdup(w->target[slot]);
+	*state = w->state[slot] != NULL ? w->state[slot] : "starting";
+	g_mutex_unlock(&w->lock);
+}
+
 static gpointer
 watcher_main(gpointer data)
 {
@@ -193,11 +219,13 @@ watcher_main(gpointer data)
 		gboolean ok;
 
 		if (mailbox == NULL) {
+			set_state(wt, NULL, "waiting");
 			wait_for_event(wt, NULL, generation,
 			               g_get_monotonic_time() + POLL_US);
 			continue;
 		}
 		if (c == NULL) {
+			set_state(wt, mailbox, "connecting");
 			c = imap_pool_connect(w->s->pool, NULL);
 			if (c == NULL) {
 				sleep_unless_stopped(w, backoff);
@@ -206,10 +234,13 @@ watcher_main(gpointer data)
 			}
 			backoff = G_USEC_PER_SEC;
 		}
-		if (imap_conn_has_cap(c, "IDLE"))
+		if (imap_conn_has_cap(c, "IDLE")) {
+			set_state(wt, mailbox, "idle");
 			ok = idle_once(wt, c, mailbox, generation);
-		else
+		} else {
+			set_state(wt, mailbox, "polling");
 			ok = poll_once(wt, c, mailbox, generation);
+		}
 		if (!ok) {
 			imap_conn_close(c);
 			c = NULL;
@@ -217,6 +248,7 @@ watcher_main(gpointer data)
 		}
 	}
 	imap_conn_close(c);
+	set_state(wt, NULL, "stopped");
 	g_free(wt);
 	return NULL;
 }
@@ -256,6 +288,8 @@ watch_stop(struct StoreWatch *w)
 	g_mutex_unlock(&w->lock);
 	for (int i = 0; i < 2; i++)
 		g_thread_join(w->threads[i]);
+	g_free(w->target[0]);
+	g_free(w->target[1]);
 	g_mutex_clear(&w->lock);
 	g_cond_clear(&w->cond);
 	g_free(w);

@@ -21,6 +21,8 @@
 #include "fs/config.h"
 #include "fs/log.h"
 #include "cache/disk.h"
+#include "cache/warm.h"
+#include "ctl_client.h"
 #include "fs/secret.h"
 #include "fs/url.h"
 #include "imapfs.h"
@@ -404,6 +406,8 @@ make_store(Imapfs *fs, const FsConfig *cfg, const FsUrl *url, const char *user)
 	    cfg->cache_dir != NULL
 	        ? g_strdup(cfg->cache_dir)
 	        : disk_cache_default_dir(user, url->host, url->port);
+	g_autofree char *account =
+	    g_strdup_printf("%s@%s:%u", user, url->host, url->port);
 	MailStoreOptions so = {
 	    .pool = fs->pool,
 	    .dir_cache_timeout_s = fs->dir_cache_timeout,
@@ -435,6 +439,7 @@ make_store(Imapfs *fs, const FsConfig *cfg, const FsUrl *url, const char *user)
 		return FALSE;
 	}
 	fs->store = store_new(&so);
+	warm_set_account(fs->store, account);
 	return TRUE;
 }
 
@@ -632,6 +637,9 @@ main(int argc, char **argv)
 	Cmdline cl = {0};
 	int rc = 1;
 
+	/* "imapfs status|prefetch ...": talk to a running mount. */
+	if (argc > 1 && ctl_is_command(argv[1]))
+		return ctl_main(argc, argv);
 	harden_process();
 	signal(SIGPIPE, SIG_IGN);
 	fs_config_init(&cl.cfg);

@@ -1,10 +1,21 @@
 /* ops_xattr.c - message metadata as extended attributes:
  * user.imap.flags (read-write: UID STORE FLAGS), and read-only
- * user.imap.uid, user.imap.internaldate, user.imap.modseq. */
+ * user.imap.uid, user.imap.internaldate, user.imap.modseq.
+ *
+ * They are also the control path of `imapfs status` and `imapfs prefetch`
+ * (fs/ctl_client.c), which have no other way into the daemon:
+ *   user.imapfs.status[.N]  any path: the status as JSON, mailboxes from
+ *                           index N on (a value must stay under 64 KiB)
+ *   user.imapfs.prefetch    the root or a folder: set "start" or
+ *                           "cancel"; get the job's progress as JSON
+ *   user.imapfs.prefetch.start, .cancel  the same as a get, for read-only
+ *                           (ro) mounts, where the kernel refuses sets */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
 
+#include "cache/warm.h"
 #include "imap/date.h"
 #include "imapfs.h"
 
@@ -13,7 +24,11 @@
 #define XA_DATE   "user.imap.internaldate"
 #define XA_MODSEQ "user.imap.modseq"
 /* Set on any path: drop cached listings (a scriptable SIGHUP). */
-#define XA_REFRESH "user.imapfs.refresh"
+#define XA_REFRESH  "user.imapfs.refresh"
+#define XA_STATUS   "user.imapfs.status"
+#define XA_PREFETCH "user.imapfs.prefetch"
+/* A status page stays well below the kernel's XATTR_SIZE_MAX (64 KiB). */
+#define STATUS_PAGE 60000
 
 /* Copies value out the way getxattr(2) wants: size 0 asks for the length. */
 static int
@@ -27,6 +42,128 @@ reply(const char *value, char *buf, size_t size)
 		return -ERANGE;
 	memcpy(buf, value, len);
 	return (int)len;
+}
+
+/* getfattr asks for a value's size, then for the value: a control value
+ * that changed in between would not fit. The text a size query produced
+ * is kept for the read that follows it (same path and name, soon). */
+static GMutex probe_lock;
+static char *probe_key;
+static char *probe_value;
+static gint64 probe_at;
+
+static int
+reply_control(const char *path, const char *name, char *value, char *buf,
+              size_t size)
+{
+	g_autofree char *key = g_strconcat(path, "\n", name, NULL);
+	int rc;
+
+	g_mutex_lock(&probe_lock);
+	if (size != 0 && probe_key != NULL && strcmp(probe_key, key) == 0 &&
+	    g_get_monotonic_time() - probe_at < 5 * G_USEC_PER_SEC) {
+		g_free(value);
+		value = g_steal_pointer(&probe_value);
+		g_clear_pointer(&probe_key, g_free);
+	}
+	if (size == 0) {
+		g_free(probe_key);
+		g_free(probe_value);
+		probe_key = g_steal_pointer(&key);
+		probe_value = g_strdup(value);
+		probe_at = g_get_monotonic_time();
+	}
+	g_mutex_unlock(&probe_lock);
+	rc = reply(value, buf, size);
+	g_free(value);
+	return rc;
+}
+
+/* The prefetch root a directory stands for: "" for the mount's root. */
+static int
+prefetch_root(Imapfs *fs, const char *path, char **root)
+{
+	g_auto(FsPathInfo) info = {0};
+	StoreMailbox m = {0};
+	ImapError *err = NULL;
+	ImapStatus st;
+	int rc = imapfs_classify(fs, path, &info);
+
+	if (rc != 0)
+		return rc;
+	if (info.kind == FS_PATH_ROOT) {
+		*root = g_strdup("");
+		return 0;
+	}
+	if (info.kind != FS_PATH_MAILBOX)
+		return -ENOTDIR;
+	st = store_mailbox(fs->store, info.mailbox, &m, &err);
+	if (st != IMAP_OK)
+		return imapfs_errno("prefetch", path, st, err);
+	*root = g_steal_pointer(&m.name);
+	store_mailbox_clear(&m);
+	return 0;
+}
+
+static int
+prefetch_command(const char *path, const char *cmd)
+{
+	Imapfs *fs = imapfs_get();
+	g_autofree char *root = NULL;
+	int rc = prefetch_root(fs, path, &root);
+
+	if (rc != 0)
+		return rc;
+	if (strcmp(cmd, "start") == 0)
+		warm_start(fs->store, root);
+	else if (strcmp(cmd, "cancel") == 0)
+		warm_cancel(fs->store, root);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* getxattr of the control names; -ENOTSUP if name is none of them. */
+static int
+get_control(const char *path, const char *name, char *buf, size_t size)
+{
+	Imapfs *fs = imapfs_get();
+	g_autofree char *root = NULL;
+	const char *rest;
+	char *value, *end;
+	guint64 first = 0;
+	int rc;
+
+	if (g_str_has_prefix(name, XA_STATUS)) {
+		rest = name + strlen(XA_STATUS);
+		if (*rest == '.') {
+			first = g_ascii_strtoull(rest + 1, &end, 10);
+			if (end == rest + 1 || *end != '\0' ||
+			    first > G_MAXUINT)
+				return -ENODATA;
+		} else if (*rest != '\0') {
+			return -ENODATA;
+		}
+		value = warm_status_json(fs->store, (guint)first, STATUS_PAGE);
+		return reply_control(path, name, value, buf, size);
+	}
+	if (!g_str_has_prefix(name, XA_PREFETCH))
+		return -ENOTSUP;
+	rest = name + strlen(XA_PREFETCH);
+	if (*rest == '.') {
+		rc = prefetch_command(path, rest + 1);
+		if (rc != 0)
+			return rc == -EINVAL ? -ENODATA : rc;
+	} else if (*rest != '\0') {
+		return -ENODATA;
+	}
+	rc = prefetch_root(fs, path, &root);
+	if (rc != 0)
+		return rc;
+	value = warm_progress_json(fs->store, root);
+	if (value == NULL)
+		return -ENODATA;
+	return reply_control(path, name, value, buf, size);
 }
 
 static int
@@ -53,8 +190,11 @@ op_getxattr(const char *path, const char *name, char *buf, size_t size)
 	g_autofree char *value = NULL;
 	StoreMessage m;
 	Upload *u;
-	int rc = find(path, &info, &m, &u);
+	int rc;
 
+	if (g_str_has_prefix(name, "user.imapfs."))
+		return get_control(path, name, buf, size);
+	rc = find(path, &info, &m, &u);
 	if (rc != 0)
 		return rc == -ENOENT && info.kind == FS_PATH_MAILBOX ? -ENODATA
 		                                                     : rc;
@@ -160,6 +300,8 @@ op_setxattr(const char *path, const char *name, const char *value, size_t size,
 		store_invalidate(fs->store);
 		return 0;
 	}
+	if (strcmp(name, XA_PREFETCH) == 0)
+		return prefetch_command(path, g_strstrip(v));
 	if (strcmp(name, XA_FLAGS) != 0)
 		return -ENOTSUP;
 	g_strstrip(v);

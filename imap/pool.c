@@ -262,3 +262,13 @@ imap_pool_drain(ImapPool *p)
 	close_all(idle);
 	g_ptr_array_free(idle, TRUE);
 }
+
+void
+imap_pool_counts(ImapPool *p, guint *open, guint *idle, guint *max)
+{
+	g_mutex_lock(&p->lock);
+	*open = p->total;
+	*idle = p->idle->len;
+	*max = p->max_conns;
+	g_mutex_unlock(&p->lock);
+}

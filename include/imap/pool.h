@@ -35,5 +35,8 @@ void imap_pool_release(ImapPool *pool, ImapConn *c);
 gboolean imap_pool_has_cap(ImapPool *pool, const char *cap);
 /* Closes idle connections (e.g. after the server was restarted). */
 void imap_pool_drain(ImapPool *pool);
+/* How many connections exist (idle, handed out or being opened), how many
+ * of those are idle, and the most there may be (for imapfs status). */
+void imap_pool_counts(ImapPool *pool, guint *open, guint *idle, guint *max);
 
 #endif
