@@ -45,6 +45,9 @@ static const FsOption options[] = {
     OPT_B(offline, "mount from the cache without connecting"),
     OPT_B(no_watch, "do not IDLE for other clients' changes"),
     OPT_B(reconnect, "reconnect and retry after network errors (yes)"),
+    OPT_S(compress, "MODE",
+          "COMPRESS=DEFLATE: auto (default: for a remote server, "
+          "round trip >= 5 ms), yes or no"),
     {"log_level", FS_OPT_LEVEL, offsetof(FsConfig, log_level), 0, 0, FALSE,
      "LEVEL", "error, warning (default), info or debug"},
     {"config", FS_OPT_PATH, offsetof(FsConfig, config), 0, 0, TRUE, "PATH",

@@ -297,6 +297,21 @@ harden_process(void)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/* -o compress=auto|yes|no (default auto). */
+static gboolean
+parse_compress(const char *s, ImapCompressMode *mode)
+{
+	gboolean on;
+
+	*mode = IMAP_COMPRESS_AUTO;
+	if (s == NULL || g_ascii_strcasecmp(s, "auto") == 0)
+		return TRUE;
+	if (!fs_config_parse_bool(s, &on))
+		return FALSE;
+	*mode = on ? IMAP_COMPRESS_YES : IMAP_COMPRESS_NO;
+	return TRUE;
+}
+
 static ImapPool *
 make_pool(const FsConfig *cfg, const FsUrl *url, const char *user,
           ImapAuthMech mech, const char *secret)
@@ -315,6 +330,7 @@ make_pool(const FsConfig *cfg, const FsUrl *url, const char *user,
 
 	o.tls_opts.ca_file = cfg->tls_ca_file;
 	o.tls_opts.fingerprint = cfg->tls_fingerprint;
+	parse_compress(cfg->compress, &o.compress); /* checked in run() */
 	return imap_pool_new(&o, &cred, (guint)cfg->max_conns, setup_conn,
 	                     NULL);
 }
@@ -492,6 +508,11 @@ run(FsConfig *cfg, struct fuse_args *args)
 	}
 	if (!parse_auth(cfg->auth, &mech)) {
 		fprintf(stderr, "imapfs: unknown -o auth=%s\n", cfg->auth);
+		return 1;
+	}
+	if (!parse_compress(cfg->compress, &(ImapCompressMode){0})) {
+		fprintf(stderr, "imapfs: -o compress=%s: use auto, yes or no\n",
+		        cfg->compress);
 		return 1;
 	}
 	if (!cfg->offline) {

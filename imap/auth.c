@@ -183,7 +183,7 @@ imap_conn_login(ImapConn *c, const ImapCredentials *cred, ImapError **err)
 	ImapStatus st;
 
 	if (imap_conn_is_authenticated(c))
-		return IMAP_OK;
+		return imap_conn_compress(c, conn_compress_mode(c), err);
 	if (has_crlf_nul(cred->user) || has_crlf_nul(cred->secret))
 		return imap_error_set(err, IMAP_EINVAL, 0,
 		                      "user name or secret is missing or "
@@ -220,5 +220,7 @@ imap_conn_login(ImapConn *c, const ImapCredentials *cred, ImapError **err)
 		                   err);
 	}
 	imap_response_free(tagged);
+	if (st == IMAP_OK)
+		st = imap_conn_compress(c, conn_compress_mode(c), err);
 	return st;
 }

@@ -39,6 +39,7 @@ struct ImapConn {
 	gboolean debug;
 	ImapParserLimits limits;
 	ImapParser *parser;
+	ImapCompressMode compress;
 
 	GMutex lock; /* everything below */
 	GCond cond;
@@ -260,6 +261,18 @@ const char *
 conn_port(ImapConn *c)
 {
 	return c->port;
+}
+
+ImapTransport *
+conn_transport(ImapConn *c)
+{
+	return c->t;
+}
+
+ImapCompressMode
+conn_compress_mode(ImapConn *c)
+{
+	return c->compress;
 }
 
 /* Marks the connection dead and wakes everybody. Takes ownership of err. */
@@ -711,6 +724,8 @@ conn_submit(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
 	parts = imap_cmd_serialize(cmd, pc->tag, imap_conn_literal_mode(c));
 	g_ptr_array_set_free_func(parts, free_part);
 	imap_cmd_free(cmd);
+	if (pc->hooks.tagged_as != NULL)
+		pc->hooks.tagged_as(pc->hooks.user, pc->tag);
 	if (send_parts(c, pc, parts, &send_err) != IMAP_OK)
 		fail_connection(c, send_err);
 	g_ptr_array_free(parts, TRUE);
@@ -958,6 +973,7 @@ conn_new(const ImapConnectOptions *opts)
 	c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
 	c->debug = opts->debug;
 	c->limits = opts->limits;
+	c->compress = opts->compress;
 	g_mutex_init(&c->lock);
 	g_mutex_init(&c->send_lock);
 	g_cond_init(&c->cond);

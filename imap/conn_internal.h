@@ -22,5 +22,7 @@ ImapStatus conn_status_from_tagged(const ImapResponse *r, ImapError **err);
 const char *conn_host(ImapConn *c);
 const char *conn_port(ImapConn *c);
 void conn_set_authenticated(ImapConn *c);
+ImapTransport *conn_transport(ImapConn *c);
+ImapCompressMode conn_compress_mode(ImapConn *c);
 
 #endif

@@ -3,7 +3,14 @@
  * The socket is non-blocking: a reader thread waits in poll() without
  * holding any lock, so a writer thread can send while a read is pending.
  * OpenSSL objects are not safe for concurrent use, so every SSL_* call runs
- * under tls_lock, and only for as long as the call itself takes. */
+ * under tls_lock, and only for as long as the call itself takes.
+ *
+ * COMPRESS=DEFLATE sits between the caller and TLS/TCP. The switch happens
+ * on the reader thread, at the byte after the COMPRESS command's tagged
+ * OK: while that reply is awaited, reads are cut at line (and literal)
+ * boundaries so the bytes after it, compressed already, never reach the
+ * parser. The reader then inflates; writes deflate from the next one on
+ * (the command is exclusive, so no write races the switch). */
 #include "imap/transport.h"
 
 #include <arpa/inet.h>
@@ -22,6 +29,18 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "imap/compress.h"
+
+/* While COMPRESS's reply is awaited, a line longer than this is handed out
+ * in pieces (it cannot be the short tagged reply). */
+#define ARMED_LINE_MAX 8192
+
+typedef enum {
+	VERDICT_NONE,
+	VERDICT_COMPRESS, /* the segment is COMPRESS's tagged OK */
+	VERDICT_REFUSED,  /* its tagged NO or BAD */
+} Verdict;
+
 struct ImapTransport {
 	int fd;
 	int wake[2]; /* written by shutdown() to interrupt poll() */
@@ -29,6 +48,23 @@ struct ImapTransport {
 	SSL *ssl;
 	GMutex tls_lock;
 	gint closed; /* atomic */
+
+	GMutex z_lock; /* z_tag, rtt and counters */
+	char *z_tag;   /* COMPRESS sent with this tag; reply not yet read */
+	ImapDeflater *deflater; /* atomic pointer; set once, by the reader */
+	gint64 rtt_min_us;
+	gint64 last_write_us; /* 0: a read came after the last write */
+	ImapTransportCounts counts;
+
+	/* Reader thread only. */
+	ImapInflater *inflater;
+	GByteArray *rbuf; /* read from the wire, not yet handed out */
+	gsize rpos;
+	char *armed_tag; /* the reader's copy of z_tag */
+	gboolean at_line_start;
+	guint64 literal_left; /* literal bytes announced by the last line */
+	gsize seg_left;       /* bytes before the next decision point */
+	Verdict seg_verdict;  /* applied when seg_left reaches 0 */
 };
 
 static gint64
@@ -162,6 +198,9 @@ imap_transport_connect(const char *host, const char *port, int timeout_ms,
 		g_free(t);
 		return NULL;
 	}
+	g_mutex_init(&t->z_lock);
+	t->rtt_min_us = -1;
+	t->rbuf = g_byte_array_new();
 	return t;
 }
 
@@ -435,11 +474,10 @@ read_once(ImapTransport *t, char *buf, gsize len, short *want, ImapError **err)
 	return -2;
 }
 
-gssize
-imap_transport_read(ImapTransport *t, char *buf, gsize len, int timeout_ms,
-                    ImapError **err)
+static gssize
+read_wire(ImapTransport *t, char *buf, gsize len, gint64 deadline,
+          int timeout_ms, ImapError **err)
 {
-	gint64 deadline = deadline_after(timeout_ms);
 	short want = POLLIN;
 	gssize n;
 	int w;
@@ -465,6 +503,297 @@ imap_transport_read(ImapTransport *t, char *buf, gsize len, int timeout_ms,
 			closed_error(err);
 			return -1;
 		}
+	}
+}
+
+/* ---------------------------------------------------------- COMPRESS */
+
+void
+imap_transport_expect_compress(ImapTransport *t, const char *tag)
+{
+	g_mutex_lock(&t->z_lock);
+	g_free(t->z_tag);
+	t->z_tag = g_strdup(tag);
+	g_mutex_unlock(&t->z_lock);
+}
+
+gboolean
+imap_transport_is_compressed(ImapTransport *t)
+{
+	return g_atomic_pointer_get(&t->deflater) != NULL;
+}
+
+gint64
+imap_transport_min_rtt_us(ImapTransport *t)
+{
+	gint64 rtt;
+
+	g_mutex_lock(&t->z_lock);
+	rtt = t->rtt_min_us;
+	g_mutex_unlock(&t->z_lock);
+	return rtt;
+}
+
+gboolean
+imap_transport_peer_is_loopback(ImapTransport *t)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&ss;
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)&ss;
+
+	if (getpeername(t->fd, (struct sockaddr *)&ss, &len) != 0)
+		return FALSE;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+	if (ss.ss_family != AF_INET6)
+		return FALSE;
+	if (IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr))
+		return TRUE;
+	return IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) &&
+	       a6->sin6_addr.s6_addr[12] == 127;
+}
+
+void
+imap_transport_counts(ImapTransport *t, ImapTransportCounts *out)
+{
+	g_mutex_lock(&t->z_lock);
+	*out = t->counts;
+	g_mutex_unlock(&t->z_lock);
+}
+
+static void
+count_read(ImapTransport *t, gsize wire, gsize plain)
+{
+	gint64 now = g_get_monotonic_time();
+
+	g_mutex_lock(&t->z_lock);
+	t->counts.wire_in += wire;
+	t->counts.plain_in += plain;
+	if (wire > 0 && t->last_write_us > 0) {
+		gint64 rtt = now - t->last_write_us;
+		if (t->rtt_min_us < 0 || rtt < t->rtt_min_us)
+			t->rtt_min_us = rtt;
+		t->last_write_us = 0;
+	}
+	g_mutex_unlock(&t->z_lock);
+}
+
+static void
+count_write(ImapTransport *t, gsize wire, gsize plain)
+{
+	g_mutex_lock(&t->z_lock);
+	t->counts.wire_out += wire;
+	t->counts.plain_out += plain;
+	if (wire > 0)
+		t->last_write_us = g_get_monotonic_time();
+	g_mutex_unlock(&t->z_lock);
+}
+
+/* Picks up a tag armed by expect_compress() (or its removal). */
+static void
+sync_armed_tag(ImapTransport *t)
+{
+	g_mutex_lock(&t->z_lock);
+	if (g_strcmp0(t->z_tag, t->armed_tag) != 0) {
+		g_free(t->armed_tag);
+		t->armed_tag = g_strdup(t->z_tag);
+		/* Nothing is in flight besides COMPRESS, so the server is
+		 * between responses. */
+		t->at_line_start = TRUE;
+		t->literal_left = 0;
+		t->seg_left = 0;
+		t->seg_verdict = VERDICT_NONE;
+	}
+	g_mutex_unlock(&t->z_lock);
+}
+
+static void
+disarm(ImapTransport *t)
+{
+	g_mutex_lock(&t->z_lock);
+	g_clear_pointer(&t->z_tag, g_free);
+	g_clear_pointer(&t->armed_tag, g_free);
+	g_mutex_unlock(&t->z_lock);
+}
+
+/* The announced size of a literal ending the line ("{12}", "{12+}",
+ * "~{12}" before CRLF), or 0. */
+static guint64
+trailing_literal(const char *line, gsize len)
+{
+	gsize end = len, start;
+	guint64 n = 0;
+
+	while (end > 0 && (line[end - 1] == '\n' || line[end - 1] == '\r'))
+		end--;
+	if (end < 3 || line[end - 1] != '}')
+		return 0;
+	end--;
+	if (line[end - 1] == '+' || line[end - 1] == '-')
+		end--;
+	start = end;
+	while (start > 0 && g_ascii_isdigit(line[start - 1]))
+		start--;
+	if (start == end || start == 0 || line[start - 1] != '{')
+		return 0;
+	for (gsize i = start; i < end && n < G_MAXUINT64 / 10 - 10; i++)
+		n = n * 10 + (guint64)(line[i] - '0');
+	return n;
+}
+
+/* Is this line the tagged reply to COMPRESS, and is it OK? */
+static Verdict
+classify_line(const ImapTransport *t, const char *line, gsize len)
+{
+	gsize tl = strlen(t->armed_tag);
+
+	if (!t->at_line_start || len <= tl || memcmp(line, t->armed_tag, tl) ||
+	    line[tl] != ' ')
+		return VERDICT_NONE;
+	if (len >= tl + 3 && g_ascii_strncasecmp(line + tl + 1, "OK", 2) == 0 &&
+	    (len == tl + 3 || line[tl + 3] == ' ' || line[tl + 3] == '\r' ||
+	     line[tl + 3] == '\n'))
+		return VERDICT_COMPRESS;
+	return VERDICT_REFUSED;
+}
+
+/* Sets the next segment of rbuf while armed; FALSE if more bytes are
+ * needed to decide. */
+static gboolean
+next_segment(ImapTransport *t)
+{
+	const char *data = (const char *)t->rbuf->data + t->rpos;
+	gsize avail = t->rbuf->len - t->rpos;
+	const char *lf;
+
+	t->seg_verdict = VERDICT_NONE;
+	if (t->literal_left > 0) {
+		t->seg_left = (gsize)MIN(t->literal_left, G_MAXSIZE);
+		t->literal_left -= t->seg_left;
+		t->at_line_start = FALSE;
+		return TRUE;
+	}
+	lf = memchr(data, '\n', avail);
+	if (lf == NULL) {
+		if (avail < ARMED_LINE_MAX)
+			return FALSE;
+		t->seg_left = avail;
+		t->at_line_start = FALSE;
+		return TRUE;
+	}
+	t->seg_left = (gsize)(lf - data) + 1;
+	t->seg_verdict = classify_line(t, data, t->seg_left);
+	t->literal_left = trailing_literal(data, t->seg_left);
+	t->at_line_start = t->literal_left == 0;
+	return TRUE;
+}
+
+static void
+start_compression(ImapTransport *t)
+{
+	gsize rest = t->rbuf->len - t->rpos;
+
+	t->inflater = imap_inflater_new();
+	if (rest > 0)
+		imap_inflater_feed(t->inflater, t->rbuf->data + t->rpos, rest);
+	g_byte_array_set_size(t->rbuf, 0);
+	t->rpos = 0;
+	g_atomic_pointer_set(&t->deflater, imap_deflater_new());
+	disarm(t);
+}
+
+/* Hands out buffered bytes: plainly, or while armed up to the next line or
+ * literal boundary. 0: more bytes are needed first. */
+static gssize
+take_buffered(ImapTransport *t, char *buf, gsize len)
+{
+	gsize avail = t->rbuf->len - t->rpos, n;
+	Verdict verdict;
+
+	if (t->armed_tag == NULL) {
+		n = MIN(avail, len);
+	} else {
+		if (t->seg_left == 0 && !next_segment(t))
+			return 0;
+		n = MIN(MIN(avail, len), t->seg_left);
+		t->seg_left -= n;
+	}
+	memcpy(buf, t->rbuf->data + t->rpos, n);
+	t->rpos += n;
+	if (t->armed_tag != NULL && t->seg_left == 0 &&
+	    t->seg_verdict != VERDICT_NONE) {
+		verdict = t->seg_verdict;
+		t->seg_verdict = VERDICT_NONE;
+		if (verdict == VERDICT_COMPRESS)
+			start_compression(t);
+		else
+			disarm(t);
+	}
+	if (t->rpos == t->rbuf->len) {
+		g_byte_array_set_size(t->rbuf, 0);
+		t->rpos = 0;
+	}
+	return (gssize)n;
+}
+
+static gssize
+read_inflated(ImapTransport *t, char *buf, gsize len, gint64 deadline,
+              int timeout_ms, ImapError **err)
+{
+	gssize n, wire;
+
+	for (;;) {
+		n = imap_inflater_read(t->inflater, buf, len, err);
+		if (n != 0) {
+			if (n > 0)
+				count_read(t, 0, (gsize)n);
+			return n;
+		}
+		if (imap_inflater_ended(t->inflater))
+			return 0; /* the server ended its stream */
+		/* The caller's buffer is free until output is produced. */
+		wire = read_wire(t, buf, len, deadline, timeout_ms, err);
+		if (wire <= 0)
+			return wire;
+		count_read(t, (gsize)wire, 0);
+		imap_inflater_feed(t->inflater, buf, (gsize)wire);
+	}
+}
+
+gssize
+imap_transport_read(ImapTransport *t, char *buf, gsize len, int timeout_ms,
+                    ImapError **err)
+{
+	gint64 deadline = deadline_after(timeout_ms);
+	gssize n;
+
+	if (len == 0) {
+		imap_error_set(err, IMAP_EINVAL, 0, "empty read");
+		return -1;
+	}
+	for (;;) {
+		if (t->inflater != NULL)
+			return read_inflated(t, buf, len, deadline, timeout_ms,
+			                     err);
+		sync_armed_tag(t);
+		if (t->rpos < t->rbuf->len) {
+			n = take_buffered(t, buf, len);
+			if (n > 0) {
+				count_read(t, 0, (gsize)n);
+				return n;
+			}
+		}
+		n = read_wire(t, buf, len, deadline, timeout_ms, err);
+		if (n <= 0)
+			return n;
+		count_read(t, (gsize)n, 0);
+		sync_armed_tag(t);
+		if (t->armed_tag == NULL && t->rpos == t->rbuf->len) {
+			count_read(t, 0, (gsize)n);
+			return n;
+		}
+		g_byte_array_append(t->rbuf, (guint8 *)buf, (guint)n);
 	}
 }
 
@@ -506,12 +835,11 @@ write_once(ImapTransport *t, const char *buf, gsize len, short *want,
 	return -2;
 }
 
-ImapStatus
-imap_transport_write(ImapTransport *t, const void *buf, gsize len,
-                     int timeout_ms, ImapError **err)
+static ImapStatus
+write_wire(ImapTransport *t, const void *buf, gsize len, gint64 deadline,
+           int timeout_ms, ImapError **err)
 {
 	const char *p = buf;
-	gint64 deadline = deadline_after(timeout_ms);
 	short want = POLLOUT;
 	gssize n;
 	int w;
@@ -540,6 +868,41 @@ imap_transport_write(ImapTransport *t, const void *buf, gsize len,
 	return IMAP_OK;
 }
 
+typedef struct {
+	ImapTransport *t;
+	gint64 deadline;
+	int timeout_ms;
+} WireTarget;
+
+static ImapStatus
+write_deflated(void *user, const void *data, gsize len, ImapError **err)
+{
+	WireTarget *w = user;
+	ImapStatus st =
+	    write_wire(w->t, data, len, w->deadline, w->timeout_ms, err);
+
+	if (st == IMAP_OK)
+		count_write(w->t, len, 0);
+	return st;
+}
+
+ImapStatus
+imap_transport_write(ImapTransport *t, const void *buf, gsize len,
+                     int timeout_ms, ImapError **err)
+{
+	WireTarget w = {t, deadline_after(timeout_ms), timeout_ms};
+	ImapDeflater *d = g_atomic_pointer_get(&t->deflater);
+	ImapStatus st;
+
+	if (d != NULL)
+		st = imap_deflater_write(d, buf, len, write_deflated, &w, err);
+	else
+		st = write_wire(t, buf, len, w.deadline, timeout_ms, err);
+	if (st == IMAP_OK)
+		count_write(t, d != NULL ? 0 : len, len);
+	return st;
+}
+
 void
 imap_transport_shutdown(ImapTransport *t)
 {
@@ -565,5 +928,11 @@ imap_transport_free(ImapTransport *t)
 	close(t->wake[0]);
 	close(t->wake[1]);
 	g_mutex_clear(&t->tls_lock);
+	g_mutex_clear(&t->z_lock);
+	g_free(t->z_tag);
+	g_free(t->armed_tag);
+	imap_deflater_free(t->deflater);
+	imap_inflater_free(t->inflater);
+	g_byte_array_free(t->rbuf, TRUE);
 	g_free(t);
 }

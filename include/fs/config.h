@@ -83,6 +83,7 @@ typedef struct {
 	gboolean offline;   /* mount from the cache without connecting */
 	gboolean no_watch;  /* no IDLE/polling for other clients' changes */
 	gboolean reconnect; /* retry after lost connections (default yes) */
+	char *compress;     /* COMPRESS=DEFLATE: auto (default), yes or no */
 	int log_level;      /* FsLogLevel */
 	/* Seen among libfuse's own options. */
 	gboolean foreground; /* -f, -d or -o debug */

@@ -7,6 +7,7 @@
 
 #include <glib.h>
 #include "imap/command.h"
+#include "imap/compress.h"
 #include "imap/error.h"
 #include "imap/parser.h"
 #include "imap/transport.h"
@@ -33,6 +34,8 @@ typedef struct {
 	int timeout_ms; /* per read/write and per command; <= 0: 60 s */
 	ImapParserLimits limits;
 	gboolean debug; /* log the protocol with g_debug(), secrets redacted */
+	/* COMPRESS=DEFLATE after login (imap_conn_compress()); default NO. */
+	ImapCompressMode compress;
 } ImapConnectOptions;
 
 typedef struct {
@@ -62,6 +65,9 @@ typedef struct {
 	/* Nothing else may be in flight while this command is (SELECT,
 	 * non-ESEARCH SEARCH, AUTHENTICATE, IDLE, LOGOUT). */
 	gboolean exclusive;
+	/* Called with the command's tag just before its first byte is sent
+	 * (COMPRESS uses it to watch for its own reply). */
+	void (*tagged_as)(void *user, const char *tag);
 } ImapCmdHooks;
 
 /* Connects, reads the greeting, upgrades with STARTTLS if asked (refusing a
@@ -165,5 +171,18 @@ typedef struct ImapIdle ImapIdle;
 ImapIdle *imap_idle_start(ImapConn *c, ImapUntaggedFn fn, void *user,
                           ImapError **err);
 ImapStatus imap_idle_stop(ImapIdle *idle, ImapError **err);
+
+/* ---- COMPRESS=DEFLATE (RFC 4978) ----
+ * Sends COMPRESS DEFLATE once, on an authenticated connection whose server
+ * offers it, if mode says so (see ImapCompressMode); imap_conn_login()
+ * calls it with the connect options' mode. A refusal (NO/BAD) leaves the
+ * connection uncompressed and is not an error; calling it again once
+ * compression is on does nothing. */
+ImapStatus imap_conn_compress(ImapConn *c, ImapCompressMode mode,
+                              ImapError **err);
+gboolean imap_conn_is_compressed(ImapConn *c);
+/* Bytes through the wire and to/from the caller so far (they differ once
+ * compression is on). */
+void imap_conn_transport_counts(ImapConn *c, ImapTransportCounts *out);
 
 #endif

@@ -38,4 +38,26 @@ ImapStatus imap_transport_write(ImapTransport *t, const void *buf, gsize len,
 void imap_transport_shutdown(ImapTransport *t);
 void imap_transport_free(ImapTransport *t);
 
+/* ---- COMPRESS=DEFLATE (RFC 4978) ----
+ * Called before sending the COMPRESS command tagged tag. Until that
+ * command's tagged reply has been read, reads hand out whole lines (and
+ * literals), so the reply is seen before anything after it; if it is OK,
+ * every later byte read is inflated and every later write deflated and
+ * flushed (see compress.h). */
+void imap_transport_expect_compress(ImapTransport *t, const char *tag);
+gboolean imap_transport_is_compressed(ImapTransport *t);
+/* The fastest request/reply round trip seen so far (from the end of a
+ * write to the first bytes read after it), in microseconds; -1 if none. */
+gint64 imap_transport_min_rtt_us(ImapTransport *t);
+/* The server's address is 127.0.0.0/8 or ::1 (a local server, or a local
+ * tunnel or proxy to one). */
+gboolean imap_transport_peer_is_loopback(ImapTransport *t);
+
+typedef struct {
+	guint64 wire_in, wire_out;   /* bytes through TLS/TCP */
+	guint64 plain_in, plain_out; /* bytes the caller read and wrote */
+} ImapTransportCounts;
+
+void imap_transport_counts(ImapTransport *t, ImapTransportCounts *out);
+
 #endif
