@@ -371,6 +371,16 @@ handshake(ImapTransport *t, const char *name, gint64 deadline, ImapError **err)
 		    err, IMAP_ETLS, 0,
 		    "certificate verification failed for %s: %s", name,
 		    X509_verify_cert_error_string(verify));
+	/* Closed or reset under us, with nothing wrong in what was said: a
+	 * lost connection (retried like any other), not a TLS failure. */
+	if (((e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) &&
+	     ERR_peek_error() == 0) ||
+	    ERR_GET_REASON(ERR_peek_error()) ==
+	        SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		return imap_error_set(err, IMAP_EEOF, 0,
+		                      "connection to %s lost during the TLS "
+		                      "handshake",
+		                      name);
 	why = tls_error_text();
 	return imap_error_set(err, IMAP_ETLS, 0,
 	                      "TLS handshake with %s failed: %s", name, why);

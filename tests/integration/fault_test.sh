@@ -25,6 +25,7 @@
 # shellcheck disable=SC2016
 # shellcheck source-path=SCRIPTDIR
 set -u
+shopt -s extglob # FT_ONLY's alternatives
 
 if [ $# -ne 2 ]; then
 	echo "usage: fault_test.sh BUILDDIR SOURCEDIR" >&2
@@ -1050,14 +1051,14 @@ if [ -n "${FT_ONLY:-}" ]; then
 	{
 		# shellcheck disable=SC2254 # FT_ONLY is a pattern
 		case $2 in
-		check_seed | check_mounts | $FT_ONLY) run_every_check "$@" ;;
+		check_seed | check_mounts | @($FT_ONLY)) run_every_check "$@" ;;
 		esac
 	}
 	run_gap_check()
 	{
 		# shellcheck disable=SC2254
 		case $2 in
-		$FT_ONLY) run_every_check "$1" "$2" ;;
+		@($FT_ONLY)) run_every_check "$1" "$2" ;;
 		esac
 	}
 fi

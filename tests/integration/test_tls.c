@@ -241,6 +241,36 @@ expect_refused(const char *cert, const char *key, const char *ca_file,
 	assert_int_not_equal(fake_server_finish(f), 0);
 }
 
+/* A connection cut during the handshake is a lost connection (retried by
+ * callers), not a TLS failure: the server reads the ClientHello and hangs
+ * up. A certificate problem stays IMAP_ETLS (the tests above). */
+static void
+test_cut_during_handshake(void **state)
+{
+	FakeServer *f = fake_server_start(
+	    "S * OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] hi\n"
+	    "C ^(\\S+) STARTTLS$\n"
+	    "S $TAG OK Begin TLS\n"
+	    "SLEEP 200\n"
+	    "CLOSE\n");
+	ImapConnectOptions o =
+	    options_for(f->port, IMAP_TLS_STARTTLS, certs->ca_file, NULL);
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	if (c != NULL) {
+		imap_conn_close(c);
+		fake_server_finish(f);
+		fail_msg("a handshake cut short succeeded");
+	}
+	assert_non_null(err);
+	if (err->status != IMAP_EEOF)
+		fail_msg("status %s (%s), expected EEOF",
+		         imap_status_name(err->status), err->text);
+	assert_non_null(strstr(err->text, "during the TLS handshake"));
+	assert_int_equal(fake_server_finish(f), 0);
+}
+
 static void
 test_good_certificate(void **state)
 {
@@ -413,6 +443,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_good_certificate),
+	    cmocka_unit_test(test_cut_during_handshake),
 	    cmocka_unit_test(test_expired_certificate),
 	    cmocka_unit_test(test_wrong_host_certificate),
 	    cmocka_unit_test(test_self_signed_unpinned),
