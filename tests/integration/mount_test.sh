@@ -518,6 +518,15 @@ check_xattr()
 		t setfattr -n user.imap.uid -v 999 "$f"
 	got=$(xattr_value "$f" user.imap.uid)
 	[ "$got" = "$uid" ] || fail "user.imap.uid became '$got'"
+	# Other namespaces are unsupported (ls -l then stops asking for
+	# SELinux labels and ACLs); an unknown user.* name is just absent.
+	expect_error "getfattr security.selinux" 'Operation not supported' \
+		t getfattr -n security.selinux "$f"
+	expect_error "getfattr system.posix_acl_access" \
+		'Operation not supported' \
+		t getfattr -n system.posix_acl_access "$f"
+	expect_error "getfattr user.imap.nonesuch" 'No such attribute' \
+		t getfattr -n user.imap.nonesuch "$f"
 }
 
 check_rm()
