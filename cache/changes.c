@@ -38,6 +38,19 @@ new_uids_of_size(ImapConn *c, const char *mailbox, guint64 size,
 	return IMAP_OK;
 }
 
+typedef struct {
+	GByteArray *got;
+} Collect;
+
+static gboolean
+collect(void *ctx, const char *data, gsize len)
+{
+	Collect *col = ctx;
+
+	g_byte_array_append(col->got, (const guint8 *)data, (guint)len);
+	return TRUE;
+}
+
 static ImapStatus
 uid_exists(ImapConn *c, const char *mailbox, guint32 uid, gboolean *exists,
            ImapError **err)
@@ -156,11 +169,47 @@ find_moved(ImapConn *c, MoveReq *r, ImapError **err)
 	return imap_uid_fetch_meta(c, r->dest, set, NULL, match_moved, r, err);
 }
 
+/* Bytes compared to tell a copy from another message of the same size
+ * and date: the whole header (Message-ID, Received) and then some. */
+#define IDENTITY_BYTES 65536
+
+static ImapStatus
+message_prefix(ImapConn *c, const char *mailbox, guint32 uid, GByteArray *got,
+               ImapError **err)
+{
+	Collect col = {got};
+	guint64 total = 0;
+
+	return imap_uid_fetch_body(c, mailbox, uid, 0, IDENTITY_BYTES, collect,
+	                           &col, &total, err);
+}
+
+/* Whether a_uid in a and b_uid in b hold the same message: only then may
+ * the original of a cut move be expunged. */
+static ImapStatus
+same_message(ImapConn *c, const char *a, guint32 a_uid, const char *b,
+             guint32 b_uid, gboolean *same, ImapError **err)
+{
+	g_autoptr(GByteArray) one = g_byte_array_new();
+	g_autoptr(GByteArray) two = g_byte_array_new();
+	ImapStatus st = message_prefix(c, a, a_uid, one, err);
+
+	if (st == IMAP_OK)
+		st = message_prefix(c, b, b_uid, two, err);
+	*same = st == IMAP_OK && one->len == two->len &&
+	        memcmp(one->data, two->data, one->len) == 0;
+	if (st == IMAP_OK && !*same)
+		g_message("%s UID %u only looked like the copy of %s UID %u "
+		          "(same size and date, other bytes)",
+		          b, b_uid, a, a_uid);
+	return st;
+}
+
 static ImapStatus
 verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
 {
 	MoveReq *r = data;
-	gboolean in_source = FALSE;
+	gboolean in_source = FALSE, same = FALSE;
 	ImapStatus st;
 
 	st = uid_exists(c, r->mailbox, r->uid, &in_source, err);
@@ -169,6 +218,17 @@ verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
 	if (st != IMAP_OK)
 		return st;
 	if (r->found_uid != 0 && in_source) {
+		st = same_message(c, r->mailbox, r->uid, r->dest, r->found_uid,
+		                  &same, err);
+		if (st != IMAP_OK)
+			return st;
+		if (!same) {
+			/* Another message of that size and date: ours is
+			 * still only in the source, so move it again. */
+			r->found_uid = 0;
+			*done = FALSE;
+			return IMAP_OK;
+		}
 		/* COPY landed, the expunge did not: finish the move. */
 		g_message("move of %s UID %u was cut after the copy; removing "
 		          "the original",
@@ -293,19 +353,6 @@ do_append(ImapConn *c, void *data, ImapError **err)
 
 	return imap_append(c, r->mailbox, r->flags, r->date, r->message,
 	                   &r->appenduid, err);
-}
-
-typedef struct {
-	GByteArray *got;
-} Collect;
-
-static gboolean
-collect(void *ctx, const char *data, gsize len)
-{
-	Collect *col = ctx;
-
-	g_byte_array_append(col->got, (const guint8 *)data, (guint)len);
-	return TRUE;
 }
 
 /* Did the upload land? A new message with exactly these bytes. */

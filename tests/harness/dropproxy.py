@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """dropproxy.py - a plain-TCP IMAP proxy that loses the answer to an APPEND.
 
-Usage: dropproxy.py --target HOST:PORT [--max-seconds S]
+Usage: dropproxy.py --target HOST:PORT [--drop REGEX] [--max-seconds S]
 
 Prints "PORT=n" once listening on 127.0.0.1. Bytes pass both ways unchanged
 until the first APPEND: the server gets the whole command (so it stores the
@@ -10,6 +10,11 @@ that connection, as a network cut at the worst moment would. From then on
 every new connection is closed at once (the server looks unreachable) until
 the proxy gets SIGUSR1; after that it forwards everything, once more without
 interfering. The client cannot know whether its upload arrived.
+
+With --drop, the first client line matching REGEX (e.g. "UID MOVE") is
+never passed on: the proxy cuts every connection there and then, prints
+"DROPPED" on stdout and refuses connections until SIGUSR1, so the client
+cannot know that its command never reached the server.
 """
 import argparse
 import re
@@ -22,6 +27,7 @@ import time
 APPEND_RE = re.compile(rb"^(\S+) (?:UID )?APPEND ", re.IGNORECASE)
 
 state = {"armed": True, "down": False}
+drop_re = None
 lock = threading.Lock()
 open_socks = set()
 
@@ -36,7 +42,8 @@ def cut_all():
 
 
 def pump_up(client, server, tags):
-    """Client to server; remembers the tag of the first APPEND."""
+    """Client to server; remembers the tag of the first APPEND, or drops
+    the first line matching --drop."""
     pending = b""
     try:
         while True:
@@ -46,9 +53,16 @@ def pump_up(client, server, tags):
             pending += data
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                match = APPEND_RE.match(line)
                 with lock:
-                    if match and state["armed"] and not tags:
+                    if drop_re and state["armed"] and drop_re.search(line):
+                        state["armed"] = False
+                        state["down"] = True
+                        cut_all()
+                        print("DROPPED", flush=True)
+                        raise ConnectionAbortedError
+                    match = APPEND_RE.match(line)
+                    if (match and state["armed"] and not drop_re and
+                            not tags):
                         tags.append(match.group(1))
                         state["armed"] = False
             # Literal payloads may hold no newline for long: keep only
@@ -122,8 +136,12 @@ def serve(client, target):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", required=True)
+    ap.add_argument("--drop")
     ap.add_argument("--max-seconds", type=float, default=600)
     args = ap.parse_args()
+    global drop_re
+    if args.drop:
+        drop_re = re.compile(args.drop.encode(), re.IGNORECASE)
     host, port = args.target.rsplit(":", 1)
     target = (host, int(port))
 

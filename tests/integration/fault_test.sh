@@ -186,6 +186,9 @@ write_ft_py()
                              ~1 MB); OUTDIR/needles lists paths with NEEDLE
   ft.py ENV where            "message-id<TAB>mailbox<TAB>uid<TAB>deleted"
   ft.py ENV make NAME FILE   writes a new message with Message-ID NAME
+  ft.py ENV lookalike MAILBOX UID DEST
+                             appends to DEST a message with UID's size and
+                             INTERNALDATE but another Message-ID (printed)
   ft.py ENV stress MNT WORK OPS SEED
                              random mv/rm/cp-in through MNT; checks each
                              outcome and the whole account against a model
@@ -283,6 +286,24 @@ def cmd_make(conn, name, path):
     rng = random.Random(name)
     with open(path, "wb") as f:
         f.write(message(name, rng, rng.randrange(500, 60_000)))
+
+
+def cmd_lookalike(conn, mailbox, uid, dest):
+    """Appends to DEST a message of the same size and INTERNALDATE as
+    MAILBOX's UID but other bytes (its Message-ID changed); prints that
+    Message-ID."""
+    ic.select(conn, mailbox)
+    (meta, body), = [(m, b) for m, b in
+                     ic.fetch_items(conn, uid, "(UID INTERNALDATE BODY.PEEK[])")
+                     if b is not None]
+    date = re.search(rb'INTERNALDATE ("[^"]*")', meta).group(1).decode()
+    m = re.search(rb"Message-ID: <(\w)", body, re.IGNORECASE)
+    first = m.group(1)
+    other = b"Y" if first != b"Y" else b"Z"
+    twin = body[:m.start(1)] + other + body[m.end(1):]
+    ic.append(conn, dest, twin, date_time=date)
+    print(MSGID_RE.search(twin).group(1).decode())
+    return 0
 
 
 def history(msgid):
@@ -458,7 +479,7 @@ def cmd_stress(conn, mnt, work, ops, seed):
 def main():
     envfile, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     table = {"seed": cmd_seed, "where": cmd_where, "make": cmd_make,
-             "stress": cmd_stress}
+             "stress": cmd_stress, "lookalike": cmd_lookalike}
     try:
         conn = connect(envfile)
         try:
@@ -936,6 +957,57 @@ check_lost_append_answer()
 	wait "$pid" 2>/dev/null
 }
 
+# A move whose command never reached the server (the proxy drops UID MOVE
+# and cuts), while another client puts a message of the same size and
+# INTERNALDATE into the destination: the check after reconnecting must not
+# take that one for the moved copy and expunge the original.
+check_move_lookalike()
+{
+	local mnt=$WORK/mnt-twin pid line port i uid id twin mvpid places
+	python3 "$HARNESS/dropproxy.py" --target "127.0.0.1:$S_PORT" \
+		--drop '^\S+ UID MOVE ' --max-seconds 300 >"$WORK/twin.out" \
+		2>"$WORK/twin.err" &
+	pid=$!
+	for i in $(seq 1 50); do
+		line=$(head -n 1 "$WORK/twin.out")
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	port=${line#PORT=}
+	if ! mount_imapfs "$mnt" "imap://$S_USER@localhost:$port/" \
+		-o allow_plaintext -o "password_file=$WORK/password" \
+		-o timeout=5; then
+		fail "$MOUNT_ERROR"
+		kill -TERM "$pid" 2>/dev/null
+		return
+	fi
+	ft where >"$WORK/where.before"
+	uid=$(awk -F'\t' '$2 == "INBOX" && $4 == 0 { print $3; exit }' \
+		"$WORK/where.before")
+	id=$(msgid_of INBOX "$uid")
+	names_in "$mnt/Archive" >/dev/null
+	t mv "$mnt/INBOX/$uid.eml" "$mnt/Archive/" 2>"$WORK/twin.mv" &
+	mvpid=$!
+	for i in $(seq 1 100); do
+		grep -q DROPPED "$WORK/twin.out" && break
+		sleep 0.1
+	done
+	grep -q DROPPED "$WORK/twin.out" || fail "the proxy saw no UID MOVE"
+	twin=$(ft lookalike INBOX "$uid" Archive) || fail "ft.py lookalike"
+	kill -USR1 "$pid"
+	wait "$mvpid" || fail "mv failed: $(oneline <"$WORK/twin.mv")"
+	places=$(server_places)
+	[ "$(grep -c "^$id	" <<<"$places")" -eq 1 ] ||
+		fail "$id is on the server $(grep -c "^$id	" <<<"$places") times"
+	grep -q "^$id	Archive$" <<<"$places" ||
+		fail "$id is not in Archive: $(grep "^$id	" <<<"$places")"
+	grep -q "^$twin	Archive$" <<<"$places" ||
+		fail "the other client's $twin is gone from Archive"
+	unmount_imapfs "$mnt"
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
+
 # A server that stops answering mid-response (every connection stalls
 # after 300 kB): reads must end within the daemon's timeout, with the right
 # bytes or an error, and the mount must go on working.
@@ -1130,6 +1202,8 @@ run_check "no faults: a UID added elsewhere survives a local mv in" \
 	check_added_before_local_insert
 run_check "an APPEND whose answer was lost is not sent twice" \
 	check_lost_append_answer
+run_check "a move cut before it reached the server, with a look-alike" \
+	check_move_lookalike
 run_check "a stalling server: reads end, right bytes, mount recovers" \
 	check_stall
 run_check "a stalling server: a read fails within 4 timeouts" \
