@@ -251,12 +251,61 @@ verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
 	return IMAP_OK;
 }
 
+/* The new UID COPYUID names, or 0 if there is none or it cannot be
+ * true: a UID the destination held before the move belongs to another
+ * message, whose bytes the name mv used would then show. */
+static guint32
+copyuid_new_uid(const MoveReq *r)
+{
+	guint32 new_uid;
+
+	if (!r->copyuid.valid)
+		return 0;
+	new_uid = imap_copyuid_lookup(&r->copyuid, r->uid);
+	if (new_uid != 0 && r->dest_before != NULL &&
+	    r->copyuid.uidvalidity == r->dest_before->uidvalidity &&
+	    store_listing_find(r->dest_before, new_uid) != NULL) {
+		g_warning("move of %s UID %u: the server's COPYUID names %s "
+		          "UID %u, which another message already had; "
+		          "ignoring it",
+		          r->mailbox, r->uid, r->dest, new_uid);
+		return 0;
+	}
+	return new_uid;
+}
+
+static ImapStatus
+do_find_moved(ImapConn *c, void *data, ImapError **err)
+{
+	return find_moved(c, data, err);
+}
+
+/* Without a usable COPYUID, looks for the moved message among the
+ * destination's new UIDs, as after a lost connection. Only when the
+ * destination's earlier listing tells new UIDs from old ones. */
+static guint32
+search_moved(MailStore *s, MoveReq *r)
+{
+	ImapError *err = NULL;
+
+	if (r->found_uid != 0 || r->dest_before == NULL)
+		return r->found_uid;
+	if (with_conn(s, r->dest, TRUE, do_find_moved, r, &err) != IMAP_OK) {
+		g_debug("looking for the message moved to %s: %s", r->dest,
+		        err != NULL ? err->text : "failed");
+		imap_error_free(err);
+		return 0;
+	}
+	return r->found_uid;
+}
+
 ImapStatus
 store_move_message(MailStore *s, const char *mailbox, guint32 uid,
                    const char *dest, const char *alias, guint32 *new_uid,
                    ImapError **err)
 {
 	MoveReq r = {.mailbox = mailbox, .uid = uid, .dest = dest};
+	guint32 uidvalidity = 0;
 	ImapStatus st;
 
 	*new_uid = 0;
@@ -267,21 +316,22 @@ store_move_message(MailStore *s, const char *mailbox, guint32 uid,
 		return st;
 	r.dest_before = known_listing(s, dest);
 	st = with_conn_checked(s, mailbox, do_move, verify_move, &r, err);
-	store_listing_unref(r.dest_before);
 	if (st != IMAP_OK) {
 		/* The outcome is unknown: look again next time. */
+		store_listing_unref(r.dest_before);
 		forget_listing(s, mailbox);
 		forget_listing(s, dest);
 		imap_copyuid_clear(&r.copyuid);
 		return st;
 	}
 	remove_message(s, mailbox, uid);
-	if (r.copyuid.valid)
-		r.meta.uid = imap_copyuid_lookup(&r.copyuid, uid);
+	r.meta.uid = copyuid_new_uid(&r);
+	if (r.meta.uid != 0)
+		uidvalidity = r.copyuid.uidvalidity;
 	else
-		r.meta.uid = r.found_uid;
-	insert_message(s, dest, r.copyuid.valid ? r.copyuid.uidvalidity : 0,
-	               &r.meta, alias);
+		r.meta.uid = search_moved(s, &r);
+	store_listing_unref(r.dest_before);
+	insert_message(s, dest, uidvalidity, &r.meta, alias);
 	*new_uid = r.meta.uid;
 	imap_copyuid_clear(&r.copyuid);
 	return IMAP_OK;

@@ -1097,6 +1097,7 @@ imap_uid_fetch_meta(ImapConn *c, const char *mailbox, const char *uidset,
 typedef struct {
 	guint32 uid;
 	guint64 offset;
+	guint64 length; /* most bytes a reply may hold; 0: no limit */
 	gboolean (*write)(void *ctx, const char *data, gsize len);
 	void *ctx;
 	guint64 total;
@@ -1104,6 +1105,8 @@ typedef struct {
 	gboolean got;          /* the body arrived */
 	gboolean foreign;      /* the literal we took was another UID's */
 	gboolean write_failed; /* the caller's write() refused data */
+	gboolean gone;         /* the server answered NIL: no such body */
+	guint64 oversize;      /* size of a literal longer than asked, or 0 */
 } BodyFetch;
 
 /* "BODY[]" or "BODY[]<origin>" matching what we asked for. */
@@ -1148,6 +1151,15 @@ body_end(void *ctx, gboolean ok)
 {
 }
 
+/* Takes the bytes of a literal longer than what was asked for, to fail
+ * the connection at the first of them: nothing after such a literal can be
+ * trusted, and reading it through could take forever. */
+static gboolean
+refuse_write(void *ctx, const char *data, gsize len)
+{
+	return FALSE;
+}
+
 static gboolean
 on_body_literal(void *user, const ImapLiteralInfo *info, ImapLiteralSink *sink)
 {
@@ -1159,6 +1171,20 @@ on_body_literal(void *user, const ImapLiteralInfo *info, ImapLiteralSink *sink)
 		return FALSE;
 	if (info->uid != 0 && info->uid != bf->uid)
 		return FALSE;
+	if (bf->length != 0 && info->size > bf->length) {
+		/* Refused here rather than left to the parser, which would
+		 * hold up to its literal limit in memory first. */
+		bf->oversize = info->size;
+		g_warning("UID FETCH %u: the server announced a literal of "
+		          "%" G_GUINT64_FORMAT " bytes for at most "
+		          "%" G_GUINT64_FORMAT
+		          " asked; dropping the connection",
+		          bf->uid, info->size, bf->length);
+		sink->write = refuse_write;
+		sink->end = body_end;
+		sink->ctx = bf;
+		return TRUE;
+	}
 	bf->pending = TRUE;
 	sink->write = body_write;
 	sink->end = body_end;
@@ -1201,11 +1227,17 @@ on_body(void *user, const ImapResponse *resp)
 	v = body_value(bf, items);
 	if (v == NULL)
 		return;
-	if (v->type == IMAP_VALUE_STRING) {
+	if (v->type == IMAP_VALUE_STRING && bf->length != 0 &&
+	    v->len > bf->length) {
+		bf->oversize = v->len;
+	} else if (v->type == IMAP_VALUE_STRING) {
 		body_write(bf, v->str, v->len);
 		bf->got = TRUE;
 	} else if (v->type == IMAP_VALUE_NIL) {
-		bf->got = TRUE;
+		/* RFC 2180 4.1.3: what a server may answer for a message
+		 * another client expunged. An empty body would read as a
+		 * file silently cut short. */
+		bf->gone = TRUE;
 	}
 }
 
@@ -1241,6 +1273,11 @@ imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
 	    .untagged = on_body, .literal_start = on_body_literal, .user = &bf};
 	ImapStatus st;
 
+	/* What body_cmd() asks for: a partial fetch, or all of it. */
+	if (offset != 0 || length != 0)
+		bf.length =
+		    length == 0 || length > G_MAXUINT32 ? G_MAXUINT32 : length;
+
 	if (total != NULL)
 		*total = 0;
 	if (uid == 0 || offset > G_MAXUINT32 || write == NULL)
@@ -1256,7 +1293,8 @@ imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
 	st = ops_run(c, body_cmd(c, uid, offset, length), &hooks, NULL, err);
 	/* No data may only mean the message arrived after our view of the
 	 * mailbox was last updated: refresh it and ask once more. */
-	if (st == IMAP_OK && !bf.got && !bf.foreign && bf.total == 0) {
+	if (st == IMAP_OK && !bf.got && !bf.foreign && !bf.gone &&
+	    bf.oversize == 0 && bf.total == 0) {
 		st = refresh_view(c, err);
 		if (st == IMAP_OK)
 			st = ops_run(c, body_cmd(c, uid, offset, length),
@@ -1265,12 +1303,25 @@ imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
 	imap_conn_release_mailbox(c);
 	if (total != NULL)
 		*total = bf.total;
-	if (st == IMAP_ENO && err != NULL && *err != NULL &&
-	    (*err)->code == IMAP_CODE_EXPUNGEISSUED)
+	if (bf.oversize != 0) {
+		/* The parser's "sink refused" says less than this. */
+		imap_error_clear(err);
+		st = imap_error_set(err, IMAP_EPROTO, 0,
+		                    "the server sent a literal of "
+		                    "%" G_GUINT64_FORMAT " bytes for at most "
+		                    "%" G_GUINT64_FORMAT " asked",
+		                    bf.oversize, bf.length);
+	} else if (st == IMAP_ENO && err != NULL && *err != NULL &&
+	           (*err)->code == IMAP_CODE_EXPUNGEISSUED)
 		(*err)->code = IMAP_CODE_NONEXISTENT;
 	else if (st == IMAP_OK && bf.foreign)
 		st = imap_error_set(err, IMAP_EPROTO, 0,
 		                    "body of another message arrived");
+	else if (st == IMAP_OK && bf.gone && !bf.got)
+		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
+		                    "the server has no body for UID %u (NIL); "
+		                    "expunged by another client?",
+		                    uid);
 	else if (st == IMAP_OK && !bf.got)
 		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
 		                    "message UID %u does not exist", uid);
@@ -1589,24 +1640,30 @@ copyuid_add(CopyUidCollect *cc, const char *uv, const char *src,
 		g_array_unref(d);
 }
 
+/* Whether uidset names only UIDs we asked to copy or move. */
+static gboolean
+copyuid_src_ours(const CopyUidCollect *cc, const char *uidset)
+{
+	GArray *s = uidset != NULL ? imap_uidset_parse(uidset, 0) : NULL;
+	gboolean ours = s != NULL && ranges_cover(cc->wanted, s);
+
+	if (s != NULL)
+		g_array_unref(s);
+	return ours;
+}
+
 static void
 on_move_copyuid(void *user, const ImapResponse *resp)
 {
 	CopyUidCollect *cc = user;
 	const char *src = code_arg_text(resp, 1);
-	GArray *s;
-	gboolean ours;
 
 	if (resp->kind != IMAP_RESP_UNTAGGED || resp->cond != IMAP_COND_OK ||
 	    resp->code == NULL ||
 	    g_ascii_strcasecmp(resp->code, "COPYUID") != 0 || src == NULL)
 		return;
 	/* A MOVE from another thread reports UIDs outside our set. */
-	s = imap_uidset_parse(src, 0);
-	ours = s != NULL && ranges_cover(cc->wanted, s);
-	if (s != NULL)
-		g_array_unref(s);
-	if (ours)
+	if (copyuid_src_ours(cc, src))
 		copyuid_add(cc, code_arg_text(resp, 0), src,
 		            code_arg_text(resp, 2));
 }
@@ -1616,9 +1673,16 @@ copyuid_finish(CopyUidCollect *cc, const ImapResponse *tagged, const char *what,
                ImapCopyUid *out)
 {
 	if (tagged != NULL && tagged->code != NULL &&
-	    g_ascii_strcasecmp(tagged->code, "COPYUID") == 0)
-		copyuid_add(cc, code_arg_text(tagged, 0),
-		            code_arg_text(tagged, 1), code_arg_text(tagged, 2));
+	    g_ascii_strcasecmp(tagged->code, "COPYUID") == 0) {
+		/* Unlike an untagged one, the tagged COPYUID is ours: one
+		 * naming other UIDs is simply wrong. */
+		if (copyuid_src_ours(cc, code_arg_text(tagged, 1)))
+			copyuid_add(cc, code_arg_text(tagged, 0),
+			            code_arg_text(tagged, 1),
+			            code_arg_text(tagged, 2));
+		else
+			cc->bad = TRUE;
+	}
 	if (cc->bad)
 		g_warning("%s: ignoring a malformed or inconsistent COPYUID",
 		          what);
