@@ -5,16 +5,27 @@
  * for many messages) on spare connections into the body cache, so the
  * scan finds them there. The queue holds UIDs only, batches are bounded in
  * count and bytes, and a scan that stops or moves elsewhere cancels what
- * was queued for it. */
+ * was queued for it.
+ *
+ * The second open in order starts it, queueing a little (the opened
+ * message included, when small, so it arrives in the same round trip as
+ * the ones after it); each further open that follows the order doubles
+ * how far ahead the queue reaches, so a scan soon has enough in flight to
+ * cover the round trip on several connections at once. A lone `cat`, or
+ * two unrelated ones, never wait for a prefetch (on a stalling server
+ * they would wait for its timeouts too). */
 #include <string.h>
 
 #include "store_internal.h"
 
-#define WORKERS        2
-#define AHEAD          64 /* messages kept queued ahead of a scan */
-#define BATCH_MESSAGES 32
-#define BATCH_BYTES    (4u * 1024 * 1024)
-#define LARGEST        (8u * 1024 * 1024) /* bigger bodies are left to readers */
+#define WORKERS         3    /* at most max_conns - 1 of them fetch at once */
+#define AHEAD_MESSAGES  1024 /* messages kept queued ahead of a scan */
+#define AHEAD_BYTES_MIN (1u * 1024 * 1024) /* first open of a scan */
+#define AHEAD_BYTES_MAX (32u * 1024 * 1024)
+#define BATCH_MESSAGES  64
+#define BATCH_BYTES     (4u * 1024 * 1024)
+#define LARGEST         (8u * 1024 * 1024) /* bigger bodies are left to readers */
+#define OWN_LARGEST     (1u * 1024 * 1024) /* the opened one, if no bigger */
 
 typedef struct {
 	guint32 uid;
@@ -31,8 +42,12 @@ struct StorePrefetch {
 	char *mailbox;
 	guint32 uidvalidity;
 	gint last_pos[2];     /* per ScanOrder */
+	guint frontier[2];    /* positions before it were all considered */
 	guint run[2];         /* opens that followed that order */
 	GQueue queue;         /* Want *, next to fetch */
+	guint64 queue_bytes;  /* sum of their sizes */
+	guint active;         /* workers fetching now */
+	guint max_active;     /* leaves a connection to readers */
 	GHashTable *queued;   /* uid -> TRUE, queued or in flight */
 	GHashTable *seen;     /* uid -> TRUE, considered for this scan */
 	GArray *names;        /* UIDs in name order */
@@ -49,6 +64,8 @@ clear_queue_locked(struct StorePrefetch *p)
 		g_hash_table_remove(p->queued, GUINT_TO_POINTER(w->uid));
 		g_free(w);
 	}
+	p->queue_bytes = 0;
+	p->frontier[0] = p->frontier[1] = 0;
 	g_hash_table_remove_all(p->seen);
 }
 
@@ -124,19 +141,43 @@ message_at(struct StorePrefetch *p, StoreListing *l, ScanOrder order, guint k)
 	return store_listing_find(l, uid);
 }
 
-/* Queues the messages after position k (in order) not cached yet. */
+/* How many bytes a scan that has followed its order for run opens keeps
+ * queued: doubling from AHEAD_BYTES_MIN. */
+static guint64
+ahead_bytes(guint run)
+{
+	return MIN((guint64)AHEAD_BYTES_MAX,
+	           (guint64)AHEAD_BYTES_MIN << MIN(run - 1, 8u));
+}
+
+/* Queues the messages from position k on (in order) not cached yet; the
+ * one at k (the message being opened) only if it is small, since a big
+ * one reads better in the reader's own windows. */
 static void
 queue_ahead_locked(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
-                   guint k)
+                   guint k, guint run)
 {
 	guint n = g_queue_get_length(&p->queue);
+	guint64 goal = ahead_bytes(run);
+	guint own = k, looked = 0;
 	const StoreMessage *m;
 
-	for (; n < AHEAD && (m = message_at(p, l, order, k)) != NULL; k++) {
+	/* Where earlier opens stopped looking: a cached folder costs one
+	 * walk, not one per open. */
+	if (p->frontier[order] > k + 1)
+		k = p->frontier[order];
+	for (; n < AHEAD_MESSAGES && p->queue_bytes < goal &&
+	       looked < 2 * AHEAD_MESSAGES &&
+	       (m = message_at(p, l, order, k)) != NULL;
+	     k++) {
 		Want *w;
 
+		looked++;
+		p->frontier[order] = MAX(p->frontier[order], k + 1);
 		if (g_hash_table_contains(p->seen, GUINT_TO_POINTER(m->uid)))
 			continue;
+		if (k == own && m->size > OWN_LARGEST)
+			continue; /* not seen: a later scan may queue it */
 		g_hash_table_add(p->seen, GUINT_TO_POINTER(m->uid));
 		if (m->size > LARGEST ||
 		    body_cache_has(p->s->bodies, p->mailbox, l->uidvalidity,
@@ -147,6 +188,7 @@ queue_ahead_locked(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
 		w->size = m->size;
 		g_queue_push_tail(&p->queue, w);
 		g_hash_table_add(p->queued, GUINT_TO_POINTER(m->uid));
+		p->queue_bytes += m->size;
 		n++;
 	}
 	if (n > 0)
@@ -182,8 +224,8 @@ prefetch_note_open(struct StorePrefetch *p, const char *mailbox,
 	}
 	for (int o = ORDER_UID; o <= ORDER_NAME; o++)
 		if (p->run[o] >= 2 && pos[o] >= 0) {
-			queue_ahead_locked(p, l, (ScanOrder)o,
-			                   (guint)pos[o] + 1);
+			queue_ahead_locked(p, l, (ScanOrder)o, (guint)pos[o],
+			                   p->run[o]);
 			break;
 		}
 	g_mutex_unlock(&p->lock);
@@ -308,8 +350,10 @@ next_job_locked(struct StorePrefetch *p)
 	       bytes < BATCH_BYTES) {
 		Want *w = g_queue_pop_head(&p->queue);
 		bytes += w->size;
+		p->queue_bytes -= MIN(p->queue_bytes, w->size);
 		g_ptr_array_add(j->wants, w);
 	}
+	p->active++;
 	return j;
 }
 
@@ -323,7 +367,8 @@ worker_main(gpointer data)
 	for (;;) {
 		j = NULL;
 		g_mutex_lock(&p->lock);
-		while (!p->stop && (j = next_job_locked(p)) == NULL)
+		while (!p->stop && (p->active >= p->max_active ||
+		                    (j = next_job_locked(p)) == NULL))
 			g_cond_wait(&p->cond, &p->lock);
 		g_mutex_unlock(&p->lock);
 		if (p->stop)
@@ -336,6 +381,10 @@ worker_main(gpointer data)
 		/* Whatever did not arrive is no longer pending. */
 		for (guint i = 0; i < j->wants->len; i++)
 			done_with(p, ((Want *)j->wants->pdata[i])->uid);
+		g_mutex_lock(&p->lock);
+		p->active--;
+		g_cond_broadcast(&p->cond);
+		g_mutex_unlock(&p->lock);
 		g_ptr_array_free(j->wants, TRUE);
 		g_free(j->mailbox);
 		g_free(j);
@@ -352,11 +401,14 @@ struct StorePrefetch *
 prefetch_start(MailStore *s)
 {
 	struct StorePrefetch *p;
+	guint open, idle, max;
 
 	if (s->bodies == NULL || s->pool == NULL)
 		return NULL;
+	imap_pool_counts(s->pool, &open, &idle, &max);
 	p = g_new0(struct StorePrefetch, 1);
 	p->s = s;
+	p->max_active = CLAMP(max > 1 ? max - 1 : 1, 1, WORKERS);
 	g_mutex_init(&p->lock);
 	g_cond_init(&p->cond);
 	g_queue_init(&p->queue);
@@ -365,6 +417,9 @@ prefetch_start(MailStore *s)
 	p->name_pos = g_hash_table_new(NULL, NULL);
 	for (int i = 0; i < WORKERS; i++)
 		p->workers[i] = g_thread_new("imap-prefetch", worker_main, p);
+	/* Runs once the daemon is up: the first ls or rsync should not
+	 * wait through connect, TLS and login. */
+	imap_pool_warm(s->pool, 1);
 	return p;
 }
 

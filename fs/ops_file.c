@@ -81,6 +81,8 @@ op_open(const char *path, struct fuse_file_info *fi)
 	} else {
 		fi->direct_io = 1;
 	}
+	/* Nothing to report at close: spare grep -r a FLUSH per file. */
+	fi->noflush = 1;
 	fi->fh = (uintptr_t)h;
 	return 0;
 }

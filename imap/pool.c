@@ -1,4 +1,10 @@
-/* pool.c - a bounded set of authenticated connections to one account. */
+/* pool.c - a bounded set of authenticated connections to one account.
+ *
+ * A caller that finds no idle connection while fewer than max_conns exist
+ * starts opening one in the background and takes whichever comes first:
+ * that one, or one another caller releases meanwhile. Under parallel
+ * demand the pool so grows to max_conns, while nobody waits through a
+ * TLS handshake and login for a connection released a round trip later. */
 #include "imap/pool.h"
 
 #include <string.h>
@@ -18,8 +24,17 @@ struct ImapPool {
 	GPtrArray *idle;        /* ImapConn * not handed out */
 	GHashTable *idle_since; /* ImapConn * -> monotonic us, as gint64 * */
 	guint total;            /* idle + handed out + being opened */
+	guint opening;          /* background opens not finished */
 	char **caps;
 };
+
+/* A connection being opened for a waiting caller. */
+typedef struct {
+	ImapPool *p;
+	ImapError *err;     /* why it failed */
+	gboolean done;      /* the connection is in idle, or err is set */
+	gboolean abandoned; /* the caller left: the opener frees this */
+} Opening;
 
 static char *
 dup_secret(const char *s, gsize *len)
@@ -67,6 +82,10 @@ imap_pool_free(ImapPool *p)
 {
 	if (p == NULL)
 		return;
+	g_mutex_lock(&p->lock);
+	while (p->opening > 0)
+		g_cond_wait(&p->cond, &p->lock);
+	g_mutex_unlock(&p->lock);
 	imap_pool_drain(p);
 	g_ptr_array_free(p->idle, TRUE);
 	g_hash_table_destroy(p->idle_since);
@@ -157,13 +176,67 @@ still_alive(ImapConn *c)
 	return imap_conn_run(c, noop, NULL, NULL, NULL) == IMAP_OK;
 }
 
-ImapConn *
-imap_pool_acquire(ImapPool *p, const char *mailbox, ImapError **err)
+static void
+add_idle_locked(ImapPool *p, ImapConn *c)
 {
-	ImapConn *c = NULL;
-	GPtrArray *dead;
+	gint64 *since = g_new(gint64, 1);
+
+	*since = g_get_monotonic_time();
+	g_hash_table_replace(p->idle_since, c, since);
+	g_ptr_array_add(p->idle, c);
+}
+
+static gpointer
+open_in_background(gpointer data)
+{
+	Opening *o = data;
+	ImapPool *p = o->p;
+	ImapError *err = NULL;
+	ImapConn *c = open_conn(p, &err);
 
 	g_mutex_lock(&p->lock);
+	if (c != NULL)
+		add_idle_locked(p, c);
+	else
+		p->total--;
+	p->opening--;
+	if (o->abandoned) {
+		if (err != NULL)
+			g_debug("background connect failed: %s", err->text);
+		imap_error_free(err);
+		g_free(o);
+	} else {
+		o->err = err;
+		o->done = TRUE;
+	}
+	g_cond_broadcast(&p->cond);
+	g_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Starts opening a connection (p->lock held, total < max_conns). */
+static Opening *
+start_open_locked(ImapPool *p)
+{
+	Opening *o = g_new0(Opening, 1);
+
+	o->p = p;
+	p->total++;
+	p->opening++;
+	g_thread_unref(g_thread_new("imap-connect", open_in_background, o));
+	return o;
+}
+
+/* Waits (p->lock held) for an idle connection, opening one in the
+ * background when the pool may grow; NULL with *err set when the open
+ * this caller started failed and nothing else came free. */
+static ImapConn *
+wait_idle_locked(ImapPool *p, const char *mailbox, ImapError **err)
+{
+	Opening *mine = NULL;
+	ImapConn *c;
+	GPtrArray *dead;
+
 	for (;;) {
 		dead = reap_dead_locked(p);
 		if (dead->len > 0) {
@@ -173,11 +246,52 @@ imap_pool_acquire(ImapPool *p, const char *mailbox, ImapError **err)
 		}
 		g_ptr_array_free(dead, TRUE);
 		c = take_idle_locked(p, mailbox);
-		if (c != NULL || p->total < p->max_conns)
+		if (c != NULL)
 			break;
+		if (mine != NULL && mine->done) {
+			if (mine->err != NULL) {
+				imap_error_propagate(err, mine->err);
+				mine->err = NULL;
+				break;
+			}
+			/* Ours was taken by someone else: try again. */
+			g_free(mine);
+			mine = NULL;
+		}
+		if (mine == NULL && p->total < p->max_conns)
+			mine = start_open_locked(p);
 		g_cond_wait(&p->cond, &p->lock);
 	}
-	if (c != NULL) {
+	if (mine != NULL && !mine->done)
+		mine->abandoned = TRUE;
+	else if (mine != NULL) {
+		imap_error_free(mine->err);
+		g_free(mine);
+	}
+	return c;
+}
+
+void
+imap_pool_warm(ImapPool *p, guint n)
+{
+	g_mutex_lock(&p->lock);
+	while (p->total < MIN(n, p->max_conns))
+		start_open_locked(p)->abandoned = TRUE;
+	g_mutex_unlock(&p->lock);
+}
+
+ImapConn *
+imap_pool_acquire(ImapPool *p, const char *mailbox, ImapError **err)
+{
+	ImapConn *c = NULL;
+
+	g_mutex_lock(&p->lock);
+	c = wait_idle_locked(p, mailbox, err);
+	if (c == NULL) {
+		g_mutex_unlock(&p->lock);
+		return NULL;
+	}
+	{
 		gint64 *since = g_hash_table_lookup(p->idle_since, c);
 		gboolean stale = since != NULL &&
 		                 g_get_monotonic_time() - *since > KEEPALIVE_US;
@@ -190,7 +304,7 @@ imap_pool_acquire(ImapPool *p, const char *mailbox, ImapError **err)
 		imap_conn_close(c);
 		g_mutex_lock(&p->lock);
 		p->total--;
-		c = NULL;
+		g_cond_broadcast(&p->cond);
 	}
 	p->total++;
 	g_mutex_unlock(&p->lock);
@@ -199,7 +313,7 @@ imap_pool_acquire(ImapPool *p, const char *mailbox, ImapError **err)
 	if (c == NULL) {
 		g_mutex_lock(&p->lock);
 		p->total--;
-		g_cond_signal(&p->cond);
+		g_cond_broadcast(&p->cond);
 		g_mutex_unlock(&p->lock);
 	}
 	return c;
@@ -225,13 +339,8 @@ imap_pool_release(ImapPool *p, ImapConn *c)
 		return;
 	}
 	g_mutex_lock(&p->lock);
-	{
-		gint64 *since = g_new(gint64, 1);
-		*since = g_get_monotonic_time();
-		g_hash_table_replace(p->idle_since, c, since);
-	}
-	g_ptr_array_add(p->idle, c);
-	g_cond_signal(&p->cond);
+	add_idle_locked(p, c);
+	g_cond_broadcast(&p->cond);
 	g_mutex_unlock(&p->lock);
 }
 

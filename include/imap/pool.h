@@ -25,6 +25,10 @@ void imap_pool_free(ImapPool *pool);
  * max_conns exist, else waits. */
 ImapConn *imap_pool_acquire(ImapPool *pool, const char *mailbox,
                             ImapError **err);
+/* Starts opening connections in the background until n exist (at most
+ * max_conns), so that the first operations find them ready; failures
+ * are only logged. */
+void imap_pool_warm(ImapPool *pool, guint n);
 /* A new authenticated connection outside the pool's count and hands, for
  * long-lived work such as IDLE; close it with imap_conn_close(). */
 ImapConn *imap_pool_connect(ImapPool *pool, ImapError **err);
