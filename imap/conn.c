@@ -64,6 +64,10 @@ struct ImapConn {
 	/* Selected mailbox and its leases. */
 	char *selected;
 	gboolean selected_readonly;
+	/* When the last SELECT ended, if no command was sent since: until
+	 * then the session's view of the mailbox is as fresh as a NOOP would
+	 * make it. 0 otherwise. */
+	gint64 view_synced_at;
 	gboolean selecting;
 	guint leases;
 	ImapSelectInfo sel;
@@ -710,6 +714,7 @@ conn_submit(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
 		return NULL;
 	}
 	g_snprintf(pc->tag, sizeof(pc->tag), "A%u", ++c->next_tag);
+	c->view_synced_at = 0;
 	if (exclusive)
 		c->exclusive_active = TRUE;
 	if (c->inflight->len == 0)
@@ -1217,6 +1222,7 @@ conn_select(ImapConn *c, const char *name, const ImapSelectParams *p,
 		c->sel = s.info;
 		c->selected = g_strdup(name);
 		c->selected_readonly = p->readonly;
+		c->view_synced_at = g_get_monotonic_time();
 	} else {
 		imap_select_info_clear(&s.info);
 	}
@@ -1306,6 +1312,18 @@ imap_conn_has_selected(ImapConn *c, const char *name)
 	same = !c->selecting && same_mailbox(c->selected, name);
 	g_mutex_unlock(&c->lock);
 	return same;
+}
+
+gboolean
+imap_conn_view_fresh(ImapConn *c, gint64 max_age_us)
+{
+	gboolean fresh;
+
+	g_mutex_lock(&c->lock);
+	fresh = c->view_synced_at != 0 &&
+	        g_get_monotonic_time() - c->view_synced_at <= max_age_us;
+	g_mutex_unlock(&c->lock);
+	return fresh;
 }
 
 void

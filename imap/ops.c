@@ -69,12 +69,17 @@ lease_mailbox(ImapConn *c, const char *mailbox, ImapError **err)
 	return imap_conn_use_mailbox(c, mailbox, NULL, NULL, err);
 }
 
+/* How old a SELECT may be and still count as a fresh view. */
+#define FRESH_SELECT_US (2 * G_USEC_PER_SEC)
+
 /* A server reports messages other clients added only when a command ends,
  * and UID commands act on the view it has reported so far; a NOOP brings
- * the view of the leased mailbox up to date. */
+ * the view of the leased mailbox up to date, unless a SELECT just did. */
 static ImapStatus
 refresh_view(ImapConn *c, ImapError **err)
 {
+	if (imap_conn_view_fresh(c, FRESH_SELECT_US))
+		return IMAP_OK;
 	return ops_run(c, ops_cmd(c, "NOOP"), NULL, NULL, err);
 }
 

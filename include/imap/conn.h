@@ -159,6 +159,9 @@ ImapStatus imap_conn_use_mailbox(ImapConn *c, const char *utf8_name,
 void imap_conn_release_mailbox(ImapConn *c);
 /* TRUE if utf8_name is the selected mailbox now (takes no lease). */
 gboolean imap_conn_has_selected(ImapConn *c, const char *utf8_name);
+/* TRUE if the selected mailbox was SELECTed at most max_age_us ago and
+ * no command was sent since: the view is then already up to date. */
+gboolean imap_conn_view_fresh(ImapConn *c, gint64 max_age_us);
 /* Forgets the selection if it is mailbox utf8_name (after DELETE/RENAME). */
 void imap_conn_forget_mailbox(ImapConn *c, const char *utf8_name);
 void imap_select_info_clear(ImapSelectInfo *info);
