@@ -12,61 +12,20 @@
 # shellcheck source-path=SCRIPTDIR
 set -u
 
-[ $# -eq 2 ] || { echo "usage: cache_test.sh BUILDDIR SOURCEDIR" >&2; exit 2; }
-BUILDDIR=$1
-SOURCEDIR=$(cd "$2" && pwd) || exit 2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HARNESS=$SOURCEDIR/tests/harness
-PATH=$PATH:/usr/sbin:/sbin
-export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
-unset IMAPFS_PASSWORD
-
-skip() { echo "SKIP: $*"; exit 77; }
-[ "$(id -u)" = 0 ] || skip "must run as root (FUSE mounts, Dovecot)"
-[ -c /dev/fuse ] || skip "/dev/fuse is missing"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
-command -v dovecot >/dev/null || skip "dovecot is not installed"
-IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
-[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
-IMAPFS_REAL=$(readlink -f "$IMAPFS")
-
 # shellcheck source=mount_lib.sh
 . "$HERE/mount_lib.sh"
+mount_test_init cache "$@"
+require_fuse "FUSE mounts, Dovecot"
+require_tools dovecot
+require_imapfs
 
-WORK=$(mktemp -d /tmp/imapfs-cache-test.XXXXXX) || exit 1
-chmod 0755 "$WORK"
+make_workdir
 DOVE=$WORK/dovecot
 ENVF=$WORK/server.env
 MNT=$WORK/mnt
 CACHE=$WORK/cache
 LOG=$WORK/daemon.log
-MT_HUNG_FLAG=$WORK/hung
-DOVE_STARTED=
-CLEANED=
-
-cleanup()
-{
-	local m
-	[ -n "$CLEANED" ] && return 0
-	CLEANED=1
-	for m in "${MOUNTS[@]}"; do
-		unmount_imapfs "$m" 2>/dev/null
-	done
-	for m in $(imapfs_pids); do
-		kill -KILL "$m" 2>/dev/null
-	done
-	[ -n "$DOVE_STARTED" ] &&
-		t "$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
-	for m in "${MOUNTS[@]}"; do
-		is_mounted "$m" && return 0
-	done
-	rm -rf --one-file-system "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-ic() { t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"; }
-mt() { MT_HARNESS=$HARNESS t python3 "$WORK/mt.py" "$ENVF" "$@"; }
 
 start_dovecot()
 {
@@ -74,16 +33,11 @@ start_dovecot()
 	# CACHE_TEST_CAPS runs the suite against a server advertising only
 	# these capabilities (the CONDSTORE-only and plain resync paths).
 	[ -n "${CACHE_TEST_CAPS:-}" ] && caps=(--capability "$CACHE_TEST_CAPS")
-	t "$HARNESS/dovecot.sh" start "$DOVE" --watch-pid $$ "${caps[@]}" \
-		>"$ENVF" 2>"$WORK/dovecot.err" || return 1
-	DOVE_STARTED=1
-	# shellcheck disable=SC1090
-	. "$ENVF"
+	start_imap_server "$DOVE" "$ENVF" "${caps[@]}" || return 1
 	# The default place, under XDG_CACHE_HOME (also checks the default).
 	export XDG_CACHE_HOME=$WORK/xdg
-	CACHE=$XDG_CACHE_HOME/imapfs/$USER@$CERT_NAME:$TLS_PORT
-	install -m 0600 /dev/null "$WORK/password"
-	printf '%s\n' "$PASSWORD" >"$WORK/password"
+	CACHE=$XDG_CACHE_HOME/imapfs/$S_USER@$S_CERT_NAME:$S_TLS_PORT
+	write_password "$WORK/password"
 }
 
 # A message with a subject that names it, so content can be told apart.
@@ -103,9 +57,9 @@ mount_fg()
 	MOUNTS+=("$MNT")
 	: >"$LOG"
 	G_MESSAGES_DEBUG=all setsid "$IMAPFS" -f -o debug_imap \
-		-o "password_file=$WORK/password" -o "tls_ca_file=$CA_FILE" \
+		-o "password_file=$WORK/password" -o "tls_ca_file=$S_CA_FILE" \
 		"$@" \
-		"imaps://$USER@$CERT_NAME:$TLS_PORT/" "$MNT" \
+		"imaps://$S_USER@$S_CERT_NAME:$S_TLS_PORT/" "$MNT" \
 		</dev/null >/dev/null 2>"$LOG" &
 	for i in $(seq 1 100); do
 		is_mounted "$MNT" && return 0
@@ -323,8 +277,7 @@ check_server_gone()
 	uncached=$(append Big "never-read").eml
 	sleep 1.2
 	[ -e "$MNT/Big/$uncached" ] || fail "new $uncached not listed"
-	t "$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
-	DOVE_STARTED=
+	stop_imap_server "$DOVE"
 	sleep 1.5
 	[ "$(ls "$MNT/INBOX" | wc -l)" -gt 0 ] || fail "cached INBOX not listed"
 	cat "$MNT/INBOX/$cached" >/dev/null || fail "cached body not readable"
@@ -352,7 +305,7 @@ expect_fail_io()
 }
 
 write_mt_py "$WORK/mt.py"
-start_dovecot || { echo "FAIL - dovecot: $(oneline <"$WORK/dovecot.err")"; exit 1; }
+start_dovecot || { echo "FAIL - dovecot: $SERVER_ERROR"; exit 1; }
 
 run_check "seed the server" check_seed
 run_check "first mount mirrors the server and writes the cache" check_first_mount

@@ -8,63 +8,33 @@
 #
 # Prints "ok - NAME" / "FAIL - NAME: details", then "N passed, M failed";
 # exits 77 where it cannot run (not root, no /dev/fuse or dovecot).
+# shellcheck source-path=SCRIPTDIR
 set -u
 
-[ $# -eq 2 ] || {
-	echo "usage: compress_test.sh BUILDDIR SOURCEDIR" >&2
-	exit 2
-}
-BUILDDIR=$1
-SOURCEDIR=$(cd "$2" && pwd) || exit 2
-HARNESS=$SOURCEDIR/tests/harness
-PATH=$PATH:/usr/sbin:/sbin
-export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
-unset IMAPFS_PASSWORD
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=mount_lib.sh
+. "$HERE/mount_lib.sh"
+mount_test_init compress "$@"
+require_fuse "FUSE mounts, Dovecot"
+require_tools dovecot
+require_imapfs
 
-skip()
-{
-	echo "SKIP: $*"
-	exit 77
-}
-[ "$(id -u)" = 0 ] || skip "must run as root (FUSE mounts, Dovecot)"
-[ -c /dev/fuse ] || skip "/dev/fuse is missing"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
-command -v dovecot >/dev/null || skip "dovecot is not installed"
-IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
-[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
-
-WORK=$(mktemp -d /tmp/imapfs-compress-test.XXXXXX) || exit 1
-chmod 0755 "$WORK"
+make_workdir
 DOVE=$WORK/dovecot
+ENVF=$WORK/server.env
 MNT=$WORK/mnt
 LOG=$WORK/imapfs.log
 DAEMON=
-
-cleanup()
-{
-	if [ -n "$DAEMON" ]; then
-		fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
-		kill "$DAEMON" 2>/dev/null
-		wait "$DAEMON" 2>/dev/null
-	fi
-	"$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+# mount_with mounts MNT in the foreground; cleanup unmounts it.
+MOUNTS+=("$MNT")
 
 printf 'protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n' \
 	>"$WORK/zlib.conf"
-"$HARNESS/dovecot.sh" start "$DOVE" --extra-conf "$WORK/zlib.conf" \
-	--watch-pid $$ >"$WORK/server.env" || {
-	echo "FAIL - dovecot did not start"
+start_imap_server "$DOVE" "$ENVF" --extra-conf "$WORK/zlib.conf" || {
+	echo "FAIL - dovecot did not start: $SERVER_ERROR"
 	exit 1
 }
-# shellcheck disable=SC1091
-. "$WORK/server.env"
-printf '%s' "$PASSWORD" >"$WORK/password"
-chmod 0600 "$WORK/password"
-
-ic() { python3 "$HARNESS/imapcheck.py" --env "$WORK/server.env" "$@"; }
+write_password "$WORK/password"
 
 # A 2 MB message of text lines with one needle in the middle.
 python3 - "$WORK/msg.eml" <<'EOF'
@@ -84,31 +54,15 @@ UID1=$(ic append INBOX "$WORK/msg.eml") || {
 	exit 1
 }
 
-PASSED=0
-FAILED=0
-PROBLEMS=()
-fail() { PROBLEMS+=("$*"); }
-report()
-{
-	if [ ${#PROBLEMS[@]} -eq 0 ]; then
-		PASSED=$((PASSED + 1))
-		echo "ok - $1"
-	else
-		FAILED=$((FAILED + 1))
-		echo "FAIL - $1: ${PROBLEMS[*]}"
-	fi
-	PROBLEMS=()
-}
-
 mount_with()
 {
 	local i
 	mkdir -p "$MNT"
 	: >"$LOG"
 	G_MESSAGES_DEBUG=all "$IMAPFS" -f -o debug_imap \
-		-o "password_file=$WORK/password" -o "tls_ca_file=$CA_FILE" \
+		-o "password_file=$WORK/password" -o "tls_ca_file=$S_CA_FILE" \
 		-o "cache_dir=$WORK/cache-$1" -o "compress=$1" \
-		"imaps://$USER@$CERT_NAME:$TLS_PORT/" "$MNT" \
+		"imaps://$S_USER@$S_CERT_NAME:$S_TLS_PORT/" "$MNT" \
 		</dev/null >/dev/null 2>"$LOG" &
 	DAEMON=$!
 	for i in $(seq 1 100); do
@@ -167,7 +121,7 @@ check_bad_value()
 	local out
 	mkdir -p "$MNT"
 	out=$("$IMAPFS" -o compress=maybe -o "password_file=$WORK/password" \
-		"imaps://$USER@$CERT_NAME:$TLS_PORT/" "$MNT" 2>&1) &&
+		"imaps://$S_USER@$S_CERT_NAME:$S_TLS_PORT/" "$MNT" 2>&1) &&
 		fail "compress=maybe was accepted"
 	case $out in
 	*compress=maybe*) ;;
@@ -175,12 +129,10 @@ check_bad_value()
 	esac
 }
 
-check_compress_yes
-report "mount -o compress=yes: cat, grep, COMPRESS on every connection"
-check_compress_no
-report "mount -o compress=no: no COMPRESS"
-check_bad_value
-report "-o compress=maybe is refused"
+run_check "mount -o compress=yes: cat, grep, COMPRESS on every connection" \
+	check_compress_yes
+run_check "mount -o compress=no: no COMPRESS" check_compress_no
+run_check "-o compress=maybe is refused" check_bad_value
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

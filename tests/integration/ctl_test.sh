@@ -14,72 +14,39 @@
 # shellcheck source-path=SCRIPTDIR
 set -u
 
-[ $# -eq 2 ] || { echo "usage: ctl_test.sh BUILDDIR SOURCEDIR" >&2; exit 2; }
-BUILDDIR=$1
-SOURCEDIR=$(cd "$2" && pwd) || exit 2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HARNESS=$SOURCEDIR/tests/harness
-PATH=$PATH:/usr/sbin:/sbin
-export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
-unset IMAPFS_PASSWORD
-
-skip() { echo "SKIP: $*"; exit 77; }
-[ "$(id -u)" = 0 ] || skip "must run as root (FUSE mounts, Dovecot)"
-[ -c /dev/fuse ] || skip "/dev/fuse is missing"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
-command -v dovecot >/dev/null || skip "dovecot is not installed"
-command -v getfattr >/dev/null || skip "getfattr (attr) is not installed"
-IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
-[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
-IMAPFS_REAL=$(readlink -f "$IMAPFS")
-FAULTPROXY=$(realpath -m "$BUILDDIR/tests/tools/faultproxy")
-[ -x "$FAULTPROXY" ] || skip "$FAULTPROXY is not built"
-
 # shellcheck source=mount_lib.sh
 . "$HERE/mount_lib.sh"
+mount_test_init ctl "$@"
+require_fuse "FUSE mounts, Dovecot"
+require_tools dovecot
+command -v getfattr >/dev/null || skip "getfattr (attr) is not installed"
+require_imapfs
+require_faultproxy
 
-WORK=$(mktemp -d /tmp/imapfs-ctl-test.XXXXXX) || exit 1
-chmod 0755 "$WORK"
+make_workdir
 DOVE=$WORK/dovecot
 ENVF=$WORK/server.env
 MNT=$WORK/mnt   # the main mount, straight to Dovecot
 SLOW=$WORK/slow # through faultproxy, with latency
 TINY=$WORK/tiny # cache_size far below the Slow folder
 REF=$WORK/ref   # the server's bytes of every message
-MT_HUNG_FLAG=$WORK/hung
-DOVE_STARTED=
 PROXY_PID=
-CLEANED=
 # Messages in Slow: enough batches that a prefetch through the proxy's
 # latency spans several seconds (see check_interrupt_resume).
 SLOW_COUNT=300
 
-cleanup()
+teardown()
 {
-	local m
-	[ -n "$CLEANED" ] && return 0
-	CLEANED=1
-	for m in "${MOUNTS[@]}"; do
-		unmount_imapfs "$m" 2>/dev/null
-	done
-	for m in $(imapfs_pids); do
-		kill -KILL "$m" 2>/dev/null
-	done
+	end_mounts
 	if [ -n "$PROXY_PID" ]; then
 		kill -TERM "$PROXY_PID" 2>/dev/null
 		wait "$PROXY_PID" 2>/dev/null
 	fi
-	[ -n "$DOVE_STARTED" ] &&
-		t "$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
-	for m in "${MOUNTS[@]}"; do
-		is_mounted "$m" && return 0
-	done
-	rm -rf --one-file-system "$WORK"
+	stop_imap_servers
+	remove_workdir
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
 
-ic() { t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"; }
 srv() { t python3 "$WORK/srv.py" "$HARNESS" "$ENVF" "$@"; }
 imapfs() { t "$IMAPFS" "$@"; }
 
@@ -221,13 +188,8 @@ PYEOF
 
 start_dovecot()
 {
-	t "$HARNESS/dovecot.sh" start "$DOVE" --watch-pid $$ \
-		>"$ENVF" 2>"$WORK/dovecot.err" || return 1
-	DOVE_STARTED=1
-	# shellcheck disable=SC1090
-	. "$ENVF"
-	install -m 0600 /dev/null "$WORK/password"
-	printf '%s\n' "$PASSWORD" >"$WORK/password"
+	start_imap_server "$DOVE" "$ENVF" || return 1
+	write_password "$WORK/password"
 }
 
 # mount_at MNT PORT CACHEDIR [options...]
@@ -235,8 +197,8 @@ mount_at()
 {
 	local mnt=$1 port=$2 cache=$3
 	shift 3
-	mount_imapfs "$mnt" "imaps://$USER@$CERT_NAME:$port/" \
-		-o "password_file=$WORK/password" -o "tls_ca_file=$CA_FILE" \
+	mount_imapfs "$mnt" "imaps://$S_USER@$S_CERT_NAME:$port/" \
+		-o "password_file=$WORK/password" -o "tls_ca_file=$S_CA_FILE" \
 		-o "cache_dir=$cache" "$@" || {
 		fail "mount $mnt: $MOUNT_ERROR"
 		return 1
@@ -246,7 +208,7 @@ mount_at()
 start_proxy()
 {
 	local line
-	coproc PROXY { exec "$FAULTPROXY" --target "127.0.0.1:$TLS_PORT" \
+	coproc PROXY { exec "$FAULTPROXY" --target "127.0.0.1:$S_TLS_PORT" \
 		--delay-ms 150 --max-seconds 3000 2>"$WORK/proxy.err"; }
 	read -r -t 10 line <&"${PROXY[0]}" || line=
 	case $line in
@@ -275,7 +237,7 @@ check_setup()
 	[ "$(ic count Slow)" = "$SLOW_COUNT" ] ||
 		fail "Slow holds $(ic count Slow)"
 	srv dump "$REF" || fail "dumping the server's messages"
-	mount_at "$MNT" "$TLS_PORT" "$WORK/cache" || return
+	mount_at "$MNT" "$S_TLS_PORT" "$WORK/cache" || return
 	start_proxy || fail "faultproxy did not start: $(oneline <"$WORK/proxy.err")"
 }
 
@@ -305,7 +267,7 @@ check_status_counts()
 		grep -qE "^$m +$(ic count "$m") " "$WORK/table" ||
 			fail "table has no line '$m $(ic count "$m")': $(oneline <"$WORK/table")"
 	done
-	grep -q "^Account: *$USER@$CERT_NAME:$TLS_PORT" "$WORK/table" ||
+	grep -q "^Account: *$S_USER@$S_CERT_NAME:$S_TLS_PORT" "$WORK/table" ||
 		fail "no account line: $(head -3 "$WORK/table" | oneline)"
 }
 
@@ -418,7 +380,7 @@ check_prefetch_root()
 
 check_too_big()
 {
-	mount_at "$TINY" "$TLS_PORT" "$WORK/cache-tiny" -o cache_size=100K ||
+	mount_at "$TINY" "$S_TLS_PORT" "$WORK/cache-tiny" -o cache_size=100K ||
 		return
 	imapfs prefetch "$TINY/Slow" >"$WORK/big.out" 2>"$WORK/big.err" &&
 		fail "prefetch of a folder larger than cache_size exited 0"
@@ -455,8 +417,7 @@ check_not_imapfs()
 check_server_gone()
 {
 	local f rel bad=0
-	t "$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
-	DOVE_STARTED=
+	stop_imap_server "$DOVE"
 	while IFS= read -r f; do
 		rel=${f#"$REF"/}
 		if ! t cmp -s "$f" "$MNT/$rel"; then
@@ -470,7 +431,7 @@ check_server_gone()
 }
 
 write_srv_py "$WORK/srv.py"
-start_dovecot || { echo "FAIL - dovecot: $(oneline <"$WORK/dovecot.err")"; exit 1; }
+start_dovecot || { echo "FAIL - dovecot: $SERVER_ERROR"; exit 1; }
 
 run_check "seed, mount, proxy" check_setup
 run_check "status lists every mailbox with the server's counts" check_status_counts

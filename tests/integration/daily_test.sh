@@ -17,33 +17,14 @@
 # shellcheck source-path=SCRIPTDIR
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: daily_test.sh BUILDDIR SOURCEDIR" >&2
-	exit 2
-fi
-BUILDDIR=$1
-SOURCEDIR=$(cd "$2" && pwd) || exit 2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HARNESS=$SOURCEDIR/tests/harness
-PATH=$PATH:/usr/sbin:/sbin
-export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
-unset IMAPFS_PASSWORD XDG_CONFIG_HOME
-
-skip()
-{
-	echo "SKIP: $*"
-	exit 77
-}
-
-[ "$(id -u)" = 0 ] || skip "must run as root (mount, FUSE, Dovecot)"
-[ -c /dev/fuse ] || skip "/dev/fuse is missing"
-for tool in fusermount3 mount.fuse3 mount umount unshare dovecot python3 \
-	timeout setsid; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
-[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
-IMAPFS_REAL=$(readlink -f "$IMAPFS")
+# shellcheck source=mount_lib.sh
+. "$HERE/mount_lib.sh"
+mount_test_init daily "$@"
+unset XDG_CONFIG_HOME
+require_fuse "mount, FUSE, Dovecot"
+require_tools mount.fuse3 mount umount unshare dovecot python3 timeout setsid
+require_imapfs
 
 # Into a private mount namespace, once.
 if [ -z "${DAILY_TEST_NS:-}" ]; then
@@ -53,77 +34,13 @@ if [ -z "${DAILY_TEST_NS:-}" ]; then
 		"$BASH" "${BASH_SOURCE[0]}" "$@"
 fi
 
-# shellcheck source=mount_lib.sh
-. "$HERE/mount_lib.sh"
-
-WORK=$(mktemp -d /tmp/imapfs-daily-test.XXXXXX) || exit 1
+make_workdir
 # The daemon's persistent cache goes here, not into the real home.
 export XDG_CACHE_HOME=$WORK/xdg-cache
-chmod 0755 "$WORK"
 DOVE=$WORK/dovecot
 ENVF=$WORK/server.env
 MNT=$WORK/mnt
-MT_HUNG_FLAG=$WORK/hung
-DOVE_STARTED=
 DEV_OVERLAY=
-CLEANED=
-BG_PIDS=()
-
-cleanup()
-{
-	local m
-	[ -n "$CLEANED" ] && return 0
-	CLEANED=1
-	for m in "${MOUNTS[@]}"; do
-		unmount_imapfs "$m" 2>/dev/null
-	done
-	for m in $(imapfs_pids) "${BG_PIDS[@]}"; do
-		kill -KILL "$m" 2>/dev/null
-	done
-	if [ -n "$DOVE_STARTED" ]; then
-		t "$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
-	fi
-	for m in "${MOUNTS[@]}"; do
-		if is_mounted "$m"; then
-			echo "daily_test: $m is still mounted; leaving $WORK" >&2
-			return 0
-		fi
-	done
-	rm -rf --one-file-system "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-ic()
-{
-	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"
-}
-
-expect_ok()
-{
-	local label=$1 err rc
-	shift
-	err=$("$@" 2>&1 >/dev/null)
-	rc=$?
-	[ $rc -eq 0 ] && return 0
-	fail "$label: exit $rc: $(oneline <<<"$err")"
-	return 1
-}
-
-expect_error()
-{
-	local label=$1 re=$2 err rc
-	shift 2
-	err=$("$@" 2>&1 >/dev/null)
-	rc=$?
-	if [ $rc -eq 0 ]; then
-		fail "$label: succeeded but must fail ($re)"
-		return 1
-	fi
-	grep -qE -- "$re" <<<"$err" && return 0
-	fail "$label: wrong error (want $re): $(oneline <<<"$err")"
-	return 1
-}
 
 # Waits until MNT is a mount point (mount(8) returns once the helper did).
 wait_mounted()
@@ -595,21 +512,11 @@ check_man_page()
 
 # --- main ---------------------------------------------------------------
 
-if ! t "$HARNESS/dovecot.sh" start "$DOVE" --watch-pid $$ >"$ENVF" \
-	2>"$WORK/dovecot.err"; then
-	echo "Bail out! dovecot did not start: $(oneline <"$WORK/dovecot.err")"
+if ! start_imap_server "$DOVE" "$ENVF"; then
+	echo "Bail out! dovecot did not start: $SERVER_ERROR"
 	exit 1
 fi
-DOVE_STARTED=1
-while IFS='=' read -r k v; do
-	case $k in
-	PORT | TLS_PORT | USER | PASSWORD | CA_FILE)
-		printf -v "S_$k" '%s' "$v"
-		;;
-	esac
-done <"$ENVF"
-printf '%s\n' "$S_PASSWORD" >"$WORK/password"
-chmod 0600 "$WORK/password"
+write_password "$WORK/password"
 printf 'From: a@example.org\r\nSubject: one\r\n\r\nfirst\r\n' >"$WORK/msg-a.eml"
 printf 'From: b@example.org\r\nSubject: two\r\n\r\nsecond message\r\n' \
 	>"$WORK/msg-b.eml"

@@ -26,56 +26,28 @@
 set -u
 shopt -s extglob # FT_ONLY's alternatives
 
-if [ $# -ne 2 ]; then
-	echo "usage: fault_test.sh BUILDDIR SOURCEDIR" >&2
-	exit 2
-fi
-BUILDDIR=$1
-SOURCEDIR=$(cd "$2" && pwd) || exit 2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HARNESS=$SOURCEDIR/tests/harness
-PATH=$PATH:/usr/sbin:/sbin
-export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
-unset IMAPFS_PASSWORD
-
-skip()
-{
-	echo "SKIP: $*"
-	exit 77
-}
-
-[ "$(id -u)" = 0 ] || skip "must run as root (FUSE mounts, Dovecot)"
-[ -c /dev/fuse ] || skip "/dev/fuse is missing"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
-command -v dovecot >/dev/null || skip "dovecot is not installed"
-IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
-[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
-FAULTPROXY=$(realpath -m "$BUILDDIR/tests/tools/faultproxy")
-[ -x "$FAULTPROXY" ] || skip "$FAULTPROXY is not built"
-for tool in python3 rsync timeout cmp grep; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-IMAPFS_REAL=$(readlink -f "$IMAPFS")
-
 # shellcheck source=mount_lib.sh
 . "$HERE/mount_lib.sh"
+mount_test_init fault "$@"
+require_fuse "FUSE mounts, Dovecot"
+require_tools dovecot
+require_imapfs
+require_faultproxy
+require_tools python3 rsync timeout cmp grep
 
-WORK=$(mktemp -d /tmp/imapfs-fault-test.XXXXXX) || exit 1
+make_workdir
 # The daemon's persistent cache goes here, not into the real home.
 export XDG_CACHE_HOME=$WORK/xdg-cache
-chmod 0755 "$WORK"
 DOVE=$WORK/dovecot
 ENVF=$WORK/server.env
 REF=$WORK/ref
 MANIFEST=$WORK/manifest
 MNT=$WORK/mnt
 MNT_REF=$WORK/mnt-ref
-MT_HUNG_FLAG=$WORK/hung
 FT_OPS=${FT_OPS:-300}
 FT_SEED=${FT_SEED:-$RANDOM$RANDOM}
 FT_DELAY_MS=${FT_DELAY_MS:-15}
-DOVE_STARTED=
-CLEANED=
 PROXY_PID=
 STALL_PID=
 CUTTER_PID=
@@ -89,41 +61,14 @@ stop_cutter()
 	fi
 }
 
-cleanup()
+teardown()
 {
-	local m
-	[ -n "$CLEANED" ] && return 0
-	CLEANED=1
 	stop_cutter
-	for m in "${MOUNTS[@]}"; do
-		unmount_imapfs "$m" 2>/dev/null
-	done
-	for m in $(imapfs_pids); do
-		kill -KILL "$m" 2>/dev/null
-	done
+	end_mounts
 	stop_proxy
 	[ -n "$STALL_PID" ] && kill -TERM "$STALL_PID" 2>/dev/null
-	if [ -n "$DOVE_STARTED" ]; then
-		t "$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
-	fi
-	for m in "${MOUNTS[@]}"; do
-		if is_mounted "$m"; then
-			echo "fault_test: $m is still mounted; leaving $WORK" >&2
-			return 0
-		fi
-	done
-	if [ -n "${FT_DEBUG:-}" ]; then
-		echo "fault_test: FT_DEBUG set; leaving $WORK" >&2
-		return 0
-	fi
-	rm -rf --one-file-system "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-mt()
-{
-	MT_HARNESS=$HARNESS t python3 "$WORK/mt.py" "$ENVF" "$@"
+	stop_imap_servers
+	remove_workdir "${FT_DEBUG:+FT_DEBUG set}"
 }
 
 ft()
@@ -518,31 +463,6 @@ cut_count()
 }
 
 # --- assertions ----------------------------------------------------------
-
-# expect_ok LABEL COMMAND...: the command must succeed.
-expect_ok()
-{
-	local label=$1 err rc
-	shift
-	err=$("$@" 2>&1 >/dev/null)
-	rc=$?
-	[ $rc -eq 0 ] && return 0
-	fail "$label: exit $rc: $(oneline <<<"$err")"
-	return 1
-}
-
-# same_list LABEL EXPECTED GOT: newline-separated sets must be equal.
-same_list()
-{
-	local label=$1 exp got missing extra
-	exp=$(printf '%s\n' "$2" | grep -v '^$' | sort)
-	got=$(printf '%s\n' "$3" | grep -v '^$' | sort)
-	[ "$exp" = "$got" ] && return 0
-	missing=$(comm -23 <(echo "$exp") <(echo "$got") | tr '\n' ',')
-	extra=$(comm -13 <(echo "$exp") <(echo "$got") | tr '\n' ',')
-	fail "$label: missing [${missing%,}] unexpected [${extra%,}]"
-	return 1
-}
 
 need_mount()
 {
@@ -1083,11 +1003,6 @@ check_unmount()
 	is_mounted "$MNT" && fail "$MNT still mounted"
 }
 
-ic()
-{
-	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"
-}
-
 # --- main ----------------------------------------------------------------
 
 # FT_ONLY=PATTERN (a case pattern such as 'check_cp|check_stall') runs only
@@ -1112,22 +1027,11 @@ plugin {
   mail_log_fields = uid box msgid
 }
 EOF
-if ! t "$HARNESS/dovecot.sh" start "$DOVE" --watch-pid $$ \
-	--extra-conf "$WORK/extra.conf" >"$ENVF" 2>"$WORK/dovecot.err"; then
-	echo "Bail out! dovecot did not start: $(oneline <"$WORK/dovecot.err")"
+if ! start_imap_server "$DOVE" "$ENVF" --extra-conf "$WORK/extra.conf"; then
+	echo "Bail out! dovecot did not start: $SERVER_ERROR"
 	exit 1
 fi
-DOVE_STARTED=1
-# shellcheck disable=SC2034 # read through printf -v
-while IFS='=' read -r k v; do
-	case $k in
-	HOST | PORT | TLS_PORT | USER | PASSWORD | CA_FILE)
-		printf -v "S_$k" '%s' "$v"
-		;;
-	esac
-done <"$ENVF"
-printf '%s\n' "$S_PASSWORD" >"$WORK/password"
-chmod 0600 "$WORK/password"
+write_password "$WORK/password"
 
 run_check "seed the server" check_seed
 run_check "mount through faultproxy" check_mounts

@@ -17,35 +17,20 @@
 # shellcheck source-path=SCRIPTDIR
 set -u
 
-[ $# -eq 2 ] || { echo "usage: hostile_test.sh BUILDDIR SOURCEDIR" >&2; exit 2; }
-BUILDDIR=$1
-SOURCEDIR=$(cd "$2" && pwd) || exit 2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HARNESS=$SOURCEDIR/tests/harness
-PATH=$PATH:/usr/sbin:/sbin
-export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
-unset IMAPFS_PASSWORD
-
-skip() { echo "SKIP: $*"; exit 77; }
-[ "$(id -u)" = 0 ] || skip "must run as root (FUSE mounts)"
-[ -c /dev/fuse ] || skip "/dev/fuse is missing"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
-IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
-[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
-IMAPFS_REAL=$(readlink -f "$IMAPFS")
-
 # shellcheck source=mount_lib.sh
 . "$HERE/mount_lib.sh"
+mount_test_init hostile "$@"
+require_fuse "FUSE mounts"
+require_imapfs
 
-WORK=$(mktemp -d /tmp/imapfs-hostile-test.XXXXXX) || exit 1
-chmod 0755 "$WORK"
+make_workdir
 MNT=$WORK/mnt
 LOG=$WORK/daemon.log
 SLOG=$WORK/server.log
 DUMP=$WORK/dump
 STATE=$WORK/state.json
 BEHAVE=$WORK/behave
-MT_HUNG_FLAG=$WORK/hung
 MT_TIMEOUT=90
 # The daemon's resident memory after each mode must stay below this (KiB):
 # the hostile replies announce or send 64 MiB and more. Under
@@ -57,30 +42,14 @@ ldd "$IMAPFS" 2>/dev/null | grep -q libasan && ASAN=1
 SERVER_PID=
 DOVE=$WORK/dovecot
 ENVF=$WORK/dovecot.env
-DOVE_STARTED=
-CLEANED=
 
-cleanup()
+teardown()
 {
-	local m
-	[ -n "$CLEANED" ] && return 0
-	CLEANED=1
-	for m in "${MOUNTS[@]}"; do
-		unmount_imapfs "$m" 2>/dev/null
-	done
-	for m in $(imapfs_pids); do
-		kill -KILL "$m" 2>/dev/null
-	done
+	end_mounts
 	stop_server
-	[ -n "$DOVE_STARTED" ] &&
-		t "$HARNESS/dovecot.sh" stop "$DOVE" >/dev/null 2>&1
-	for m in "${MOUNTS[@]}"; do
-		is_mounted "$m" && return 0
-	done
-	rm -rf --one-file-system "$WORK"
+	stop_imap_servers
+	remove_workdir
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
 
 install -m 0600 /dev/null "$WORK/password"
 echo "secret" >"$WORK/password"
@@ -430,8 +399,6 @@ check_caps_add() { caps_mode caps-add; }
 
 # --- expunged by another client while we read it (real Dovecot) ---------
 
-ic() { t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"; }
-
 # Appends a message of about SIZE_MB MB whose bytes depend on SEED to
 # INBOX; prints its UID and writes the bytes to FILE.
 append_big()
@@ -486,13 +453,6 @@ if bytes(got) != want[:len(got)]:
 EOF
 }
 
-start_dovecot()
-{
-	t "$HARNESS/dovecot.sh" start "$DOVE" --watch-pid $$ \
-		>"$ENVF" 2>"$WORK/dovecot.err" || return 1
-	DOVE_STARTED=1
-}
-
 # One read: expunge UID after AFTER bytes were read.
 expunge_while_reading()
 {
@@ -525,11 +485,8 @@ check_expunge_mid_read()
 {
 	local a b c
 	command -v dovecot >/dev/null || { echo "# dovecot missing: skipped"; return; }
-	start_dovecot || { fail "dovecot: $(oneline <"$WORK/dovecot.err")"; return; }
-	# shellcheck disable=SC1090
-	. "$ENVF"
-	install -m 0600 /dev/null "$WORK/dpassword"
-	printf '%s\n' "$PASSWORD" >"$WORK/dpassword"
+	start_imap_server "$DOVE" "$ENVF" || { fail "dovecot: $SERVER_ERROR"; return; }
+	write_password "$WORK/dpassword"
 	a=$(append_big 1 6 "$WORK/big1.eml") || { fail "append"; return; }
 	b=$(append_big 2 6 "$WORK/big2.eml") || { fail "append"; return; }
 	c=$(append_big 3 6 "$WORK/big3.eml") || { fail "append"; return; }
@@ -538,8 +495,8 @@ check_expunge_mid_read()
 	MOUNTS+=("$MNT")
 	rm -rf "$WORK/cache"
 	setsid "$IMAPFS" -f -o "password_file=$WORK/dpassword" \
-		-o "tls_ca_file=$CA_FILE" -o "cache_dir=$WORK/cache" \
-		"imaps://$USER@$CERT_NAME:$TLS_PORT/" "$MNT" \
+		-o "tls_ca_file=$S_CA_FILE" -o "cache_dir=$WORK/cache" \
+		"imaps://$S_USER@$S_CERT_NAME:$S_TLS_PORT/" "$MNT" \
 		</dev/null >/dev/null 2>"$LOG" &
 	DPID=$!
 	wait_for 10 is_mounted "$MNT" ||

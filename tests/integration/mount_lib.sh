@@ -1,10 +1,102 @@
-# mount_lib.sh - helpers for mount_test.sh (sourced, not run): check
-# bookkeeping, mounting and unmounting imapfs, finding the daemons this test
-# started, and mt.py, an imaplib tool (on top of tests/harness/imapcheck.py)
-# that seeds the account and tells what the server really holds.
+# mount_lib.sh - what the shell integration tests share (sourced, not run):
+# their setup (arguments, environment, the checks that decide whether they
+# can run here, the work directory and its cleanup on exit), throwaway IMAP
+# servers, check bookkeeping, mounting and unmounting imapfs, finding the
+# daemons a test started, and mt.py, an imaplib tool (on top of
+# tests/harness/imapcheck.py) that seeds the account and tells what the
+# server really holds.
+#
+# A test NAME_test.sh begins:
+#   HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+#   . "$HERE/mount_lib.sh"
+#   mount_test_init NAME "$@"      usage (exit 2), BUILDDIR, SOURCEDIR, HARNESS
+#   require_fuse "WHY"             root, /dev/fuse, fusermount3 (else exit 77)
+#   require_tools dovecot ...      each on PATH (else exit 77)
+#   require_imapfs                 IMAPFS, IMAPFS_REAL (else exit 77)
+#   make_workdir                   WORK, and cleanup on exit
+# and may start servers with start_imap_server. On exit, cleanup unmounts
+# what is in MOUNTS, stops the servers and deletes WORK; a test with more to
+# stop redefines teardown.
 # shellcheck shell=bash
-# SC2034: MOUNT_ERROR and the like are read by mount_test.sh.
-# shellcheck disable=SC2034
+# SC2034: MOUNT_ERROR and the like are read by the tests.
+# SC2119, SC2120: remove_workdir's argument is optional.
+# shellcheck disable=SC2034,SC2119,SC2120
+
+# --- setup --------------------------------------------------------------
+
+# mount_test_init NAME BUILDDIR SOURCEDIR: the arguments of NAME_test.sh and
+# the environment every test runs in.
+mount_test_init()
+{
+	TEST_NAME=$1
+	shift
+	if [ $# -ne 2 ]; then
+		echo "usage: ${TEST_NAME}_test.sh BUILDDIR SOURCEDIR" >&2
+		exit 2
+	fi
+	BUILDDIR=$1
+	SOURCEDIR=$(cd "$2" && pwd) || exit 2
+	HARNESS=$SOURCEDIR/tests/harness
+	# The server start_imap_server starts; mount_test.sh may choose Cyrus.
+	SERVER_SH=$HARNESS/dovecot.sh
+	PATH=$PATH:/usr/sbin:/sbin
+	# English error messages to match on; Python speaks UTF-8 regardless.
+	export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
+	unset IMAPFS_PASSWORD
+}
+
+# Ends the test as skipped (it cannot run here).
+skip()
+{
+	echo "SKIP: $*"
+	exit 77
+}
+
+# require_fuse WHY: skips unless we are root (for WHY), /dev/fuse exists and
+# fusermount3 is installed.
+require_fuse()
+{
+	[ "$(id -u)" = 0 ] || skip "must run as root ($1)"
+	[ -c /dev/fuse ] || skip "/dev/fuse is missing"
+	require_tools fusermount3
+}
+
+# require_tools TOOL...: skips unless every TOOL is on PATH.
+require_tools()
+{
+	local tool
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || skip "$tool is not installed"
+	done
+}
+
+# Sets IMAPFS, the daemon under test (skips unless it is built), and
+# IMAPFS_REAL, the path by which imapfs_pids knows its processes.
+require_imapfs()
+{
+	IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
+	[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
+	IMAPFS_REAL=$(readlink -f "$IMAPFS")
+}
+
+# Sets FAULTPROXY (tests/tools/faultproxy); skips unless it is built.
+require_faultproxy()
+{
+	FAULTPROXY=$(realpath -m "$BUILDDIR/tests/tools/faultproxy")
+	[ -x "$FAULTPROXY" ] || skip "$FAULTPROXY is not built"
+}
+
+# Creates WORK, this run's directory under /tmp, and sets the traps that
+# run cleanup on exit.
+make_workdir()
+{
+	WORK=$(mktemp -d "/tmp/imapfs-$TEST_NAME-test.XXXXXX") || exit 1
+	# Dovecot's unprivileged mail user must reach the server directory.
+	chmod 0755 "$WORK"
+	MT_HUNG_FLAG=$WORK/hung
+	trap cleanup EXIT
+	trap 'exit 1' INT TERM HUP
+}
 
 # Seconds any single filesystem or IMAP command may take before we call the
 # daemon hung. Large enough for the 3 MB message on a slow CI machine.
@@ -60,6 +152,67 @@ run_check()
 		echo "FAIL - $name: $(printf '%s' "$details" | tr '\r\n' '  ' |
 			cut -c1-2000)"
 	fi
+}
+
+# expect_ok LABEL COMMAND...: fails the check unless COMMAND succeeds.
+expect_ok()
+{
+	local label=$1 err rc
+	shift
+	err=$("$@" 2>&1 >/dev/null)
+	rc=$?
+	[ $rc -eq 0 ] && return 0
+	[ $rc -eq 124 ] && err="timed out after ${MT_TIMEOUT}s"
+	fail "$label: exit $rc: $(oneline <<<"$err")"
+	return 1
+}
+
+# expect_error LABEL REGEX COMMAND...: the command must fail (not time out)
+# and its stderr must match the extended REGEX (the expected strerror).
+expect_error()
+{
+	local label=$1 re=$2 err rc
+	shift 2
+	err=$("$@" 2>&1 >/dev/null)
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		fail "$label: succeeded but must fail ($re)"
+		return 1
+	fi
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		fail "$label: timed out"
+		return 1
+	fi
+	if ! grep -qE -- "$re" <<<"$err"; then
+		fail "$label: wrong error (want $re): $(oneline <<<"$err")"
+		return 1
+	fi
+	return 0
+}
+
+# same_bytes LABEL EXPECTED_FILE GOT_FILE: the files must hold the same bytes.
+same_bytes()
+{
+	local out
+	out=$(cmp -- "$2" "$3" 2>&1) && return 0
+	fail "$1: $(oneline <<<"$out") (sizes $(stat -c %s -- "$2" \
+		2>/dev/null || echo -)/$(stat -c %s -- "$3" 2>/dev/null ||
+		echo -))"
+	return 1
+}
+
+# same_list LABEL EXPECTED GOT: the two sets of lines (blank lines aside)
+# must be equal; fails saying what is missing and what is unexpected.
+same_list()
+{
+	local label=$1 exp got missing extra
+	exp=$(printf '%s\n' "$2" | grep -v '^$' | sort)
+	got=$(printf '%s\n' "$3" | grep -v '^$' | sort)
+	[ "$exp" = "$got" ] && return 0
+	missing=$(comm -23 <(echo "$exp") <(echo "$got") | tr '\n' ',')
+	extra=$(comm -13 <(echo "$exp") <(echo "$got") | tr '\n' ',')
+	fail "$label: missing [${missing%,}] unexpected [${extra%,}]"
+	return 1
 }
 
 # --- mounts and daemons -------------------------------------------------
@@ -189,7 +342,145 @@ names_in()
 	t ls -A1 -- "$1" | LC_ALL=C sort
 }
 
+# The message files in DIR, sorted.
+eml_names()
+{
+	names_in "$1" | grep '\.eml$'
+}
+
+# --- throwaway IMAP servers ---------------------------------------------
+
+SERVERS=()
+SERVER_ERROR=
+
+# start_imap_server DIR ENVF [options...]: starts a server ($SERVER_SH,
+# tests/harness/dovecot.sh unless the test chose cyrus.sh) in DIR, stopped
+# by cleanup. The KEY=value lines it prints stay in ENVF (for imapcheck.py
+# and mt.py) and are read into S_HOST, S_PORT, S_TLS_PORT, S_USER,
+# S_PASSWORD, S_CA_FILE, S_OTHER_CA_FILE, S_CERT_NAME and S_DELIMITER ('/'
+# unless the server says otherwise). On failure returns the script's
+# status (77: the server cannot run here) and says why in SERVER_ERROR.
+start_imap_server()
+{
+	local dir=$1 lines=$2 rc k v
+	shift 2
+	SERVER_ERROR=
+	t "$SERVER_SH" start "$dir" --watch-pid $$ "$@" >"$lines" 2>"$lines.err"
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		SERVER_ERROR=$(oneline <"$lines.err")
+		return $rc
+	fi
+	SERVERS+=("$dir")
+	S_DELIMITER=
+	while IFS='=' read -r k v; do
+		case $k in
+		HOST | PORT | TLS_PORT | USER | PASSWORD | CA_FILE | \
+			OTHER_CA_FILE | CERT_NAME | DELIMITER)
+			printf -v "S_$k" '%s' "$v"
+			;;
+		esac
+	done <"$lines"
+	S_DELIMITER=${S_DELIMITER:-/}
+}
+
+# Stops the server started in DIR (for a check that takes it away).
+stop_imap_server()
+{
+	local i
+	t "$SERVER_SH" stop "$1" >/dev/null 2>&1
+	for i in "${!SERVERS[@]}"; do
+		[ "${SERVERS[i]}" = "$1" ] && unset 'SERVERS[i]'
+	done
+}
+
+# Stops every server still running.
+stop_imap_servers()
+{
+	local dir
+	for dir in "${SERVERS[@]}"; do
+		t "$SERVER_SH" stop "$dir" >/dev/null 2>&1
+	done
+	SERVERS=()
+}
+
+# write_password FILE: the server's password (S_PASSWORD) in FILE, mode 0600,
+# for -o password_file.
+write_password()
+{
+	install -m 0600 /dev/null "$1"
+	printf '%s\n' "$S_PASSWORD" >"$1"
+}
+
+# --- cleanup on exit ----------------------------------------------------
+
+CLEANED=
+# Background helpers of the test, killed with the daemons on exit.
+BG_PIDS=()
+
+# Unmounts everything in MOUNTS, then kills the daemons of this test still
+# alive and BG_PIDS.
+end_mounts()
+{
+	local m
+	for m in "${MOUNTS[@]}"; do
+		unmount_imapfs "$m" 2>/dev/null
+	done
+	for m in $(imapfs_pids) "${BG_PIDS[@]}"; do
+		kill -KILL "$m" 2>/dev/null
+	done
+}
+
+# remove_workdir [WHY_KEEP]: deletes WORK, unless something in MOUNTS is
+# still mounted (never delete through a live mount) or WHY_KEEP is given.
+remove_workdir()
+{
+	local m
+	for m in "${MOUNTS[@]}"; do
+		if is_mounted "$m"; then
+			echo "${TEST_NAME}_test: $m is still mounted; leaving $WORK" >&2
+			return 0
+		fi
+	done
+	if [ -n "${1:-}" ]; then
+		echo "${TEST_NAME}_test: $1; leaving $WORK" >&2
+		return 0
+	fi
+	# --one-file-system: never descend into a mount that slipped through.
+	rm -rf --one-file-system "$WORK"
+}
+
+# What cleanup does. A test with more to stop (a proxy, helpers) redefines
+# it from these parts.
+teardown()
+{
+	end_mounts
+	stop_imap_servers
+	remove_workdir
+}
+
+# The EXIT trap (make_workdir sets it), also called by tests before their
+# summary: runs teardown once.
+cleanup()
+{
+	[ -n "$CLEANED" ] && return 0
+	CLEANED=1
+	teardown
+}
+
 # --- mt.py: what the server holds ---------------------------------------
+
+# ic ARGS...: tests/harness/imapcheck.py on the server of ENVF.
+ic()
+{
+	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"
+}
+
+# mt ARGS...: WORK/mt.py (see write_mt_py) on the server of ENVF.
+mt()
+{
+	MT_HARNESS=$HARNESS t python3 "$WORK/mt.py" "$ENVF" "$@"
+}
 
 # Writes mt.py to PATH. It imports imapcheck.py from MT_HARNESS.
 write_mt_py()

@@ -22,32 +22,15 @@
 # shellcheck source-path=SCRIPTDIR
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: mount_test.sh BUILDDIR SOURCEDIR" >&2
-	exit 2
-fi
-BUILDDIR=$1
-SOURCEDIR=$(cd "$2" && pwd) || exit 2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HARNESS=$SOURCEDIR/tests/harness
-PATH=$PATH:/usr/sbin:/sbin
-# English error messages to match on; Python speaks UTF-8 regardless.
-export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
-unset IMAPFS_PASSWORD
-
-skip()
-{
-	echo "SKIP: $*"
-	exit 77
-}
-
-[ "$(id -u)" = 0 ] || skip "must run as root (FUSE mounts, Dovecot)"
-[ -c /dev/fuse ] || skip "/dev/fuse is missing"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
+# shellcheck source=mount_lib.sh
+. "$HERE/mount_lib.sh"
+mount_test_init mount "$@"
+require_fuse "FUSE mounts, Dovecot"
 IMAP_SERVER=${IMAP_SERVER:-dovecot}
 case $IMAP_SERVER in
 dovecot)
-	command -v dovecot >/dev/null || skip "dovecot is not installed"
+	require_tools dovecot
 	# A name with '%' shows the "%25" escape on the mount.
 	ODD_BOX="50% off"
 	;;
@@ -61,21 +44,13 @@ cyrus)
 	exit 2
 	;;
 esac
+SERVER_SH=$HARNESS/$IMAP_SERVER.sh
 export MT_ODD_BOX=$ODD_BOX
 ODD_DIR=${ODD_BOX//%/%25}
-IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
-[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
-for tool in python3 rsync setfattr getfattr timeout cmp df setsid; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-IMAPFS_REAL=$(readlink -f "$IMAPFS")
+require_imapfs
+require_tools python3 rsync setfattr getfattr timeout cmp df setsid
 
-# shellcheck source=mount_lib.sh
-. "$HERE/mount_lib.sh"
-
-WORK=$(mktemp -d /tmp/imapfs-mount-test.XXXXXX) || exit 1
-# Dovecot's unprivileged mail user must reach the server directory.
-chmod 0755 "$WORK"
+make_workdir
 # The daemon's persistent cache goes here, not into the real home.
 export XDG_CACHE_HOME=$WORK/xdg-cache
 DOVE=$WORK/dovecot
@@ -86,45 +61,12 @@ MNT=$WORK/mnt
 MNT_RO=$WORK/mnt-ro
 MNT_TLS=$WORK/mnt-starttls
 MNT_BAD=$WORK/mnt-bad
-MT_HUNG_FLAG=$WORK/hung
-DOVE_STARTED=
-CLEANED=
 
-cleanup()
-{
-	local m
-	[ -n "$CLEANED" ] && return 0
-	CLEANED=1
-	for m in "${MOUNTS[@]}"; do
-		unmount_imapfs "$m" 2>/dev/null
-	done
-	for m in $(imapfs_pids); do
-		kill -KILL "$m" 2>/dev/null
-	done
-	if [ -n "$DOVE_STARTED" ]; then
-		t "$HARNESS/$IMAP_SERVER.sh" stop "$DOVE" >/dev/null 2>&1
-	fi
-	for m in "${MOUNTS[@]}"; do
-		if is_mounted "$m"; then
-			echo "mount_test: $m is still mounted; leaving $WORK" >&2
-			return 0
-		fi
-	done
-	# --one-file-system: never descend into a mount that slipped through.
-	rm -rf --one-file-system "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-# The independent clients: mt.py (mount_lib.sh) and imapcheck.py.
-mt()
-{
-	MT_HARNESS=$HARNESS t python3 "$WORK/mt.py" "$ENVF" "$@"
-}
-
-# Mailbox names are written with '/' here; ic translates them to and from
-# the server's delimiter (for list, and the first argument of commands
-# taking a mailbox; rename's second too).
+# The independent clients are mt.py and imapcheck.py (mt and ic of
+# mount_lib.sh). Mailbox names are written with '/' here; this ic, replacing
+# mount_lib.sh's, translates them to and from the server's delimiter (for
+# list, and the first argument of commands taking a mailbox; rename's
+# second too).
 ic()
 {
 	local cmd=$1
@@ -148,66 +90,6 @@ ic()
 
 # --- small assertions (each records a problem through fail) ----------------
 
-# expect_ok LABEL COMMAND...: the command must succeed.
-expect_ok()
-{
-	local label=$1 err rc
-	shift
-	err=$("$@" 2>&1 >/dev/null)
-	rc=$?
-	[ $rc -eq 0 ] && return 0
-	[ $rc -eq 124 ] && err="timed out after ${MT_TIMEOUT}s"
-	fail "$label: exit $rc: $(oneline <<<"$err")"
-	return 1
-}
-
-# expect_error LABEL REGEX COMMAND...: the command must fail and its stderr
-# must match the extended REGEX (the expected strerror).
-expect_error()
-{
-	local label=$1 re=$2 err rc
-	shift 2
-	err=$("$@" 2>&1 >/dev/null)
-	rc=$?
-	if [ $rc -eq 0 ]; then
-		fail "$label: succeeded but must fail ($re)"
-		return 1
-	fi
-	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-		fail "$label: timed out"
-		return 1
-	fi
-	if ! grep -qE -- "$re" <<<"$err"; then
-		fail "$label: wrong error (want $re): $(oneline <<<"$err")"
-		return 1
-	fi
-	return 0
-}
-
-# same_list LABEL EXPECTED GOT: newline-separated sets must be equal.
-same_list()
-{
-	local label=$1 exp got missing extra
-	exp=$(printf '%s\n' "$2" | grep -v '^$' | sort)
-	got=$(printf '%s\n' "$3" | grep -v '^$' | sort)
-	[ "$exp" = "$got" ] && return 0
-	missing=$(comm -23 <(echo "$exp") <(echo "$got") | tr '\n' ',')
-	extra=$(comm -13 <(echo "$exp") <(echo "$got") | tr '\n' ',')
-	fail "$label: missing [${missing%,}] unexpected [${extra%,}]"
-	return 1
-}
-
-# same_bytes LABEL EXPECTED_FILE GOT_FILE
-same_bytes()
-{
-	local out
-	out=$(cmp -- "$2" "$3" 2>&1) && return 0
-	fail "$1: $(oneline <<<"$out") (sizes $(stat -c %s -- "$2" \
-		2>/dev/null || echo -)/$(stat -c %s -- "$3" 2>/dev/null ||
-		echo -))"
-	return 1
-}
-
 # Flags as a sorted, space-separated set.
 norm_flags()
 {
@@ -218,12 +100,6 @@ norm_flags()
 server_uids()
 {
 	ic uids "$1"
-}
-
-# .eml names the mount shows in DIR.
-eml_names()
-{
-	names_in "$1" | grep '\.eml$'
 }
 
 # The main mount must exist and answer; a hung daemon would otherwise make
@@ -1044,31 +920,18 @@ check_unmount()
 
 write_mt_py "$WORK/mt.py"
 T0=$(date +%s.%N)
-t "$HARNESS/$IMAP_SERVER.sh" start "$DOVE" --quota-kb 100000 \
-	--watch-pid $$ >"$ENVF" 2>"$WORK/server.err"
+start_imap_server "$DOVE" "$ENVF" --quota-kb 100000
 rc=$?
 if [ $rc -eq 77 ]; then
-	skip "$(oneline <"$WORK/server.err")"
+	skip "$SERVER_ERROR"
 elif [ $rc -ne 0 ]; then
-	echo "Bail out! $IMAP_SERVER did not start: $(oneline <"$WORK/server.err")"
+	echo "Bail out! $IMAP_SERVER did not start: $SERVER_ERROR"
 	exit 1
 fi
-DOVE_STARTED=1
 echo "# $IMAP_SERVER started in $(python3 -c "import sys, time
 print('%.1f' % (time.time() - float(sys.argv[1])))" "$T0") s"
-# shellcheck disable=SC2034 # read through printf -v
-while IFS='=' read -r k v; do
-	case $k in
-	HOST | PORT | TLS_PORT | USER | PASSWORD | CA_FILE | OTHER_CA_FILE | \
-		DELIMITER)
-		printf -v "S_$k" '%s' "$v"
-		;;
-	esac
-done <"$ENVF"
-S_DELIMITER=${S_DELIMITER:-/}
+write_password "$WORK/password"
 MAIN_PIDS=
-printf '%s\n' "$S_PASSWORD" >"$WORK/password"
-chmod 0600 "$WORK/password"
 
 run_check "seed the server" check_seed
 if [ "$FAILED" -ne 0 ]; then

@@ -13,83 +13,31 @@
 # shellcheck source-path=SCRIPTDIR
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: quirks_test.sh BUILDDIR SOURCEDIR" >&2
-	exit 2
-fi
-BUILDDIR=$1
-SOURCEDIR=$(cd "$2" && pwd) || exit 2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HARNESS=$SOURCEDIR/tests/harness
-PATH=$PATH:/usr/sbin:/sbin
-export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
-unset IMAPFS_PASSWORD
-
-skip()
-{
-	echo "SKIP: $*"
-	exit 77
-}
-
-[ "$(id -u)" = 0 ] || skip "must run as root (FUSE mounts, Dovecot)"
-[ -c /dev/fuse ] || skip "/dev/fuse is missing"
-command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
-command -v dovecot >/dev/null || skip "dovecot is not installed"
-IMAPFS=$(realpath -m "$BUILDDIR/fs/imapfs")
-[ -x "$IMAPFS" ] || skip "the daemon $IMAPFS is not built"
-IMAPFS_REAL=$(readlink -f "$IMAPFS")
-
 # shellcheck source=mount_lib.sh
 . "$HERE/mount_lib.sh"
+mount_test_init quirks "$@"
+require_fuse "FUSE mounts, Dovecot"
+require_tools dovecot
+require_imapfs
 
-WORK=$(mktemp -d /tmp/imapfs-quirks-test.XXXXXX) || exit 1
-chmod 0755 "$WORK"
+make_workdir
+# The daemon's persistent cache goes here, not into the real home.
 export XDG_CACHE_HOME=$WORK/xdg-cache
-MT_HUNG_FLAG=$WORK/hung
-SERVERS=()
-CLEANED=
-
-cleanup()
-{
-	local m
-	[ -n "$CLEANED" ] && return 0
-	CLEANED=1
-	for m in "${MOUNTS[@]}"; do
-		unmount_imapfs "$m" 2>/dev/null
-	done
-	for m in "${SERVERS[@]}"; do
-		t "$HARNESS/dovecot.sh" stop "$m" >/dev/null 2>&1
-	done
-	for m in "${MOUNTS[@]}"; do
-		is_mounted "$m" && return 0
-	done
-	rm -rf --one-file-system "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
 ENVF=
-ic()
-{
-	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"
-}
 
-# start_server NAME [dovecot.sh options]: sets ENVF, S_PORT, S_CA_FILE.
+# start_server NAME [dovecot.sh options]: a server in WORK/NAME; sets ENVF
+# and the S_* variables, the password in WORK/NAME.pw.
 start_server()
 {
-	local name=$1 dir=$WORK/$1
+	local name=$1
 	shift
 	ENVF=$WORK/$name.env
-	if ! t "$HARNESS/dovecot.sh" start "$dir" --watch-pid $$ "$@" \
-		>"$ENVF" 2>"$WORK/$name.err"; then
-		fail "dovecot did not start: $(oneline <"$WORK/$name.err")"
+	if ! start_imap_server "$WORK/$name" "$ENVF" "$@"; then
+		fail "dovecot did not start: $SERVER_ERROR"
 		return 1
 	fi
-	SERVERS+=("$dir")
-	S_PORT=$(sed -n 's/^PORT=//p' "$ENVF")
-	S_CA_FILE=$(sed -n 's/^CA_FILE=//p' "$ENVF")
-	sed -n 's/^PASSWORD=//p' "$ENVF" >"$WORK/$name.pw"
-	chmod 0600 "$WORK/$name.pw"
+	write_password "$WORK/$name.pw"
 }
 
 # mount_server NAME MNT [imapfs options]: STARTTLS on the plain port.
@@ -158,35 +106,6 @@ check_no_idle()
 	wait_for 15 eval 'eml_names "$mnt/INBOX" | grep -qx "$uid.eml"' ||
 		fail "a message appended elsewhere is not listed after 15 s"
 	unmount_imapfs "$mnt"
-}
-
-# The small assertions of mount_test.sh, for the checks above.
-expect_ok()
-{
-	local label=$1 err
-	shift
-	err=$("$@" 2>&1 >/dev/null) || fail "$label: $(oneline <<<"$err")"
-}
-
-expect_error()
-{
-	local label=$1 re=$2 err
-	shift 2
-	if err=$("$@" 2>&1 >/dev/null); then
-		fail "$label: succeeded but must fail ($re)"
-	elif ! grep -qE -- "$re" <<<"$err"; then
-		fail "$label: wrong error (want $re): $(oneline <<<"$err")"
-	fi
-}
-
-same_bytes()
-{
-	cmp -s -- "$2" "$3" || fail "$1: bytes differ"
-}
-
-eml_names()
-{
-	names_in "$1" | grep '\.eml$'
 }
 
 run_check "Courier namespace (INBOX. prefix, '.' delimiter)" check_courier
