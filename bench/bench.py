@@ -622,18 +622,36 @@ class Bench:
                                  "cur")
         self.ls_l(local_dir, count)  # warm the dentry and inode caches
 
+        fuse_rss = []
+
         def fuse_floor():
             m = self.mount_fusefloor(count)
+            time.sleep(0.2)
+            before = rss_kib(m.pid)
             t = self.ls_l(m.path, count)
+            fuse_rss.append((before, rss_kib(m.pid)))
             self.unmount(m)
             return t
-        cold_t, warm_t, meta_t, local_t, fuse_t = interleave([
+        meta_rss = []
+
+        def metadata_only():
+            # The listing loaded (a stat needs it), no ls: what the
+            # daemon holds per message, without libfuse's inodes.
+            m = self.mount(srv, srv.tls_port, "ls-meta")
+            time.sleep(0.2)
+            before = rss_kib(m.pid)
+            os.stat(os.path.join(m.path, folder, "%d.eml" % rows[0][0]))
+            meta_rss.append((before, rss_kib(m.pid)))
+            self.unmount(m)
+            return 0.0
+        cold_t, warm_t, meta_t, local_t, fuse_t, _ = interleave([
             (listing(False), DEAR),
             (listing(True), DEAR),
             (lambda: self.floor_meta(srv, srv.tls_port, folder, count),
              CHEAP),
             (lambda: self.ls_l(local_dir, count), CHEAP),
-            (fuse_floor if self.fusefloor else lambda: 0.0, CHEAP)], runs)
+            (fuse_floor if self.fusefloor else lambda: 0.0, CHEAP),
+            (metadata_only, DEAR)], runs)
         self.phase("c ls -l %d, floor" % count, t0)
         floor = med(meta_t) + med(local_t)
         self.row("c-cold", "cold `ls -l` of %d messages" % count,
@@ -652,9 +670,25 @@ class Bench:
             self.row("c-fuse", "`ls -l` of a do-nothing FUSE fs with %d "
                      "files (bench/fusefloor.c)" % count, med(fuse_t),
                      "local ls -l", med(local_t),
-                     "what any FUSE daemon with xattrs pays here: "
-                     "READDIRPLUS + 2 GETXATTR (ENODATA) per file; runs %d"
+                     "what any FUSE daemon pays here: READDIRPLUS, and "
+                     "getxattr (ENOTSUP) for the first file only; runs %d"
                      % len(fuse_t))
+        if meta_rss:
+            self.row("f-meta", "daemon RSS growth per message, listing "
+                     "loaded, no `ls`", med([(a - b) * 1024.0 / count
+                                             for b, a in meta_rss]),
+                     "", None, "the metadata imapfs holds; VmRSS (KiB): %s"
+                     % ", ".join("%d->%d" % r for r in meta_rss),
+                     ratio=None, unit="B")
+        if fuse_rss:
+            self.row("f-fuse", "fusefloor RSS growth per file during "
+                     "`ls -l`", med([(a - b) * 1024.0 / count
+                                     for b, a in fuse_rss]),
+                     "", None, "libfuse's node per inode the kernel "
+                     "knows, paid by any high-level libfuse daemon; "
+                     "VmRSS (KiB): %s"
+                     % ", ".join("%d->%d" % r for r in fuse_rss),
+                     ratio=None, unit="B")
         per = med([(a - b) * 1024.0 / count for b, a in rss])
         self.row("f", "daemon RSS growth per listed message", per, "", None,
                  "median over %d cold mounts; VmRSS after mount -> after "
