@@ -1,8 +1,10 @@
 /* fuzz_path.c - libFuzzer target for the path <-> mailbox mapping: paths
  * from the kernel and mailbox names from the server are both untrusted, so
  * any bytes must be handled, and every mailbox name that can be shown as a
- * directory must map back to exactly that name. The first input byte picks
- * the hierarchy delimiter ('/', '.' or none). */
+ * directory must map back to exactly that name - spelled "INBOX" if its
+ * first level is INBOX in another case (RFC 3501: INBOX is
+ * case-insensitive; the store keeps that spelling). The first input byte
+ * picks the hierarchy delimiter ('/', '.' or none). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +33,18 @@ last_component(const char *path)
 	const char *slash = strrchr(path, '/');
 
 	return slash == NULL ? path : slash + 1;
+}
+
+/* mailbox with a first level of INBOX in any case spelled "INBOX". */
+static char *
+canonical_name(const char *mailbox, char delim)
+{
+	char *name = g_strdup(mailbox);
+
+	if (g_ascii_strncasecmp(name, "INBOX", 5) == 0 &&
+	    (name[5] == '\0' || (delim != '\0' && name[5] == delim)))
+		memcpy(name, "INBOX", 5);
+	return name;
 }
 
 /* A path the mapping produced for mailbox must be classified as that very
@@ -62,6 +76,7 @@ static void
 check_mailbox(const char *mailbox, char delim)
 {
 	char *path = NULL, *back = NULL;
+	g_autofree char *canonical = canonical_name(mailbox, delim);
 	int rc = fs_path_from_mailbox(mailbox, delim, &path);
 
 	check(is_errno(rc));
@@ -72,8 +87,9 @@ check_mailbox(const char *mailbox, char delim)
 	check(path != NULL && path[0] == '/' && strlen(path) < FS_PATH_MAX);
 	check(g_utf8_validate(path, -1, NULL));
 	rc = fs_path_to_mailbox(path, delim, &back);
-	check(rc == 0 && back != NULL && strcmp(back, mailbox) == 0);
-	check_classify_mailbox_path(path, mailbox, delim);
+	check(rc == 0 && back != NULL && strcmp(back, canonical) == 0);
+	check(fs_mailbox_equal(back, mailbox, delim));
+	check_classify_mailbox_path(path, canonical, delim);
 	g_free(back);
 	g_free(path);
 }
