@@ -552,3 +552,130 @@ resync_mailbox(MailStore *s, MailboxState *st, ImapError **err)
 		malloc_trim(0);
 	return rc;
 }
+
+/* ------------------------------------------ many cached listings at once */
+
+typedef struct {
+	GPtrArray *states; /* MailboxState * whose refresh lock we hold */
+	ImapMailboxStatus *status;
+	ImapStatus *results;
+} CheckReq;
+
+static ImapStatus
+do_check(ImapConn *c, void *data, ImapError **err)
+{
+	CheckReq *r = data;
+	const char **names = g_new(const char *, r->states->len);
+	guint n = 0;
+	ImapStatus st;
+
+	/* STATUS of the mailbox this session has selected may answer from
+	 * an old view (see do_resync); those are left to their own resync. */
+	for (guint i = 0; i < r->states->len; i++) {
+		MailboxState *ms = r->states->pdata[i];
+		r->results[i] = IMAP_EINVAL;
+		if (!imap_conn_has_selected(c, ms->name))
+			names[n++] = ms->name;
+	}
+	st = imap_status_many(c, names, n, r->status, r->results, err);
+	/* Results are in the order sent; spread them back. */
+	for (guint i = r->states->len, j = n; i-- > 0;) {
+		MailboxState *ms = r->states->pdata[i];
+		if (j > 0 && names[j - 1] == ms->name) {
+			j--;
+			r->status[i] = r->status[j];
+			r->results[i] = r->results[j];
+		} else {
+			r->results[i] = IMAP_EINVAL;
+		}
+	}
+	g_free(names);
+	return st;
+}
+
+/* Whether STATUS says nothing changed since the listing we hold: only
+ * with HIGHESTMODSEQ, since flags change nothing else STATUS shows. */
+static gboolean
+status_unchanged(const MailboxState *st, const ImapMailboxStatus *status)
+{
+	return status->has_highestmodseq && st->highestmodseq != 0 &&
+	       status->highestmodseq == st->highestmodseq &&
+	       status->uidnext == st->uidnext &&
+	       status->uidvalidity == st->listing->uidvalidity &&
+	       status->messages == st->listing->msgs->len;
+}
+
+/* Mailboxes with a cached listing due for a refresh, their refresh locks
+ * taken (a mailbox being refreshed right now is left out). */
+static GPtrArray *
+stale_listings(MailStore *s)
+{
+	GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+	GPtrArray *states = g_ptr_array_new();
+
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; s->mailboxes != NULL && i < s->mailboxes->len; i++) {
+		const ImapMailbox *m = s->mailboxes->pdata[i];
+		if (!(m->attrs & (IMAP_MBOX_NOSELECT | IMAP_MBOX_NONEXISTENT)))
+			g_ptr_array_add(names, g_strdup(m->name));
+	}
+	g_mutex_unlock(&s->lock);
+	for (guint i = 0; i < names->len; i++) {
+		MailboxState *st = state_get(s, names->pdata[i]);
+		gboolean stale;
+
+		if (!g_mutex_trylock(&st->refresh))
+			continue;
+		load_from_disk(s, st);
+		g_mutex_lock(&s->lock);
+		stale = st->listing != NULL && st->highestmodseq != 0 &&
+		        !fresh(s, st->fetched_at);
+		g_mutex_unlock(&s->lock);
+		if (stale)
+			g_ptr_array_add(states, st);
+		else
+			g_mutex_unlock(&st->refresh);
+	}
+	g_ptr_array_free(names, TRUE);
+	return states;
+}
+
+void
+store_check_listings(MailStore *s)
+{
+	CheckReq r = {0};
+	ImapError *err = NULL;
+	guint fresh_now = 0;
+
+	if (s->pool == NULL || s->offline)
+		return;
+	r.states = stale_listings(s);
+	if (r.states->len >= 2) {
+		r.status = g_new0(ImapMailboxStatus, r.states->len);
+		r.results = g_new0(ImapStatus, r.states->len);
+		if (with_conn(s, NULL, TRUE, do_check, &r, &err) != IMAP_OK)
+			g_debug("checking %u listings at once: %s",
+			        r.states->len,
+			        err != NULL ? err->text : "failed");
+		imap_error_free(err);
+		g_mutex_lock(&s->lock);
+		for (guint i = 0; i < r.states->len; i++) {
+			MailboxState *st = r.states->pdata[i];
+			if (r.results[i] != IMAP_OK ||
+			    !status_unchanged(st, &r.status[i]))
+				continue;
+			st->fetched_at = g_get_monotonic_time();
+			st->synced_at = g_get_real_time();
+			st->synced_by = "status";
+			fresh_now++;
+		}
+		g_mutex_unlock(&s->lock);
+		g_debug("checked %u listings at once, %u unchanged",
+		        r.states->len, fresh_now);
+	}
+	for (guint i = 0; i < r.states->len; i++)
+		g_mutex_unlock(&((MailboxState *)r.states->pdata[i])->refresh);
+	g_ptr_array_free(r.states, TRUE);
+	g_free(r.status);
+	g_free(r.results);
+}

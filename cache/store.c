@@ -516,7 +516,7 @@ store_mailbox(MailStore *s, const char *name, StoreMailbox *out,
 
 /* First use of a mailbox this session: start from the disk cache, so a
  * remount only asks the server what changed. */
-static void
+void
 load_from_disk(MailStore *s, MailboxState *st)
 {
 	DiskMailbox dm = {0};

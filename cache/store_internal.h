@@ -72,6 +72,9 @@ StoreListing *listing_writable(StoreListing **slot);
 gint find_index(const StoreListing *l, guint32 uid, gboolean *found);
 MailboxState *state_get(MailStore *s, const char *name);
 gboolean fresh(MailStore *s, gint64 at);
+/* First use of a mailbox this session: its listing from the disk cache
+ * (call with st->refresh held). */
+void load_from_disk(MailStore *s, MailboxState *st);
 gboolean connection_lost(ImapStatus st);
 void forget_listing(MailStore *s, const char *name);
 /* Tells whether a change the connection died during took effect:

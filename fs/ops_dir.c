@@ -201,8 +201,14 @@ snapshot_take(Imapfs *fs, const FsPathInfo *info, DirSnapshot *d)
 	guint attrs = 0;
 	int rc;
 
-	if (info->kind == FS_PATH_ROOT)
-		return snapshot_children(fs, NULL, d);
+	if (info->kind == FS_PATH_ROOT) {
+		rc = snapshot_children(fs, NULL, d);
+		/* A walk of the whole account (rsync, find, grep -r) opens
+		 * every folder next: one round trip now saves one each. */
+		if (rc == 0)
+			store_check_listings(fs->store);
+		return rc;
+	}
 	if (info->kind != FS_PATH_MAILBOX)
 		return -ENOTDIR;
 	rc = lookup_mailbox(fs, info->mailbox, &attrs);

@@ -792,6 +792,22 @@ conn_wait(ImapConn *c, PendingCmd *pc, ImapResponse **tagged, ImapError **err)
 	return st;
 }
 
+ImapPending *
+imap_conn_send(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
+               ImapError **err)
+{
+	return (ImapPending *)conn_submit(c, cmd, hooks, err);
+}
+
+ImapStatus
+imap_conn_await(ImapConn *c, ImapPending *p, ImapResponse **tagged,
+                ImapError **err)
+{
+	if (tagged != NULL)
+		*tagged = NULL;
+	return conn_wait(c, (PendingCmd *)p, tagged, err);
+}
+
 ImapStatus
 imap_conn_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
               ImapResponse **tagged, ImapError **err)

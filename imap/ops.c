@@ -791,32 +791,96 @@ on_status(void *user, const ImapResponse *resp)
 	}
 }
 
-ImapStatus
-imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
-            ImapError **err)
+static ImapCmd *
+status_cmd(ImapConn *c, const char *mailbox)
 {
-	StatusCollect sc = {.conn = c, .mailbox = mailbox, .out = out};
-	ImapCmdHooks hooks = {.untagged = on_status, .user = &sc};
-	ImapCmd *cmd;
-	ImapStatus st;
+	ImapCmd *cmd = ops_cmd(c, "STATUS");
 
-	memset(out, 0, sizeof(*out));
-	if (mailbox == NULL)
-		return imap_error_set(err, IMAP_EINVAL, 0,
-		                      "STATUS: no mailbox");
-	cmd = ops_cmd(c, "STATUS");
 	imap_cmd_mailbox(cmd, mailbox);
 	if (imap_conn_has_cap(c, "CONDSTORE"))
 		imap_cmd_raw(
 		    cmd, "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)");
 	else
 		imap_cmd_raw(cmd, "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)");
-	st = ops_run(c, cmd, &hooks, NULL, err);
-	if (st == IMAP_OK && !sc.seen)
+	return cmd;
+}
+
+static ImapStatus
+status_result(ImapStatus st, const StatusCollect *sc, ImapError **err)
+{
+	if (st == IMAP_OK && !sc->seen)
 		st = imap_error_set(err, IMAP_EPROTO, 0,
 		                    "the server sent no STATUS data");
 	if (st != IMAP_OK)
-		imap_error_prefix(err, "STATUS %s", mailbox);
+		imap_error_prefix(err, "STATUS %s", sc->mailbox);
+	return st;
+}
+
+ImapStatus
+imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
+            ImapError **err)
+{
+	StatusCollect sc = {.conn = c, .mailbox = mailbox, .out = out};
+	ImapCmdHooks hooks = {.untagged = on_status, .user = &sc};
+
+	memset(out, 0, sizeof(*out));
+	if (mailbox == NULL)
+		return imap_error_set(err, IMAP_EINVAL, 0,
+		                      "STATUS: no mailbox");
+	return status_result(
+	    ops_run(c, status_cmd(c, mailbox), &hooks, NULL, err), &sc, err);
+}
+
+ImapStatus
+imap_status_many(ImapConn *c, const char *const *mailboxes, guint n,
+                 ImapMailboxStatus *out, ImapStatus *results, ImapError **err)
+{
+	StatusCollect *sc = g_new0(StatusCollect, n);
+	ImapCmdHooks *hooks = g_new0(ImapCmdHooks, n);
+	ImapPending **sent = g_new0(ImapPending *, n);
+	ImapStatus st = IMAP_OK;
+
+	for (guint i = 0; i < n; i++) {
+		ImapCmd *cmd = status_cmd(c, mailboxes[i]);
+		ImapError *local = NULL;
+
+		memset(&out[i], 0, sizeof(out[i]));
+		sc[i] = (StatusCollect){
+		    .conn = c, .mailbox = mailboxes[i], .out = &out[i]};
+		hooks[i] =
+		    (ImapCmdHooks){.untagged = on_status, .user = &sc[i]};
+		results[i] = IMAP_EINVAL;
+		if (!imap_cmd_valid(cmd, &local)) {
+			imap_cmd_free(cmd);
+			imap_error_free(local);
+			continue;
+		}
+		sent[i] = imap_conn_send(c, cmd, &hooks[i], &local);
+		if (sent[i] == NULL) {
+			results[i] = local != NULL ? local->status : IMAP_ENET;
+			imap_error_free(local);
+		}
+	}
+	for (guint i = 0; i < n; i++) {
+		ImapError *local = NULL;
+
+		if (sent[i] == NULL)
+			continue;
+		results[i] = status_result(
+		    imap_conn_await(c, sent[i], NULL, &local), &sc[i], &local);
+		/* The first lost connection is the caller's error; a NO
+		 * (no such mailbox) is only that mailbox's. */
+		if (local != NULL && st == IMAP_OK && results[i] != IMAP_ENO &&
+		    results[i] != IMAP_EBAD && results[i] != IMAP_EPROTO) {
+			st = results[i];
+			imap_error_propagate(err, local);
+			local = NULL;
+		}
+		imap_error_free(local);
+	}
+	g_free(sent);
+	g_free(hooks);
+	g_free(sc);
 	return st;
 }
 

@@ -108,6 +108,12 @@ ImapStatus store_body_read(StoreBody *b, guint64 offset, guint64 len, char *buf,
 gboolean store_body_exact_size(StoreBody *b, guint64 *size);
 void store_body_close(StoreBody *b);
 
+/* Asks the server, in one round trip, whether the cached listings due
+ * for a refresh changed; those that did not count as fresh again, so
+ * opening them next costs nothing (rsync's walk of a whole account).
+ * Best effort: errors only leave them due. */
+void store_check_listings(MailStore *s);
+
 /* Starts watching for changes by other clients (IDLE, or polling where
  * the server has no IDLE). Call after any fork. */
 void store_start_watch(MailStore *s);

@@ -90,6 +90,17 @@ void imap_conn_close(ImapConn *c);
 ImapStatus imap_conn_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
                          ImapResponse **tagged, ImapError **err);
 
+/* imap_conn_run in two halves, to pipeline commands from one thread:
+ * imap_conn_send sends cmd and returns (NULL with *err set if it could
+ * not); every handle it returns must be given to imap_conn_await once,
+ * which waits and answers like imap_conn_run. hooks must live until
+ * then. */
+typedef struct ImapPending ImapPending;
+ImapPending *imap_conn_send(ImapConn *c, ImapCmd *cmd,
+                            const ImapCmdHooks *hooks, ImapError **err);
+ImapStatus imap_conn_await(ImapConn *c, ImapPending *p, ImapResponse **tagged,
+                           ImapError **err);
+
 /* Capabilities (upper-cased) as last advertised. */
 gboolean imap_conn_has_cap(ImapConn *c, const char *cap);
 /* Copies the capability list, a NULL-terminated array; free with

@@ -63,6 +63,12 @@ typedef struct {
  * CONDSTORE). */
 ImapStatus imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
                        ImapError **err);
+/* STATUS of n mailboxes, pipelined: one round trip. results[i] is each
+ * one's outcome (IMAP_ENO: no such mailbox); the return value is IMAP_OK
+ * unless the connection failed (then with *err). */
+ImapStatus imap_status_many(ImapConn *c, const char *const *mailboxes,
+                            guint n, ImapMailboxStatus *out,
+                            ImapStatus *results, ImapError **err);
 
 /* ---- Mailbox management ---- */
 ImapStatus imap_create(ImapConn *c, const char *mailbox, ImapError **err);

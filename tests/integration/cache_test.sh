@@ -160,6 +160,30 @@ check_no_change_wire()
 		fail "no STATUS was sent for Big"
 }
 
+# After a remount every cached listing is due; listing the root asks
+# STATUS of all of them at once (pipelined), so walking into the folders
+# then sends nothing more for those that did not change.
+check_walk_checks_at_once()
+{
+	local mark statuses after
+	[ -n "${CACHE_TEST_CAPS:-}" ] && ! grep -q CONDSTORE <<<"$CACHE_TEST_CAPS" &&
+		return 0 # without HIGHESTMODSEQ STATUS cannot tell
+	umount_fg
+	mount_fg -o dir_cache_timeout=600 || return
+	mark=$(log_mark)
+	ls "$MNT" >/dev/null || fail "ls of the root"
+	statuses=$(log_since "$mark" | grep -cE 'C: A[0-9]+ STATUS ')
+	[ "$statuses" -ge 3 ] ||
+		fail "listing the root sent $statuses STATUS, expected one per folder"
+	mark=$(log_mark)
+	ls -l "$MNT/Big" "$MNT/Moves" "$MNT/Recreated" >/dev/null ||
+		fail "ls of the folders"
+	after=$(log_since "$mark" |
+		grep -E 'C: A[0-9]+ (STATUS|UID FETCH|NOOP)' | oneline)
+	[ -z "$after" ] ||
+		fail "unchanged folders were asked again: ${after:0:300}"
+}
+
 check_body_cache_hit()
 {
 	local f mark
@@ -311,6 +335,8 @@ run_check "seed the server" check_seed
 run_check "first mount mirrors the server and writes the cache" check_first_mount
 run_check "remount shows exactly what other clients changed" check_remount_shows_changes
 run_check "no-change remount fetches no message metadata" check_no_change_wire
+run_check "a walk after remount checks every listing in one go" \
+	check_walk_checks_at_once
 run_check "cached bodies are not fetched again" check_body_cache_hit
 run_check "UIDVALIDITY change: fresh listing, no stale bytes" check_uidvalidity_change
 run_check "rm and mv act on exactly one message" check_rm_mv_exact
