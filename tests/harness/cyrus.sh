@@ -23,33 +23,17 @@ set -euo pipefail
 MAIL_USER=imapfs-test
 PATH=$PATH:/usr/sbin:/sbin
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SERVER_SCRIPT=$HERE/$(basename "${BASH_SOURCE[0]}")
+# shellcheck source=server_lib.sh
+. "$HERE/server_lib.sh"
 CYRUS_ROOT=${IMAPFS_CYRUS_ROOT:-/opt/imapfs-cyrus}
 CYRUS_BIN=$CYRUS_ROOT/usr/lib/cyrus/bin
 CYRUS_LIB=$CYRUS_ROOT/usr/lib/x86_64-linux-gnu
-
-die()
-{
-	echo "cyrus.sh: $*" >&2
-	exit 1
-}
 
 usage()
 {
 	sed -n '7,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
-}
-
-free_ports()
-{
-	python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
 }
 
 # Succeeds once the port answers with an IMAP greeting (master listens
@@ -62,43 +46,6 @@ s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
 s.settimeout(2)
 sys.exit(0 if s.recv(100).startswith(b"* OK") else 1)
 EOF
-}
-
-port_open()
-{
-	python3 - "$1" <<'EOF' 2>/dev/null
-import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
-EOF
-}
-
-# Like kill -0, but a zombie counts as dead.
-alive()
-{
-	local state
-	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-	[ -n "$state" ] && [ "$state" != Z ]
-}
-
-ensure_mail_user()
-{
-	if ! id -u "$MAIL_USER" >/dev/null 2>&1; then
-		useradd --system --no-create-home --home-dir /nonexistent \
-			--shell /usr/sbin/nologin "$MAIL_USER" 2>/dev/null ||
-			id -u "$MAIL_USER" >/dev/null 2>&1 ||
-			die "cannot create user $MAIL_USER"
-	fi
-}
-
-check_traversable()
-{
-	local p=$1
-	while [ "$p" != / ] && [ -n "$p" ]; do
-		if ! runuser -u "$MAIL_USER" -- test -x "$p"; then
-			die "$p is not searchable by $MAIL_USER (chmod o+x it)"
-		fi
-		p=$(dirname "$p")
-	done
 }
 
 write_config()
@@ -235,36 +182,6 @@ OTHER_CA_FILE=$dir/certs/other-ca.pem
 CERT_NAME=localhost
 DELIMITER=$DELIM
 EOF
-}
-
-start_watchdog()
-{
-	local dir=$1 parent=$2 master self
-	master=$(cat "$dir/run/master.pid")
-	self=$HERE/$(basename "${BASH_SOURCE[0]}")
-	(
-		while alive "$parent" && alive "$master"; do
-			sleep 1
-		done
-		if ! alive "$parent"; then
-			rm -f "$dir/run/watchdog.pid"
-			"$self" stop "$dir"
-			rm -rf "$dir"
-		fi
-	) </dev/null >/dev/null 2>&1 &
-	echo $! >"$dir/run/watchdog.pid"
-}
-
-server_pids()
-{
-	local master=$1
-	[ -n "$master" ] || return 0
-	alive "$master" || return 0
-	echo "$master"
-	local child
-	for child in $(pgrep -P "$master" || true); do
-		server_pids "$child"
-	done
 }
 
 # Processes whose command line names DIR's config (master, its services).
