@@ -90,8 +90,8 @@ struct StoreCtl {
 
 /* ---------------------------------------------------------------- JSON */
 
-static void
-json_string(GString *o, const char *s)
+void
+warm_json_string(GString *o, const char *s)
 {
 	g_autofree char *valid = NULL;
 
@@ -124,7 +124,7 @@ json_key(GString *o, const char *key)
 	if (o->len > 0 && o->str[o->len - 1] != '{' &&
 	    o->str[o->len - 1] != '[')
 		g_string_append_c(o, ',');
-	json_string(o, key);
+	warm_json_string(o, key);
 	g_string_append_c(o, ':');
 }
 
@@ -139,7 +139,7 @@ static void
 json_str_field(GString *o, const char *key, const char *v)
 {
 	json_key(o, key);
-	json_string(o, v);
+	warm_json_string(o, v);
 }
 
 /* Seconds since the epoch, or null for 0. */

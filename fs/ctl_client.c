@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache/warm.h"
 #include "ctl_client.h"
 
 #define XA_STATUS   "user.imapfs.status"
@@ -322,25 +323,6 @@ ju64(const JNode *obj, const char *key)
 	return g_ascii_strtoull(n->text, NULL, 10);
 }
 
-static void
-json_write_string(GString *o, const char *s)
-{
-	g_string_append_c(o, '"');
-	for (const char *p = s; *p != '\0'; p++) {
-		guchar c = (guchar)*p;
-
-		if (c == '"' || c == '\\')
-			g_string_append_printf(o, "\\%c", c);
-		else if (c == '\n')
-			g_string_append(o, "\\n");
-		else if (c < 0x20 || c == 0x7f)
-			g_string_append_printf(o, "\\u%04x", c);
-		else
-			g_string_append_c(o, (char)c);
-	}
-	g_string_append_c(o, '"');
-}
-
 /* Pretty-printed, two spaces per level. */
 static void
 json_write(GString *o, const JNode *n, int indent)
@@ -356,7 +338,7 @@ json_write(GString *o, const JNode *n, int indent)
 		g_string_append(o, n->text);
 		return;
 	case J_STR:
-		json_write_string(o, n->text);
+		warm_json_string(o, n->text);
 		return;
 	case J_ARR:
 	case J_OBJ:
@@ -367,7 +349,7 @@ json_write(GString *o, const JNode *n, int indent)
 		g_string_append(o, i > 0 ? ",\n" : "\n");
 		g_string_append_printf(o, "%*s", indent + 2, "");
 		if (n->type == J_OBJ) {
-			json_write_string(o, n->keys->pdata[i]);
+			warm_json_string(o, n->keys->pdata[i]);
 			g_string_append(o, ": ");
 		}
 		json_write(o, n->vals->pdata[i], indent + 2);

@@ -35,4 +35,8 @@ gboolean warm_cancel(MailStore *s, const char *root);
  * there was none. Newly allocated. */
 char *warm_progress_json(MailStore *s, const char *root);
 
+/* Appends s to o as a JSON string ("null" for NULL; bytes that are not
+ * UTF-8 are replaced): shared by the daemon's answers and imapfs status. */
+void warm_json_string(GString *o, const char *s);
+
 #endif
