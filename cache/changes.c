@@ -559,14 +559,29 @@ store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
 typedef struct {
 	const char *a, *b;
 	ImapMailboxStatus status;
+	int creates_sent;
 } NameReq;
 
 static ImapStatus
 do_create(ImapConn *c, void *data, ImapError **err)
 {
 	NameReq *r = data;
+	ImapStatus st = imap_create(c, r->a, err);
 
-	return imap_create(c, r->a, err);
+	/* An earlier CREATE of ours whose connection died may have been
+	 * carried out after the check that found nothing: then the mailbox
+	 * is ours, not someone else's. */
+	if (st == IMAP_ENO && r->creates_sent++ > 0 && err != NULL &&
+	    *err != NULL && (*err)->code == IMAP_CODE_ALREADYEXISTS) {
+		g_message("CREATE %s: it exists now, made by our earlier "
+		          "attempt",
+		          r->a);
+		imap_error_clear(err);
+		return IMAP_OK;
+	}
+	if (st != IMAP_ENO)
+		r->creates_sent++;
+	return st;
 }
 
 static ImapStatus
@@ -580,7 +595,7 @@ verify_create(ImapConn *c, void *data, gboolean *done, ImapError **err)
 ImapStatus
 store_create_mailbox(MailStore *s, const char *name, ImapError **err)
 {
-	NameReq r = {name, NULL, {0}};
+	NameReq r = {name, NULL, {0}, 0};
 	ImapStatus st;
 
 	if (s->read_only)
