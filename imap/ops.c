@@ -1,7 +1,9 @@
 /* ops.c - the IMAP operations the filesystem needs (see ops.h): each builds
  * its command with the safe builder, runs it through the pipelining engine
  * and picks its own data out of the untagged responses, which may be mixed
- * with those of commands other threads have in flight. */
+ * with those of commands other threads have in flight. This file holds the
+ * shared helpers (ops_internal.h) and the account and mailbox operations;
+ * ops_fetch.c the UID FETCHes, ops_change.c SEARCH and the changes. */
 #include "imap/ops.h"
 
 #include <string.h>
@@ -10,15 +12,13 @@
 #include "imap/date.h"
 #include "imap/uidset.h"
 #include "imap/utf7.h"
-
-/* A server-sent UID set larger than this is refused rather than expanded. */
-#define MAX_SEARCH_RESULTS (64u * 1024 * 1024)
+#include "ops_internal.h"
 
 /* ---------------------------------------------------------------------
  * Helpers shared by the operations
  */
 
-static ImapCmd *
+ImapCmd *
 ops_cmd(ImapConn *c, const char *verb)
 {
 	ImapCmd *cmd;
@@ -29,7 +29,7 @@ ops_cmd(ImapConn *c, const char *verb)
 }
 
 /* Runs cmd unless the builder rejected an argument: then nothing is sent. */
-static ImapStatus
+ImapStatus
 ops_run(ImapConn *c, ImapCmd *cmd, const ImapCmdHooks *hooks,
         ImapResponse **tagged, ImapError **err)
 {
@@ -61,7 +61,7 @@ check_mailbox_name(ImapConn *c, const char *mailbox, ImapError **err)
 }
 
 /* Leases mailbox after checking its name can be sent at all. */
-static ImapStatus
+ImapStatus
 lease_mailbox(ImapConn *c, const char *mailbox, ImapError **err)
 {
 	if (check_mailbox_name(c, mailbox, err) != IMAP_OK)
@@ -75,7 +75,7 @@ lease_mailbox(ImapConn *c, const char *mailbox, ImapError **err)
 /* A server reports messages other clients added only when a command ends,
  * and UID commands act on the view it has reported so far; a NOOP brings
  * the view of the leased mailbox up to date, unless a SELECT just did. */
-static ImapStatus
+ImapStatus
 refresh_view(ImapConn *c, ImapError **err)
 {
 	if (imap_conn_view_fresh(c, FRESH_SELECT_US))
@@ -85,7 +85,7 @@ refresh_view(ImapConn *c, ImapError **err)
 
 /* Runs cmd while holding a lease on mailbox (refreshing the view first if
  * asked); the lease is always returned. */
-static ImapStatus
+ImapStatus
 run_in_mailbox(ImapConn *c, const char *mailbox, gboolean refresh, ImapCmd *cmd,
                const ImapCmdHooks *hooks, ImapResponse **tagged,
                ImapError **err)
@@ -110,13 +110,13 @@ run_in_mailbox(ImapConn *c, const char *mailbox, gboolean refresh, ImapCmd *cmd,
 	return st;
 }
 
-static gboolean
+gboolean
 name_is(const ImapResponse *r, const char *name)
 {
 	return r->name != NULL && g_ascii_strcasecmp(r->name, name) == 0;
 }
 
-static const ImapValue *
+const ImapValue *
 arg_at(const ImapResponse *r, guint i)
 {
 	if (r->args == NULL || i >= r->args->len)
@@ -124,7 +124,7 @@ arg_at(const ImapResponse *r, guint i)
 	return g_ptr_array_index(r->args, i);
 }
 
-static const ImapValue *
+const ImapValue *
 list_at(const ImapValue *list, guint i)
 {
 	if (list == NULL || list->type != IMAP_VALUE_LIST ||
@@ -134,7 +134,7 @@ list_at(const ImapValue *list, guint i)
 }
 
 /* Text of an atom or string (not NIL, not a list). */
-static const char *
+const char *
 value_text(const ImapValue *v)
 {
 	if (v == NULL)
@@ -144,7 +144,7 @@ value_text(const ImapValue *v)
 	return v->str;
 }
 
-static const char *
+const char *
 code_arg_text(const ImapResponse *r, guint i)
 {
 	if (r->code_args == NULL || i >= r->code_args->len)
@@ -216,7 +216,7 @@ valid_flag(const char *f, gsize len)
 }
 
 /* Turns "a  \Seen b" into "(a \Seen b)", or NULL if a flag is invalid. */
-static char *
+char *
 flag_list(const char *flags, ImapError **err)
 {
 	GString *out = g_string_new("(");
@@ -249,7 +249,7 @@ flag_list(const char *flags, ImapError **err)
 }
 
 /* Validates a caller's UID set before it goes out as raw syntax. */
-static ImapStatus
+ImapStatus
 check_uidset(const char *uidset, ImapError **err)
 {
 	GArray *set;
@@ -278,7 +278,7 @@ range_cmp(gconstpointer a, gconstpointer b)
 	return 0;
 }
 
-static GArray *
+GArray *
 ranges_normalize(const GArray *set)
 {
 	GArray *out;
@@ -305,7 +305,7 @@ ranges_normalize(const GArray *set)
 }
 
 /* The normalized range holding uid, or NULL. */
-static const ImapUidRange *
+const ImapUidRange *
 ranges_find(const GArray *norm, guint32 uid)
 {
 	guint lo = 0, hi = norm->len;
@@ -324,7 +324,7 @@ ranges_find(const GArray *norm, guint32 uid)
 	return NULL;
 }
 
-static gboolean
+gboolean
 ranges_cover(const GArray *norm, const GArray *set)
 {
 	for (guint i = 0; i < set->len; i++) {
@@ -971,955 +971,6 @@ ImapStatus
 imap_subscribe(ImapConn *c, const char *mailbox, ImapError **err)
 {
 	return simple_mailbox_cmd(c, "SUBSCRIBE", mailbox, NULL, FALSE, err);
-}
-
-/* ---------------------------------------------------------------------
- * UID FETCH metadata
- */
-
-typedef struct {
-	guint32 uid, seq;
-	guint64 size, modseq;
-	gint64 date;
-	const char *flags; /* in MetaCollect.strings */
-	gboolean has_size, has_date, has_flags;
-} MetaRecord;
-
-typedef struct {
-	GArray *wanted;  /* normalized ranges of the requested set */
-	GArray *records; /* MetaRecord */
-	GStringChunk *strings;
-	GPtrArray *vanished; /* char *, VANISHED (EARLIER) sets */
-} MetaCollect;
-
-static const char *
-meta_flags(MetaCollect *mc, const ImapValue *list)
-{
-	GString *s = g_string_new(NULL);
-	const char *out;
-
-	for (guint i = 0; list_at(list, i) != NULL; i++) {
-		const char *f = value_text(list_at(list, i));
-
-		if (f == NULL)
-			continue;
-		if (s->len > 0)
-			g_string_append_c(s, ' ');
-		g_string_append(s, f);
-	}
-	out = g_string_chunk_insert_const(mc->strings, s->str);
-	g_string_free(s, TRUE);
-	return out;
-}
-
-static void
-on_meta_fetch(MetaCollect *mc, const ImapResponse *resp)
-{
-	const ImapValue *items = arg_at(resp, 0), *v;
-	MetaRecord rec = {0};
-
-	if (!imap_value_u32(imap_fetch_item(items, "UID"), &rec.uid) ||
-	    ranges_find(mc->wanted, rec.uid) == NULL)
-		return;
-	rec.seq = resp->number;
-	rec.has_size =
-	    imap_value_u64(imap_fetch_item(items, "RFC822.SIZE"), &rec.size);
-	v = imap_fetch_item(items, "INTERNALDATE");
-	rec.has_date =
-	    value_text(v) != NULL && imap_date_parse(value_text(v), &rec.date);
-	v = imap_fetch_item(items, "FLAGS");
-	if (v != NULL && v->type == IMAP_VALUE_LIST) {
-		rec.has_flags = TRUE;
-		rec.flags = meta_flags(mc, v);
-	}
-	v = imap_fetch_item(items, "MODSEQ");
-	if (!imap_value_u64(list_at(v, 0), &rec.modseq))
-		rec.modseq = 0;
-	/* A body fetched by another thread carries a UID but no metadata. */
-	if (!rec.has_size && !rec.has_date && !rec.has_flags && rec.modseq == 0)
-		return;
-	if (rec.flags == NULL)
-		rec.flags = "";
-	g_array_append_val(mc->records, rec);
-}
-
-static void
-on_meta(void *user, const ImapResponse *resp)
-{
-	MetaCollect *mc = user;
-	const ImapValue *first = arg_at(resp, 0);
-
-	if (resp->kind != IMAP_RESP_UNTAGGED)
-		return;
-	if (name_is(resp, "FETCH") && first != NULL &&
-	    first->type == IMAP_VALUE_LIST) {
-		on_meta_fetch(mc, resp);
-		return;
-	}
-	if (mc->vanished != NULL && name_is(resp, "VANISHED") &&
-	    imap_value_is_atom(list_at(first, 0), "EARLIER") &&
-	    value_text(arg_at(resp, 1)) != NULL)
-		g_ptr_array_add(mc->vanished,
-		                g_strdup(value_text(arg_at(resp, 1))));
-}
-
-static ImapCmd *
-meta_cmd(ImapConn *c, const char *uidset, const ImapFetchMetaParams *params)
-{
-	gboolean modseq = imap_conn_has_cap(c, "CONDSTORE") ||
-	                  imap_conn_has_cap(c, "QRESYNC");
-	ImapCmd *cmd = ops_cmd(c, "UID FETCH");
-
-	imap_cmd_raw(cmd, uidset);
-	if (params != NULL && params->changedsince > 0) {
-		imap_cmd_raw(cmd, "(UID FLAGS MODSEQ)");
-		imap_cmd_printf(cmd, "(CHANGEDSINCE %" G_GUINT64_FORMAT "%s)",
-		                params->changedsince,
-		                params->vanished &&
-		                        imap_conn_is_enabled(c, "QRESYNC")
-		                    ? " VANISHED"
-		                    : "");
-	} else if (params != NULL && params->flags_only) {
-		imap_cmd_raw(cmd,
-		             modseq ? "(UID FLAGS MODSEQ)" : "(UID FLAGS)");
-	} else {
-		imap_cmd_raw(cmd, modseq ? "(UID RFC822.SIZE INTERNALDATE "
-		                           "FLAGS MODSEQ)"
-		                         : "(UID RFC822.SIZE INTERNALDATE "
-		                           "FLAGS)");
-	}
-	return cmd;
-}
-
-ImapStatus
-imap_uid_fetch_meta(ImapConn *c, const char *mailbox, const char *uidset,
-                    const ImapFetchMetaParams *params, ImapMetaFn fn,
-                    void *user, ImapError **err)
-{
-	MetaCollect mc = {0};
-	ImapCmdHooks hooks = {.untagged = on_meta, .user = &mc};
-	GArray *set;
-	ImapStatus st;
-
-	if (fn == NULL)
-		return imap_error_set(err, IMAP_EINVAL, 0,
-		                      "UID FETCH: no callback");
-	set = uidset != NULL ? imap_uidset_parse(uidset, G_MAXUINT32) : NULL;
-	if (set == NULL)
-		return imap_error_set(err, IMAP_EINVAL, 0,
-		                      "UID FETCH: invalid UID set '%s'",
-		                      uidset != NULL ? uidset : "(null)");
-	if (params != NULL && params->changedsince > 0 &&
-	    !imap_conn_has_cap(c, "CONDSTORE") &&
-	    !imap_conn_has_cap(c, "QRESYNC")) {
-		g_array_unref(set);
-		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-		                      "UID FETCH CHANGEDSINCE needs CONDSTORE");
-	}
-	mc.wanted = ranges_normalize(set);
-	g_array_unref(set);
-	mc.records = g_array_new(FALSE, FALSE, sizeof(MetaRecord));
-	mc.strings = g_string_chunk_new(4096);
-	if (params != NULL && params->vanished && params->vanished_fn != NULL)
-		mc.vanished = g_ptr_array_new_with_free_func(g_free);
-
-	st = run_in_mailbox(c, mailbox, TRUE, meta_cmd(c, uidset, params),
-	                    &hooks, NULL, err);
-	/* fn runs here, on the caller's thread, not on the reader thread. */
-	if (st == IMAP_OK) {
-		for (guint i = 0; mc.vanished != NULL && i < mc.vanished->len;
-		     i++)
-			params->vanished_fn(user,
-			                    g_ptr_array_index(mc.vanished, i));
-		for (guint i = 0; i < mc.records->len; i++) {
-			MetaRecord *r =
-			    &g_array_index(mc.records, MetaRecord, i);
-			ImapMessageMeta meta = {
-			    .uid = r->uid,
-			    .seq = r->seq,
-			    .size = r->size,
-			    .internaldate = r->date,
-			    .flags = (char *)r->flags,
-			    .modseq = r->modseq,
-			    .has_size = r->has_size,
-			    .has_date = r->has_date,
-			    .has_flags = r->has_flags,
-			};
-			fn(user, &meta);
-		}
-	} else {
-		imap_error_prefix(err, "UID FETCH %s in %s", uidset,
-		                  mailbox != NULL ? mailbox : "(null)");
-	}
-	if (mc.vanished != NULL)
-		g_ptr_array_unref(mc.vanished);
-	g_string_chunk_free(mc.strings);
-	g_array_unref(mc.records);
-	g_array_unref(mc.wanted);
-	return st;
-}
-
-/* ---------------------------------------------------------------------
- * UID FETCH body, streamed to the caller
- */
-
-typedef struct {
-	guint32 uid;
-	guint64 offset;
-	guint64 length; /* most bytes a reply may hold; 0: no limit */
-	gboolean (*write)(void *ctx, const char *data, gsize len);
-	void *ctx;
-	guint64 total;
-	gboolean pending;      /* accepted a literal; its response not seen */
-	gboolean got;          /* the body arrived */
-	gboolean foreign;      /* the literal we took was another UID's */
-	gboolean write_failed; /* the caller's write() refused data */
-	gboolean gone;         /* the server answered NIL: no such body */
-	guint64 oversize;      /* size of a literal longer than asked, or 0 */
-} BodyFetch;
-
-/* "BODY[]" or "BODY[]<origin>" matching what we asked for. */
-static gboolean
-body_item_matches(const BodyFetch *bf, const char *item)
-{
-	guint64 origin;
-	gsize len;
-	char *digits;
-	gboolean ok;
-
-	if (item == NULL || g_ascii_strncasecmp(item, "BODY[]", 6) != 0)
-		return FALSE;
-	item += 6;
-	if (*item == '\0')
-		return TRUE;
-	len = strlen(item);
-	if (item[0] != '<' || len < 3 || item[len - 1] != '>')
-		return FALSE;
-	digits = g_strndup(item + 1, len - 2);
-	ok = imap_parse_u64(digits, &origin) && origin == bf->offset;
-	g_free(digits);
-	return ok;
-}
-
-static gboolean
-body_write(void *ctx, const char *data, gsize len)
-{
-	BodyFetch *bf = ctx;
-
-	/* Keep reading after a refusal so the connection stays usable. */
-	if (!bf->write_failed && len > 0 && !bf->write(bf->ctx, data, len))
-		bf->write_failed = TRUE;
-	bf->total += len;
-	return TRUE;
-}
-
-/* Nothing to finish: completion is judged from the FETCH response that
- * carried the literal, and a broken connection fails the command. */
-static void
-body_end(void *ctx, gboolean ok)
-{
-}
-
-/* Takes the bytes of a literal longer than what was asked for, to fail
- * the connection at the first of them: nothing after such a literal can be
- * trusted, and reading it through could take forever. */
-static gboolean
-refuse_write(void *ctx, const char *data, gsize len)
-{
-	return FALSE;
-}
-
-static gboolean
-on_body_literal(void *user, const ImapLiteralInfo *info, ImapLiteralSink *sink)
-{
-	BodyFetch *bf = user;
-
-	if (bf->got || bf->pending || info->name == NULL ||
-	    g_ascii_strcasecmp(info->name, "FETCH") != 0 || info->depth != 1 ||
-	    !body_item_matches(bf, info->item))
-		return FALSE;
-	if (info->uid != 0 && info->uid != bf->uid)
-		return FALSE;
-	if (bf->length != 0 && info->size > bf->length) {
-		/* Refused here rather than left to the parser, which would
-		 * hold up to its literal limit in memory first. */
-		bf->oversize = info->size;
-		g_warning("UID FETCH %u: the server announced a literal of "
-		          "%" G_GUINT64_FORMAT " bytes for at most "
-		          "%" G_GUINT64_FORMAT
-		          " asked; dropping the connection",
-		          bf->uid, info->size, bf->length);
-		sink->write = refuse_write;
-		sink->end = body_end;
-		sink->ctx = bf;
-		return TRUE;
-	}
-	bf->pending = TRUE;
-	sink->write = body_write;
-	sink->end = body_end;
-	sink->ctx = bf;
-	return TRUE;
-}
-
-/* The value of the body item in a FETCH list, or NULL. */
-static const ImapValue *
-body_value(const BodyFetch *bf, const ImapValue *items)
-{
-	for (guint i = 0; list_at(items, i + 1) != NULL; i += 2)
-		if (body_item_matches(bf, value_text(list_at(items, i))))
-			return list_at(items, i + 1);
-	return NULL;
-}
-
-static void
-on_body(void *user, const ImapResponse *resp)
-{
-	BodyFetch *bf = user;
-	const ImapValue *items = arg_at(resp, 0), *v;
-	guint32 uid = 0;
-
-	if (resp->kind != IMAP_RESP_UNTAGGED || !name_is(resp, "FETCH"))
-		return;
-	imap_value_u32(imap_fetch_item(items, "UID"), &uid);
-	if (bf->pending) {
-		/* Responses complete after their literals: this one holds the
-		 * literal we accepted. */
-		bf->pending = FALSE;
-		if (uid == bf->uid)
-			bf->got = TRUE;
-		else
-			bf->foreign = TRUE;
-		return;
-	}
-	if (bf->got || uid != bf->uid)
-		return;
-	v = body_value(bf, items);
-	if (v == NULL)
-		return;
-	if (v->type == IMAP_VALUE_STRING && bf->length != 0 &&
-	    v->len > bf->length) {
-		bf->oversize = v->len;
-	} else if (v->type == IMAP_VALUE_STRING) {
-		body_write(bf, v->str, v->len);
-		bf->got = TRUE;
-	} else if (v->type == IMAP_VALUE_NIL) {
-		/* RFC 2180 4.1.3: what a server may answer for a message
-		 * another client expunged. An empty body would read as a
-		 * file silently cut short. */
-		bf->gone = TRUE;
-	}
-}
-
-static ImapCmd *
-body_cmd(ImapConn *c, guint32 uid, guint64 offset, guint64 length)
-{
-	ImapCmd *cmd = ops_cmd(c, "UID FETCH");
-
-	imap_cmd_number(cmd, uid);
-	if (offset == 0 && length == 0) {
-		imap_cmd_raw(cmd, "(UID BODY.PEEK[])");
-		return cmd;
-	}
-	/* length 0 means to the end; a partial length is at most 2^32-1. */
-	if (length == 0 || length > G_MAXUINT32)
-		length = G_MAXUINT32;
-	imap_cmd_printf(cmd,
-	                "(UID BODY.PEEK[]<%" G_GUINT64_FORMAT
-	                ".%" G_GUINT64_FORMAT ">)",
-	                offset, length);
-	return cmd;
-}
-
-ImapStatus
-imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
-                    guint64 offset, guint64 length,
-                    gboolean (*write)(void *ctx, const char *data, gsize len),
-                    void *ctx, guint64 *total, ImapError **err)
-{
-	BodyFetch bf = {
-	    .uid = uid, .offset = offset, .write = write, .ctx = ctx};
-	ImapCmdHooks hooks = {
-	    .untagged = on_body, .literal_start = on_body_literal, .user = &bf};
-	ImapStatus st;
-
-	/* What body_cmd() asks for: a partial fetch, or all of it. */
-	if (offset != 0 || length != 0)
-		bf.length =
-		    length == 0 || length > G_MAXUINT32 ? G_MAXUINT32 : length;
-
-	if (total != NULL)
-		*total = 0;
-	if (uid == 0 || offset > G_MAXUINT32 || write == NULL)
-		return imap_error_set(err, IMAP_EINVAL, 0,
-		                      "UID FETCH: invalid UID %u or offset",
-		                      uid);
-	st = lease_mailbox(c, mailbox, err);
-	if (st != IMAP_OK) {
-		imap_error_prefix(err, "UID FETCH %u BODY[] in %s", uid,
-		                  mailbox != NULL ? mailbox : "(null)");
-		return st;
-	}
-	st = ops_run(c, body_cmd(c, uid, offset, length), &hooks, NULL, err);
-	/* No data may only mean the message arrived after our view of the
-	 * mailbox was last updated: refresh it and ask once more. */
-	if (st == IMAP_OK && !bf.got && !bf.foreign && !bf.gone &&
-	    bf.oversize == 0 && bf.total == 0) {
-		st = refresh_view(c, err);
-		if (st == IMAP_OK)
-			st = ops_run(c, body_cmd(c, uid, offset, length),
-			             &hooks, NULL, err);
-	}
-	imap_conn_release_mailbox(c);
-	if (total != NULL)
-		*total = bf.total;
-	if (bf.oversize != 0) {
-		/* The parser's "sink refused" says less than this. */
-		imap_error_clear(err);
-		st = imap_error_set(err, IMAP_EPROTO, 0,
-		                    "the server sent a literal of "
-		                    "%" G_GUINT64_FORMAT " bytes for at most "
-		                    "%" G_GUINT64_FORMAT " asked",
-		                    bf.oversize, bf.length);
-	} else if (st == IMAP_ENO && err != NULL && *err != NULL &&
-	           (*err)->code == IMAP_CODE_EXPUNGEISSUED)
-		(*err)->code = IMAP_CODE_NONEXISTENT;
-	else if (st == IMAP_OK && bf.foreign)
-		st = imap_error_set(err, IMAP_EPROTO, 0,
-		                    "body of another message arrived");
-	else if (st == IMAP_OK && bf.gone && !bf.got)
-		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
-		                    "the server has no body for UID %u (NIL); "
-		                    "expunged by another client?",
-		                    uid);
-	else if (st == IMAP_OK && !bf.got)
-		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
-		                    "message UID %u does not exist", uid);
-	else if (st == IMAP_OK && bf.write_failed)
-		st = imap_error_set(err, IMAP_EINVAL, 0,
-		                    "the writer refused the message data");
-	if (st != IMAP_OK)
-		imap_error_prefix(err, "UID FETCH %u BODY[] in %s", uid,
-		                  mailbox != NULL ? mailbox : "(null)");
-	return st;
-}
-
-/* ---------------------------------------------------------------------
- * UID SEARCH
- */
-
-typedef struct {
-	GPtrArray *esearch; /* pairs: tag, ALL set (either may be NULL) */
-	GArray *uids;       /* plain SEARCH results */
-} SearchCollect;
-
-static void
-on_esearch(SearchCollect *sc, const ImapResponse *resp)
-{
-	const ImapValue *corr = arg_at(resp, 0);
-	const char *tag = NULL, *all = NULL;
-	guint i = 0;
-
-	if (corr != NULL && corr->type == IMAP_VALUE_LIST) {
-		if (imap_value_is_atom(list_at(corr, 0), "TAG"))
-			tag = value_text(list_at(corr, 1));
-		i = 1;
-	}
-	if (imap_value_is_atom(arg_at(resp, i), "UID"))
-		i++;
-	for (; arg_at(resp, i) != NULL; i += 2)
-		if (imap_value_is_atom(arg_at(resp, i), "ALL"))
-			all = value_text(arg_at(resp, i + 1));
-	g_ptr_array_add(sc->esearch, g_strdup(tag));
-	g_ptr_array_add(sc->esearch, g_strdup(all));
-}
-
-static void
-on_search(void *user, const ImapResponse *resp)
-{
-	SearchCollect *sc = user;
-
-	if (resp->kind != IMAP_RESP_UNTAGGED)
-		return;
-	if (name_is(resp, "ESEARCH")) {
-		on_esearch(sc, resp);
-		return;
-	}
-	if (!name_is(resp, "SEARCH"))
-		return;
-	for (guint i = 0; i < resp->args->len; i++) {
-		guint32 uid;
-
-		/* A trailing (MODSEQ n) is a list: skipped. */
-		if (imap_value_u32(arg_at(resp, i), &uid) && uid != 0)
-			g_array_append_val(sc->uids, uid);
-	}
-}
-
-static gboolean
-valid_search_atom(const char *atom)
-{
-	if (atom == NULL || *atom == '\0')
-		return FALSE;
-	for (const char *p = atom; *p != '\0'; p++)
-		if (!g_ascii_isalnum(*p) && strchr("-.:*,", *p) == NULL)
-			return FALSE;
-	return TRUE;
-}
-
-static ImapStatus
-add_search_keys(ImapCmd *cmd, const ImapSearchKey *keys, gsize nkeys,
-                ImapError **err)
-{
-	if (nkeys == 0) {
-		imap_cmd_raw(cmd, "ALL");
-		return IMAP_OK;
-	}
-	for (gsize i = 0; i < nkeys; i++) {
-		const ImapSearchKey *k = &keys[i];
-		GArray *set;
-
-		if (!valid_search_atom(k->atom))
-			return imap_error_set(err, IMAP_EINVAL, 0,
-			                      "invalid search key '%s'",
-			                      k->atom != NULL ? k->atom : "");
-		imap_cmd_raw(cmd, k->atom);
-		if (k->arg1 == NULL)
-			continue;
-		/* UID takes a sequence-set, which may not be quoted. */
-		set = g_ascii_strcasecmp(k->atom, "UID") == 0
-		          ? imap_uidset_parse(k->arg1, G_MAXUINT32)
-		          : NULL;
-		if (set != NULL) {
-			imap_cmd_raw(cmd, k->arg1);
-			g_array_unref(set);
-		} else {
-			imap_cmd_astring(cmd, k->arg1, strlen(k->arg1));
-		}
-		if (k->arg2 != NULL)
-			imap_cmd_astring(cmd, k->arg2, strlen(k->arg2));
-	}
-	return IMAP_OK;
-}
-
-static ImapStatus
-esearch_result(SearchCollect *sc, const char *tag, GArray *out, ImapError **err)
-{
-	for (guint i = 0; i + 1 < sc->esearch->len; i += 2) {
-		const char *t = g_ptr_array_index(sc->esearch, i);
-		const char *all = g_ptr_array_index(sc->esearch, i + 1);
-		GArray *set;
-
-		if (t == NULL || tag == NULL || strcmp(t, tag) != 0)
-			continue;
-		if (all == NULL)
-			return IMAP_OK;
-		set = imap_uidset_parse(all, 0);
-		if (set == NULL ||
-		    imap_uidset_count(set) > MAX_SEARCH_RESULTS) {
-			if (set != NULL)
-				g_array_unref(set);
-			return imap_error_set(err, IMAP_EPROTO, 0,
-			                      "bad ESEARCH result");
-		}
-		for (guint r = 0; r < set->len; r++) {
-			ImapUidRange *rg = &g_array_index(set, ImapUidRange, r);
-
-			for (guint64 u = rg->first; u <= rg->last; u++) {
-				guint32 uid = (guint32)u;
-				g_array_append_val(out, uid);
-			}
-		}
-		g_array_unref(set);
-		return IMAP_OK;
-	}
-	return IMAP_OK;
-}
-
-static gint
-u32_cmp(gconstpointer a, gconstpointer b)
-{
-	guint32 x = *(const guint32 *)a, y = *(const guint32 *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static void
-sort_unique(GArray *a)
-{
-	guint w = 0;
-
-	g_array_sort(a, u32_cmp);
-	for (guint i = 0; i < a->len; i++)
-		if (w == 0 || g_array_index(a, guint32, w - 1) !=
-		                  g_array_index(a, guint32, i))
-			g_array_index(a, guint32, w++) =
-			    g_array_index(a, guint32, i);
-	g_array_set_size(a, w);
-}
-
-ImapStatus
-imap_uid_search(ImapConn *c, const char *mailbox, const ImapSearchKey *keys,
-                gsize nkeys, GArray **uids, ImapError **err)
-{
-	SearchCollect sc = {0};
-	ImapCmdHooks hooks = {.untagged = on_search, .user = &sc};
-	gboolean esearch = imap_conn_has_cap(c, "ESEARCH");
-	ImapResponse *tagged = NULL;
-	ImapCmd *cmd;
-	ImapStatus st;
-
-	*uids = NULL;
-	cmd = ops_cmd(c, "UID SEARCH");
-	if (esearch)
-		imap_cmd_raw(cmd, "RETURN (ALL)");
-	else
-		hooks.exclusive = TRUE; /* "* SEARCH" says not whose it is */
-	if (add_search_keys(cmd, keys, nkeys, err) != IMAP_OK) {
-		imap_cmd_free(cmd);
-		imap_error_prefix(err, "UID SEARCH");
-		return IMAP_EINVAL;
-	}
-	sc.esearch = g_ptr_array_new_with_free_func(g_free);
-	sc.uids = g_array_new(FALSE, FALSE, sizeof(guint32));
-	st = run_in_mailbox(c, mailbox, TRUE, cmd, &hooks, &tagged, err);
-	if (st == IMAP_OK && esearch)
-		st = esearch_result(&sc, tagged->tag, sc.uids, err);
-	imap_response_free(tagged);
-	g_ptr_array_unref(sc.esearch);
-	if (st != IMAP_OK) {
-		g_array_unref(sc.uids);
-		imap_error_prefix(err, "UID SEARCH in %s",
-		                  mailbox != NULL ? mailbox : "(null)");
-		return st;
-	}
-	sort_unique(sc.uids);
-	*uids = sc.uids;
-	return IMAP_OK;
-}
-
-/* ---------------------------------------------------------------------
- * UID STORE, COPY, MOVE, EXPUNGE
- */
-
-ImapStatus
-imap_uid_store(ImapConn *c, const char *mailbox, const char *uidset,
-               ImapStoreMode mode, const char *flags, ImapError **err)
-{
-	static const char *const modes[] = {
-	    [IMAP_STORE_ADD] = "+FLAGS.SILENT",
-	    [IMAP_STORE_REMOVE] = "-FLAGS.SILENT",
-	    [IMAP_STORE_SET] = "FLAGS.SILENT",
-	};
-	ImapCmd *cmd;
-	ImapStatus st;
-	char *list;
-
-	if ((guint)mode >= G_N_ELEMENTS(modes))
-		return imap_error_set(err, IMAP_EINVAL, 0,
-		                      "UID STORE: bad mode");
-	if (check_uidset(uidset, err) != IMAP_OK) {
-		imap_error_prefix(err, "UID STORE");
-		return IMAP_EINVAL;
-	}
-	list = flag_list(flags, err);
-	if (list == NULL) {
-		imap_error_prefix(err, "UID STORE");
-		return IMAP_EINVAL;
-	}
-	cmd = ops_cmd(c, "UID STORE");
-	imap_cmd_raw(cmd, uidset);
-	imap_cmd_raw(cmd, modes[mode]);
-	imap_cmd_raw(cmd, list);
-	g_free(list);
-	st = run_in_mailbox(c, mailbox, FALSE, cmd, NULL, NULL, err);
-	if (st != IMAP_OK)
-		imap_error_prefix(err, "UID STORE %s in %s", uidset,
-		                  mailbox != NULL ? mailbox : "(null)");
-	return st;
-}
-
-void
-imap_copyuid_clear(ImapCopyUid *cu)
-{
-	if (cu == NULL)
-		return;
-	if (cu->src != NULL)
-		g_array_unref(cu->src);
-	if (cu->dst != NULL)
-		g_array_unref(cu->dst);
-	memset(cu, 0, sizeof(*cu));
-}
-
-guint32
-imap_copyuid_lookup(const ImapCopyUid *cu, guint32 src_uid)
-{
-	guint64 pos = 0;
-
-	if (cu == NULL || !cu->valid || cu->src == NULL || cu->dst == NULL)
-		return 0;
-	for (guint i = 0; i < cu->src->len; i++) {
-		const ImapUidRange *r =
-		    &g_array_index(cu->src, ImapUidRange, i);
-
-		if (src_uid >= r->first && src_uid <= r->last)
-			return imap_uidset_nth(cu->dst,
-			                       pos + src_uid - r->first);
-		pos += (guint64)r->last - r->first + 1;
-	}
-	return 0;
-}
-
-typedef struct {
-	GArray *wanted; /* normalized requested set */
-	guint32 uidvalidity;
-	GArray *src, *dst;
-	gboolean bad;
-} CopyUidCollect;
-
-/* Adds one COPYUID (uidvalidity src dst) to what was collected. */
-static void
-copyuid_add(CopyUidCollect *cc, const char *uv, const char *src,
-            const char *dst)
-{
-	GArray *s, *d;
-	guint32 uidvalidity;
-
-	if (uv == NULL || src == NULL || dst == NULL ||
-	    !imap_parse_u32(uv, &uidvalidity)) {
-		cc->bad = TRUE;
-		return;
-	}
-	s = imap_uidset_parse(src, 0);
-	d = imap_uidset_parse(dst, 0);
-	if (s == NULL || d == NULL ||
-	    imap_uidset_count(s) != imap_uidset_count(d) ||
-	    (cc->src != NULL && uidvalidity != cc->uidvalidity)) {
-		cc->bad = TRUE;
-	} else if (cc->src == NULL) {
-		cc->uidvalidity = uidvalidity;
-		cc->src = g_array_ref(s);
-		cc->dst = g_array_ref(d);
-	} else {
-		g_array_append_vals(cc->src, s->data, s->len);
-		g_array_append_vals(cc->dst, d->data, d->len);
-	}
-	if (s != NULL)
-		g_array_unref(s);
-	if (d != NULL)
-		g_array_unref(d);
-}
-
-/* Whether uidset names only UIDs we asked to copy or move. */
-static gboolean
-copyuid_src_ours(const CopyUidCollect *cc, const char *uidset)
-{
-	GArray *s = uidset != NULL ? imap_uidset_parse(uidset, 0) : NULL;
-	gboolean ours = s != NULL && ranges_cover(cc->wanted, s);
-
-	if (s != NULL)
-		g_array_unref(s);
-	return ours;
-}
-
-static void
-on_move_copyuid(void *user, const ImapResponse *resp)
-{
-	CopyUidCollect *cc = user;
-	const char *src = code_arg_text(resp, 1);
-
-	if (resp->kind != IMAP_RESP_UNTAGGED || resp->cond != IMAP_COND_OK ||
-	    resp->code == NULL ||
-	    g_ascii_strcasecmp(resp->code, "COPYUID") != 0 || src == NULL)
-		return;
-	/* A MOVE from another thread reports UIDs outside our set. */
-	if (copyuid_src_ours(cc, src))
-		copyuid_add(cc, code_arg_text(resp, 0), src,
-		            code_arg_text(resp, 2));
-}
-
-static void
-copyuid_finish(CopyUidCollect *cc, const ImapResponse *tagged, const char *what,
-               ImapCopyUid *out)
-{
-	if (tagged != NULL && tagged->code != NULL &&
-	    g_ascii_strcasecmp(tagged->code, "COPYUID") == 0) {
-		/* Unlike an untagged one, the tagged COPYUID is ours: one
-		 * naming other UIDs is simply wrong. */
-		if (copyuid_src_ours(cc, code_arg_text(tagged, 1)))
-			copyuid_add(cc, code_arg_text(tagged, 0),
-			            code_arg_text(tagged, 1),
-			            code_arg_text(tagged, 2));
-		else
-			cc->bad = TRUE;
-	}
-	if (cc->bad)
-		g_warning("%s: ignoring a malformed or inconsistent COPYUID",
-		          what);
-	if (out == NULL)
-		return;
-	memset(out, 0, sizeof(*out));
-	if (cc->bad || cc->src == NULL)
-		return;
-	out->valid = TRUE;
-	out->uidvalidity = cc->uidvalidity;
-	out->src = g_array_ref(cc->src);
-	out->dst = g_array_ref(cc->dst);
-}
-
-static ImapStatus
-copy_or_move(ImapConn *c, const char *verb, const char *mailbox,
-             const char *uidset, const char *dest, ImapCopyUid *out,
-             ImapError **err)
-{
-	CopyUidCollect cc = {0};
-	ImapCmdHooks hooks = {.untagged = on_move_copyuid, .user = &cc};
-	ImapResponse *tagged = NULL;
-	GArray *set;
-	ImapCmd *cmd;
-	ImapStatus st;
-
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	set = uidset != NULL ? imap_uidset_parse(uidset, G_MAXUINT32) : NULL;
-	if (set == NULL || dest == NULL) {
-		if (set != NULL)
-			g_array_unref(set);
-		return imap_error_set(err, IMAP_EINVAL, 0,
-		                      "%s: invalid UID set or destination",
-		                      verb);
-	}
-	cc.wanted = ranges_normalize(set);
-	g_array_unref(set);
-	cmd = ops_cmd(c, verb);
-	imap_cmd_raw(cmd, uidset);
-	imap_cmd_mailbox(cmd, dest);
-	st = run_in_mailbox(c, mailbox, FALSE, cmd, &hooks, &tagged, err);
-	if (st == IMAP_OK)
-		copyuid_finish(&cc, tagged, verb, out);
-	else
-		imap_error_prefix(err, "%s %s from %s to %s", verb, uidset,
-		                  mailbox != NULL ? mailbox : "(null)", dest);
-	imap_response_free(tagged);
-	if (cc.src != NULL)
-		g_array_unref(cc.src);
-	if (cc.dst != NULL)
-		g_array_unref(cc.dst);
-	g_array_unref(cc.wanted);
-	return st;
-}
-
-ImapStatus
-imap_uid_copy(ImapConn *c, const char *mailbox, const char *uidset,
-              const char *dest, ImapCopyUid *out, ImapError **err)
-{
-	return copy_or_move(c, "UID COPY", mailbox, uidset, dest, out, err);
-}
-
-ImapStatus
-imap_uid_move(ImapConn *c, const char *mailbox, const char *uidset,
-              const char *dest, ImapCopyUid *out, ImapError **err)
-{
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	if (!imap_conn_has_cap(c, "MOVE"))
-		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-		                      "UID MOVE: the server has no MOVE");
-	return copy_or_move(c, "UID MOVE", mailbox, uidset, dest, out, err);
-}
-
-ImapStatus
-imap_uid_expunge(ImapConn *c, const char *mailbox, const char *uidset,
-                 ImapError **err)
-{
-	ImapCmd *cmd;
-	ImapStatus st;
-
-	if (!imap_conn_has_cap(c, "UIDPLUS"))
-		return imap_error_set(err, IMAP_EUNSUPPORTED, 0,
-		                      "UID EXPUNGE: the server has no UIDPLUS");
-	if (check_uidset(uidset, err) != IMAP_OK) {
-		imap_error_prefix(err, "UID EXPUNGE");
-		return IMAP_EINVAL;
-	}
-	cmd = ops_cmd(c, "UID EXPUNGE");
-	imap_cmd_raw(cmd, uidset);
-	st = run_in_mailbox(c, mailbox, FALSE, cmd, NULL, NULL, err);
-	if (st != IMAP_OK)
-		imap_error_prefix(err, "UID EXPUNGE %s in %s", uidset,
-		                  mailbox != NULL ? mailbox : "(null)");
-	return st;
-}
-
-/* ---------------------------------------------------------------------
- * APPEND
- */
-
-ImapStatus
-imap_append(ImapConn *c, const char *mailbox, const char *flags, gint64 date,
-            GBytes *message, ImapAppendUid *out, ImapError **err)
-{
-	ImapResponse *tagged = NULL;
-	gboolean binary = FALSE;
-	gsize size = 0;
-	const char *data;
-	ImapCmd *cmd;
-	ImapStatus st;
-
-	if (out != NULL)
-		memset(out, 0, sizeof(*out));
-	if (mailbox == NULL || message == NULL)
-		return imap_error_set(err, IMAP_EINVAL, 0,
-		                      "APPEND: no mailbox or message");
-	data = g_bytes_get_data(message, &size);
-	if (size > 0 && memchr(data, '\0', size) != NULL) {
-		if (!imap_conn_has_cap(c, "BINARY"))
-			return imap_error_set(
-			    err, IMAP_EINVAL, 0,
-			    "APPEND %s: message holds NUL bytes and the "
-			    "server has no BINARY",
-			    mailbox);
-		binary = TRUE;
-	}
-	cmd = ops_cmd(c, "APPEND");
-	imap_cmd_mailbox(cmd, mailbox);
-	if (flags != NULL) {
-		char *list = flag_list(flags, err);
-
-		if (list == NULL) {
-			imap_cmd_free(cmd);
-			imap_error_prefix(err, "APPEND %s", mailbox);
-			return IMAP_EINVAL;
-		}
-		imap_cmd_raw(cmd, list);
-		g_free(list);
-	}
-	if (date > 0) {
-		char *when = imap_date_format(date);
-
-		imap_cmd_string(cmd, when, strlen(when));
-		g_free(when);
-	}
-	imap_cmd_literal(cmd, message, binary);
-	st = ops_run(c, cmd, NULL, &tagged, err);
-	if (st != IMAP_OK) {
-		/* The engine may hand over a NO reply too. */
-		imap_response_free(tagged);
-		imap_error_prefix(err, "APPEND %s", mailbox);
-		return st;
-	}
-	if (out != NULL && tagged->code != NULL &&
-	    g_ascii_strcasecmp(tagged->code, "APPENDUID") == 0) {
-		const char *uv = code_arg_text(tagged, 0);
-		const char *uid = code_arg_text(tagged, 1);
-
-		out->valid = uv != NULL && uid != NULL &&
-		             imap_parse_u32(uv, &out->uidvalidity) &&
-		             imap_parse_u32(uid, &out->uid);
-		if (!out->valid)
-			memset(out, 0, sizeof(*out));
-	}
-	imap_response_free(tagged);
-	return IMAP_OK;
 }
 
 /* ---------------------------------------------------------------------
