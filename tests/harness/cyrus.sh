@@ -190,48 +190,6 @@ dir_pids()
 	pgrep -f -- "-C $1/imapd.conf" || true
 }
 
-stop_server()
-{
-	local dir=$1 pids master='' _ p any
-	[ -d "$dir" ] || die "no such directory: $dir"
-	dir=$(cd "$dir" && pwd)
-	if [ -s "$dir/run/watchdog.pid" ]; then
-		kill "$(cat "$dir/run/watchdog.pid")" 2>/dev/null || true
-		rm -f "$dir/run/watchdog.pid"
-	fi
-	if [ -s "$dir/run/master.pid" ]; then
-		master=$(cat "$dir/run/master.pid")
-	fi
-	pids=$(
-		server_pids "$master"
-		dir_pids "$dir"
-	)
-	pids=$(echo "$pids" | sort -u | tr '\n' ' ')
-	[ -n "${pids// /}" ] || return 0
-	# shellcheck disable=SC2086 # one pid per word
-	kill -TERM $pids 2>/dev/null || true
-	for _ in $(seq 1 100); do
-		any=
-		for p in $pids; do
-			alive "$p" && any=1
-		done
-		[ -z "$any" ] && break
-		sleep 0.1
-	done
-	for p in $pids; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	for _ in $(seq 1 30); do
-		any=
-		for p in $pids; do
-			alive "$p" && any=1
-		done
-		[ -z "$any" ] && return 0
-		sleep 0.1
-	done
-	die "processes still alive: $pids"
-}
-
 [ $# -ge 2 ] || usage
 CMD=$1
 DIR_ARG=$2
