@@ -562,25 +562,36 @@ typedef struct {
 	int creates_sent;
 } NameReq;
 
+/* EEXIST only for a mailbox that was there before our CREATE went out.
+ * A CREATE answered [ALREADYEXISTS] after a LIST that did not show the
+ * name lost a race: with another client creating the same name, or with
+ * our own earlier attempt whose connection died, or with the server itself
+ * (Dovecot's maildir sometimes says so while another session re-SELECTs
+ * the parent). The mailbox exists either way, which is what mkdir asked. */
 static ImapStatus
 do_create(ImapConn *c, void *data, ImapError **err)
 {
 	NameReq *r = data;
-	ImapStatus st = imap_create(c, r->a, err);
+	gboolean exists = FALSE;
+	ImapStatus st = mailbox_exists(c, r->a, &exists, err);
 
-	/* An earlier CREATE of ours whose connection died may have been
-	 * carried out after the check that found nothing: then the mailbox
-	 * is ours, not someone else's. */
-	if (st == IMAP_ENO && r->creates_sent++ > 0 && err != NULL &&
-	    *err != NULL && (*err)->code == IMAP_CODE_ALREADYEXISTS) {
-		g_message("CREATE %s: it exists now, made by our earlier "
-		          "attempt",
+	if (st != IMAP_OK)
+		return st;
+	if (exists && r->creates_sent == 0)
+		return imap_error_set(err, IMAP_ENO, IMAP_CODE_ALREADYEXISTS,
+		                      "mailbox %s already exists", r->a);
+	if (exists)
+		return IMAP_OK;
+	r->creates_sent++;
+	st = imap_create(c, r->a, err);
+	if (st == IMAP_ENO && err != NULL && *err != NULL &&
+	    (*err)->code == IMAP_CODE_ALREADYEXISTS) {
+		g_message("CREATE %s: the server says it exists although LIST "
+		          "just did not show it; taking it as created",
 		          r->a);
 		imap_error_clear(err);
 		return IMAP_OK;
 	}
-	if (st != IMAP_ENO)
-		r->creates_sent++;
 	return st;
 }
 
