@@ -184,7 +184,7 @@ fill_window(StoreBody *b, guint64 off, guint64 len, ImapError **err)
 		b->win_cap = r.len;
 	}
 	b->win_len = 0;
-	st = with_conn(b->s, b->mailbox, TRUE, do_fetch_window, &r, err);
+	st = with_reader_conn(b->s, b->mailbox, do_fetch_window, &r, err);
 	if (st != IMAP_OK)
 		return st;
 	b->win_off = off;

@@ -63,9 +63,10 @@ recently_unreachable(MailStore *s)
 }
 
 static ImapConn *
-acquire(MailStore *s, const char *mailbox, ImapError **err)
+acquire(MailStore *s, const char *mailbox, gboolean share, ImapError **err)
 {
-	ImapConn *c = imap_pool_acquire(s->pool, mailbox, err);
+	ImapConn *c = share ? imap_pool_acquire_shared(s->pool, mailbox, err)
+	                    : imap_pool_acquire(s->pool, mailbox, err);
 
 	/* Only a failure to connect at all says the server is down; a cut
 	 * during TLS or login is a blip like any other. */
@@ -87,10 +88,10 @@ reached_server(const ImapConn *c, const ImapError *err)
 
 /* Runs fn once on a pooled connection. */
 static ImapStatus
-run_once(MailStore *s, const char *mailbox, ConnFn fn, void *data, Tries *tries,
-         ImapError **err)
+run_once(MailStore *s, const char *mailbox, gboolean share, ConnFn fn,
+         void *data, Tries *tries, ImapError **err)
 {
-	ImapConn *c = acquire(s, mailbox, err);
+	ImapConn *c = acquire(s, mailbox, share, err);
 	ImapStatus st;
 
 	tries->connected = reached_server(c, err != NULL ? *err : NULL);
@@ -148,9 +149,9 @@ may_retry(MailStore *s, ImapStatus st, Tries *tries, ImapError *why,
 	return TRUE;
 }
 
-ImapStatus
-with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
-          void *data, ImapError **err)
+static ImapStatus
+run_retrying(MailStore *s, const char *mailbox, gboolean idempotent,
+             gboolean share, ConnFn fn, void *data, ImapError **err)
 {
 	ImapError *local = NULL;
 	ImapStatus st;
@@ -161,7 +162,7 @@ with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
 		return offline_error(err);
 	was_down = recently_unreachable(s);
 	for (;;) {
-		st = run_once(s, mailbox, fn, data, &tries, &local);
+		st = run_once(s, mailbox, share, fn, data, &tries, &local);
 		if (st == IMAP_OK || !idempotent ||
 		    !may_retry(s, st, &tries, local, was_down))
 			break;
@@ -169,6 +170,20 @@ with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
 	}
 	imap_error_propagate(err, local);
 	return st;
+}
+
+ImapStatus
+with_conn(MailStore *s, const char *mailbox, gboolean idempotent, ConnFn fn,
+          void *data, ImapError **err)
+{
+	return run_retrying(s, mailbox, idempotent, FALSE, fn, data, err);
+}
+
+ImapStatus
+with_reader_conn(MailStore *s, const char *mailbox, ConnFn fn, void *data,
+                 ImapError **err)
+{
+	return run_retrying(s, mailbox, TRUE, TRUE, fn, data, err);
 }
 
 ImapStatus
@@ -184,10 +199,10 @@ with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn, VerifyFn verify,
 	if (s->pool == NULL)
 		return offline_error(err);
 	was_down = recently_unreachable(s);
-	st = run_once(s, mailbox, fn, data, &tries, &local);
+	st = run_once(s, mailbox, FALSE, fn, data, &tries, &local);
 	while (st != IMAP_OK && may_retry(s, st, &tries, local, was_down)) {
 		imap_error_clear(&local);
-		c = acquire(s, mailbox, &local);
+		c = acquire(s, mailbox, FALSE, &local);
 		tries.connected = reached_server(c, local);
 		if (c == NULL) {
 			st = local != NULL ? local->status : IMAP_ENET;

@@ -86,6 +86,10 @@ typedef ImapStatus (*VerifyFn)(ImapConn *c, void *data, gboolean *done,
  * new connection when one dies under it (with backoff). */
 ImapStatus with_conn(MailStore *s, const char *mailbox, gboolean idempotent,
                      ConnFn fn, void *data, ImapError **err);
+/* with_conn for idempotent reads of a body (UID FETCH BODY[] only): may
+ * share a connection with other such readers when the pool is full. */
+ImapStatus with_reader_conn(MailStore *s, const char *mailbox, ConnFn fn,
+                            void *data, ImapError **err);
 /* For changes: after a lost connection, verify decides between "done" and
  * running fn again. */
 ImapStatus with_conn_checked(MailStore *s, const char *mailbox, ConnFn fn,

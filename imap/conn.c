@@ -73,6 +73,7 @@ struct ImapConn {
 	ImapSelectInfo sel;
 
 	GMutex send_lock; /* one command's parts go out together */
+	gint holders;     /* atomic; see imap_conn_set_holders() */
 
 	/* Before the reader thread starts, responses queue here. */
 	gboolean threaded;
@@ -1328,6 +1329,18 @@ imap_conn_has_selected(ImapConn *c, const char *name)
 	same = !c->selecting && same_mailbox(c->selected, name);
 	g_mutex_unlock(&c->lock);
 	return same;
+}
+
+void
+imap_conn_set_holders(ImapConn *c, guint n)
+{
+	g_atomic_int_set(&c->holders, (gint)n);
+}
+
+guint
+imap_conn_holders(ImapConn *c)
+{
+	return (guint)g_atomic_int_get(&c->holders);
 }
 
 gboolean

@@ -201,6 +201,7 @@ imap_uid_fetch_meta(ImapConn *c, const char *mailbox, const char *uidset,
  */
 
 typedef struct {
+	ImapConn *c;
 	guint32 uid;
 	guint64 offset;
 	guint64 length; /* most bytes a reply may hold; 0: no limit */
@@ -276,6 +277,10 @@ on_body_literal(void *user, const ImapLiteralInfo *info, ImapLiteralSink *sink)
 	    !body_item_matches(bf, info->item))
 		return FALSE;
 	if (info->uid != 0 && info->uid != bf->uid)
+		return FALSE;
+	/* Whose literal it is shows only after it (UID last): on a shared
+	 * connection, on_body() takes it whole once the UID is known. */
+	if (info->uid == 0 && imap_conn_holders(bf->c) > 1)
 		return FALSE;
 	if (bf->length != 0 && info->size > bf->length) {
 		/* Refused here rather than left to the parser, which would
@@ -374,7 +379,7 @@ imap_uid_fetch_body(ImapConn *c, const char *mailbox, guint32 uid,
                     void *ctx, guint64 *total, ImapError **err)
 {
 	BodyFetch bf = {
-	    .uid = uid, .offset = offset, .write = write, .ctx = ctx};
+	    .c = c, .uid = uid, .offset = offset, .write = write, .ctx = ctx};
 	ImapCmdHooks hooks = {
 	    .untagged = on_body, .literal_start = on_body_literal, .user = &bf};
 	ImapStatus st;

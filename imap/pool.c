@@ -4,7 +4,12 @@
  * starts opening one in the background and takes whichever comes first:
  * that one, or one another caller releases meanwhile. Under parallel
  * demand the pool so grows to max_conns, while nobody waits through a
- * TLS handshake and login for a connection released a round trip later. */
+ * TLS handshake and login for a connection released a round trip later.
+ *
+ * Readers of message bodies may share: when every connection is in use,
+ * a reader joins one that another reader holds on the same mailbox, and
+ * its UID FETCH goes out pipelined behind the other's instead of waiting
+ * for a whole round trip to end. */
 #include "imap/pool.h"
 
 #include <string.h>
@@ -23,8 +28,9 @@ struct ImapPool {
 	GCond cond;
 	GPtrArray *idle;        /* ImapConn * not handed out */
 	GHashTable *idle_since; /* ImapConn * -> monotonic us, as gint64 * */
-	guint total;            /* idle + handed out + being opened */
-	guint opening;          /* background opens not finished */
+	GHashTable *sharers; /* handed-out ImapConn * -> holders, shareable */
+	guint total;         /* idle + handed out + being opened */
+	guint opening;       /* background opens not finished */
 	char **caps;
 };
 
@@ -74,6 +80,7 @@ imap_pool_new(const ImapConnectOptions *opts, const ImapCredentials *cred,
 	g_cond_init(&p->cond);
 	p->idle = g_ptr_array_new();
 	p->idle_since = g_hash_table_new_full(NULL, NULL, NULL, g_free);
+	p->sharers = g_hash_table_new(NULL, NULL);
 	return p;
 }
 
@@ -89,6 +96,7 @@ imap_pool_free(ImapPool *p)
 	imap_pool_drain(p);
 	g_ptr_array_free(p->idle, TRUE);
 	g_hash_table_destroy(p->idle_since);
+	g_hash_table_destroy(p->sharers);
 	g_mutex_clear(&p->lock);
 	g_cond_clear(&p->cond);
 	explicit_bzero(p->secret, p->secret_len);
@@ -227,16 +235,67 @@ start_open_locked(ImapPool *p)
 	return o;
 }
 
-/* Waits (p->lock held) for an idle connection, opening one in the
- * background when the pool may grow; NULL with *err set when the open
- * this caller started failed and nothing else came free. */
+/* Readers on one connection at most: more would only queue behind each
+ * other's bytes. */
+#define MAX_SHARERS 4
+
+static guint
+holders_of_locked(ImapPool *p, ImapConn *c)
+{
+	return GPOINTER_TO_UINT(g_hash_table_lookup(p->sharers, c));
+}
+
+static void
+set_holders_locked(ImapPool *p, ImapConn *c, guint n)
+{
+	if (n == 0)
+		g_hash_table_remove(p->sharers, c);
+	else
+		g_hash_table_replace(p->sharers, c, GUINT_TO_POINTER(n));
+	imap_conn_set_holders(c, n);
+}
+
+/* A shareable connection on `mailbox` with room for one more reader (the
+ * least busy), now held once more; NULL if none. */
 static ImapConn *
-wait_idle_locked(ImapPool *p, const char *mailbox, ImapError **err)
+join_shared_locked(ImapPool *p, const char *mailbox)
+{
+	GHashTableIter it;
+	gpointer key, value;
+	ImapConn *best = NULL;
+	guint best_n = MAX_SHARERS;
+
+	if (mailbox == NULL)
+		return NULL;
+	g_hash_table_iter_init(&it, p->sharers);
+	while (g_hash_table_iter_next(&it, &key, &value)) {
+		ImapConn *c = key;
+		guint n = GPOINTER_TO_UINT(value);
+
+		if (n < best_n && imap_conn_is_alive(c) &&
+		    imap_conn_has_selected(c, mailbox)) {
+			best = c;
+			best_n = n;
+		}
+	}
+	if (best != NULL)
+		set_holders_locked(p, best, best_n + 1);
+	return best;
+}
+
+/* Waits (p->lock held) for an idle connection, opening one in the
+ * background when the pool may grow, or (share) joining a reader's when
+ * the pool is full; NULL with *err set when the open this caller started
+ * failed and nothing else came free. *joined says which. */
+static ImapConn *
+wait_idle_locked(ImapPool *p, const char *mailbox, gboolean share,
+                 gboolean *joined, ImapError **err)
 {
 	Opening *mine = NULL;
 	ImapConn *c;
 	GPtrArray *dead;
 
+	*joined = FALSE;
 	for (;;) {
 		dead = reap_dead_locked(p);
 		if (dead->len > 0) {
@@ -248,6 +307,13 @@ wait_idle_locked(ImapPool *p, const char *mailbox, ImapError **err)
 		c = take_idle_locked(p, mailbox);
 		if (c != NULL)
 			break;
+		if (share && p->total >= p->max_conns) {
+			c = join_shared_locked(p, mailbox);
+			if (c != NULL) {
+				*joined = TRUE;
+				break;
+			}
+		}
 		if (mine != NULL && mine->done) {
 			if (mine->err != NULL) {
 				imap_error_propagate(err, mine->err);
@@ -280,43 +346,61 @@ imap_pool_warm(ImapPool *p, guint n)
 	g_mutex_unlock(&p->lock);
 }
 
-ImapConn *
-imap_pool_acquire(ImapPool *p, const char *mailbox, ImapError **err)
+/* The caller's own (holders 1, joinable) when share is set. */
+static ImapConn *
+hand_out(ImapPool *p, ImapConn *c, gboolean share)
+{
+	if (share) {
+		g_mutex_lock(&p->lock);
+		set_holders_locked(p, c, 1);
+		g_mutex_unlock(&p->lock);
+	}
+	return c;
+}
+
+static ImapConn *
+acquire(ImapPool *p, const char *mailbox, gboolean share, ImapError **err)
 {
 	ImapConn *c = NULL;
+	gboolean joined, stale;
+	gint64 *since;
 
 	g_mutex_lock(&p->lock);
-	c = wait_idle_locked(p, mailbox, err);
-	if (c == NULL) {
+	c = wait_idle_locked(p, mailbox, share, &joined, err);
+	if (c == NULL || joined) {
 		g_mutex_unlock(&p->lock);
-		return NULL;
+		return c;
 	}
-	{
-		gint64 *since = g_hash_table_lookup(p->idle_since, c);
-		gboolean stale = since != NULL &&
-		                 g_get_monotonic_time() - *since > KEEPALIVE_US;
-		g_hash_table_remove(p->idle_since, c);
-		g_mutex_unlock(&p->lock);
-		if (!stale || still_alive(c))
-			return c;
-		/* Dropped while idle (server autologout, NAT timeout): the
-		 * caller gets a new one instead of an error. */
-		imap_conn_close(c);
-		g_mutex_lock(&p->lock);
-		p->total--;
-		g_cond_broadcast(&p->cond);
-	}
-	p->total++;
+	since = g_hash_table_lookup(p->idle_since, c);
+	stale = since != NULL && g_get_monotonic_time() - *since > KEEPALIVE_US;
+	g_hash_table_remove(p->idle_since, c);
 	g_mutex_unlock(&p->lock);
-
+	if (!stale || still_alive(c))
+		return hand_out(p, c, share);
+	/* Dropped while idle (server autologout, NAT timeout): the caller
+	 * gets a new one instead of an error. */
+	imap_conn_close(c);
 	c = open_conn(p, err);
 	if (c == NULL) {
 		g_mutex_lock(&p->lock);
 		p->total--;
 		g_cond_broadcast(&p->cond);
 		g_mutex_unlock(&p->lock);
+		return NULL;
 	}
-	return c;
+	return hand_out(p, c, share);
+}
+
+ImapConn *
+imap_pool_acquire(ImapPool *p, const char *mailbox, ImapError **err)
+{
+	return acquire(p, mailbox, FALSE, err);
+}
+
+ImapConn *
+imap_pool_acquire_shared(ImapPool *p, const char *mailbox, ImapError **err)
+{
+	return acquire(p, mailbox, TRUE, err);
 }
 
 ImapConn *
@@ -328,17 +412,27 @@ imap_pool_connect(ImapPool *p, ImapError **err)
 void
 imap_pool_release(ImapPool *p, ImapConn *c)
 {
+	guint holders;
+
 	if (c == NULL)
 		return;
-	if (!imap_conn_is_alive(c)) {
-		imap_conn_close(c);
-		g_mutex_lock(&p->lock);
-		p->total--;
-		g_cond_signal(&p->cond);
+	g_mutex_lock(&p->lock);
+	holders = holders_of_locked(p, c);
+	if (holders > 0)
+		set_holders_locked(p, c, holders - 1);
+	if (holders > 1) {
+		/* Still someone else's: the last reader returns it. */
+		g_cond_broadcast(&p->cond);
 		g_mutex_unlock(&p->lock);
 		return;
 	}
-	g_mutex_lock(&p->lock);
+	if (!imap_conn_is_alive(c)) {
+		p->total--;
+		g_cond_broadcast(&p->cond);
+		g_mutex_unlock(&p->lock);
+		imap_conn_close(c);
+		return;
+	}
 	add_idle_locked(p, c);
 	g_cond_broadcast(&p->cond);
 	g_mutex_unlock(&p->lock);

@@ -170,6 +170,12 @@ ImapStatus imap_conn_use_mailbox(ImapConn *c, const char *utf8_name,
 void imap_conn_release_mailbox(ImapConn *c);
 /* TRUE if utf8_name is the selected mailbox now (takes no lease). */
 gboolean imap_conn_has_selected(ImapConn *c, const char *utf8_name);
+/* How many threads hold c at once (the pool sets it when it lets readers
+ * share a connection; 0 or 1: one). While more than one does, a body
+ * literal whose UID has not been seen yet cannot be told apart from
+ * another holder's: such literals then arrive whole, routed by UID. */
+void imap_conn_set_holders(ImapConn *c, guint n);
+guint imap_conn_holders(ImapConn *c);
 /* TRUE if the selected mailbox was SELECTed at most max_age_us ago and
  * no command was sent since: the view is then already up to date. */
 gboolean imap_conn_view_fresh(ImapConn *c, gint64 max_age_us);

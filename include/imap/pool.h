@@ -25,6 +25,13 @@ void imap_pool_free(ImapPool *pool);
  * max_conns exist, else waits. */
 ImapConn *imap_pool_acquire(ImapPool *pool, const char *mailbox,
                             ImapError **err);
+/* Like imap_pool_acquire, for a UID FETCH of a body in `mailbox`: when
+ * all max_conns connections are in use, the caller may be given one that
+ * other such readers hold, with that mailbox selected (see
+ * imap_conn_set_holders()). Only for commands that can share a
+ * connection: body fetches, which route their data by UID. */
+ImapConn *imap_pool_acquire_shared(ImapPool *pool, const char *mailbox,
+                                   ImapError **err);
 /* Starts opening connections in the background until n exist (at most
  * max_conns), so that the first operations find them ready; failures
  * are only logged. */
@@ -32,7 +39,8 @@ void imap_pool_warm(ImapPool *pool, guint n);
 /* A new authenticated connection outside the pool's count and hands, for
  * long-lived work such as IDLE; close it with imap_conn_close(). */
 ImapConn *imap_pool_connect(ImapPool *pool, ImapError **err);
-/* Returns c; a dead connection is closed and forgotten. */
+/* Returns c (each acquire once); a dead connection is closed and
+ * forgotten once its last holder returns it. */
 void imap_pool_release(ImapPool *pool, ImapConn *c);
 /* Capabilities of the server as seen by the last login (for decisions
  * that do not need a connection, such as whether MOVE exists). */

@@ -15,6 +15,7 @@
 #include "harness.h"
 #include "imap/conn.h"
 #include "imap/ops.h"
+#include "imap/pool.h"
 
 static TestServer *server;
 
@@ -615,6 +616,100 @@ test_command_timeout(void **state)
 	fake_finish(&f);
 }
 
+/* ------------------------------------------- readers sharing a connection */
+
+typedef struct {
+	ImapPool *pool;
+	guint32 uid;
+	GString *got;
+	ImapStatus st;
+} Reader;
+
+static gboolean
+reader_write(void *ctx, const char *data, gsize len)
+{
+	g_string_append_len(ctx, data, (gssize)len);
+	return TRUE;
+}
+
+static gpointer
+shared_reader(gpointer data)
+{
+	Reader *r = data;
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = imap_pool_acquire_shared(r->pool, "INBOX", &err);
+	guint64 total = 0;
+
+	if (c == NULL) {
+		r->st = err->status;
+		return NULL;
+	}
+	r->st = imap_uid_fetch_body(c, "INBOX", r->uid, 0, 100, reader_write,
+	                            r->got, &total, &err);
+	imap_pool_release(r->pool, c);
+	return NULL;
+}
+
+/* With every connection of a full pool held, two body readers join the
+ * one that has their mailbox selected and have their UID FETCHes in
+ * flight together. The server puts each UID after its literal, so no
+ * literal can be claimed before its owner is known: each reader must
+ * still get exactly its own message's bytes. */
+static void
+test_shared_readers_uid_last(void **state)
+{
+	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+	                    "C ^(\\S+) SELECT INBOX$\n"
+	                    "S * 2 EXISTS\n"
+	                    "S * OK [UIDVALIDITY 7] ok\n"
+	                    "S * OK [UIDNEXT 3] ok\n"
+	                    "S $TAG OK [READ-WRITE] selected\n"
+	                    "C ^(?P<t1>\\S+) UID FETCH [12] \\(UID "
+	                    "BODY\\.PEEK\\[\\]<0\\.100>\\)$\n"
+	                    "C ^(?P<t2>\\S+) UID FETCH [12] \\(UID "
+	                    "BODY\\.PEEK\\[\\]<0\\.100>\\)$\n"
+	                    "S * 1 FETCH (BODY[]<0> {5}\\r\\nAAAAA UID 1)\n"
+	                    "S * 2 FETCH (BODY[]<0> {6}\\r\\nBBBBBB UID 2)\n"
+	                    "S $t1 OK done\n"
+	                    "S $t2 OK done\n"
+	                    "C ^(\\S+) LOGOUT$\n"
+	                    "S * BYE bye\n"
+	                    "S $TAG OK bye\n"
+	                    "CLOSE\n");
+	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
+	ImapCredentials cred = {IMAP_AUTH_AUTO, "alice", "secret"};
+	ImapPool *pool = imap_pool_new(&o, &cred, 1, NULL, NULL);
+	g_autoptr(ImapError) err = NULL;
+	Reader r[2] = {{pool, 1, g_string_new(NULL), IMAP_EPROTO},
+	               {pool, 2, g_string_new(NULL), IMAP_EPROTO}};
+	GThread *t[2];
+	ImapConn *c = imap_pool_acquire_shared(pool, "INBOX", &err);
+	guint open, idle, max;
+
+	assert_non_null(c);
+	/* Held with INBOX selected: the readers can join it. */
+	assert_int_equal(imap_conn_use_mailbox(c, "INBOX", NULL, NULL, &err),
+	                 IMAP_OK);
+	for (int i = 0; i < 2; i++)
+		t[i] = g_thread_new("reader", shared_reader, &r[i]);
+	for (int i = 0; i < 2; i++)
+		g_thread_join(t[i]);
+	assert_int_equal(imap_conn_holders(c), 1);
+	imap_conn_release_mailbox(c);
+	imap_pool_release(pool, c);
+	assert_int_equal(r[0].st, IMAP_OK);
+	assert_int_equal(r[1].st, IMAP_OK);
+	assert_string_equal(r[0].got->str, "AAAAA");
+	assert_string_equal(r[1].got->str, "BBBBBB");
+	imap_pool_counts(pool, &open, &idle, &max);
+	assert_int_equal(open, 1);
+	assert_int_equal(idle, 1);
+	imap_pool_free(pool);
+	g_string_free(r[0].got, TRUE);
+	g_string_free(r[1].got, TRUE);
+	fake_finish(&f);
+}
+
 int
 main(void)
 {
@@ -643,6 +738,7 @@ main(void)
 	    cmocka_unit_test(test_refused_literal_not_sent),
 	    cmocka_unit_test(test_bye_mid_command),
 	    cmocka_unit_test(test_command_timeout),
+	    cmocka_unit_test(test_shared_readers_uid_last),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
