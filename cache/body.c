@@ -1,8 +1,9 @@
 /* body.c - reading message bodies: from the body cache when there, else
- * from the server in windows that double while the reader stays
- * sequential (so `head -c 200` of a 30 MB message fetches 256 KiB, and
- * `cat` of it needs few round trips). A body read in order from its first
- * byte to its end is written to the body cache as it streams by. */
+ * from the server in windows: 256 KiB first, then, while the reader stays
+ * sequential, the rest of the body in windows of up to 8 MiB (so
+ * `head -c 200` of a 30 MB message fetches 256 KiB, and `cat` of it needs
+ * few round trips). A body read in order from its first byte to its end
+ * is written to the body cache as it streams by. */
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -161,8 +162,12 @@ window_size(StoreBody *b, guint64 off, guint64 len)
 {
 	guint64 want;
 
+	guint64 rest = b->size_hint > off ? b->size_hint - off : 0;
+
+	/* A reader that went on past its first window reads to the end (cat,
+	 * grep, cp): the rest, by the size hint, in one round trip. */
 	if (off == b->next_off && off > 0)
-		b->chunk = MIN(b->chunk * 2, WINDOW_MAX);
+		b->chunk = MIN(MAX(b->chunk * 2, rest + 4096), WINDOW_MAX);
 	else if (off != b->next_off)
 		b->chunk = WINDOW_MIN;
 	want = MAX(len, b->chunk);
