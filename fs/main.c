@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fs/config.h"
@@ -260,13 +262,80 @@ setup_conn(ImapConn *c, void *user, ImapError **err)
 	return imap_enable(c, exts, err);
 }
 
+/* We daemonize ourselves, before the first connection, rather than let
+ * fuse_main() fork after it: threads do not survive a fork, so the
+ * connection that checked the account (TCP, TLS, login, ENABLE: several
+ * round trips) would be thrown away and the first file operation would
+ * wait for a new one. The parent exits 0 once the mount answers, or with
+ * the child's status if the child ends first. */
+static int detach_fd = -1;
+
+static void
+detach_start(void)
+{
+	int fds[2], status = 0;
+	char byte;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) != 0) {
+		perror("imapfs: pipe");
+		exit(1);
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		perror("imapfs: fork");
+		exit(1);
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		detach_fd = fds[1];
+		return;
+	}
+	close(fds[1]);
+	if (read(fds[0], &byte, 1) == 1)
+		_exit(0);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+/* In the daemon once the mount answers: leave the terminal and session,
+ * and let the parent go. */
+static void
+detach_finish(void)
+{
+	char byte = 1;
+	int null;
+
+	if (detach_fd < 0)
+		return;
+	setsid();
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	if (chdir("/") != 0)
+		g_debug("chdir /: %s", g_strerror(errno));
+	if (write(detach_fd, &byte, 1) != 1)
+		g_warning("could not tell the parent process the mount is up");
+	close(detach_fd);
+	detach_fd = -1;
+}
+
 static void *
 op_init(struct fuse_conn_info *conn, struct fuse_config *fcfg)
 {
 	Imapfs *fs = imapfs_get();
 
-	/* Runs in the loop, after fuse_main() detached from the terminal. */
+	/* Runs in the loop, once the mount answers. */
 	fs_log_detached();
+	detach_finish();
 	fcfg->entry_timeout = fs->dir_cache_timeout;
 	fcfg->attr_timeout = fs->dir_cache_timeout;
 	fcfg->negative_timeout = 0;
@@ -357,9 +426,6 @@ check_account(Imapfs *fs, const char *url)
 		return FALSE;
 	}
 	g_ptr_array_free(top, TRUE);
-	/* fuse_main() may fork to daemonize; threads do not survive it,
-	 * so connections are reopened on first use. */
-	imap_pool_drain(fs->pool);
 	return TRUE;
 }
 
@@ -514,6 +580,11 @@ run(FsConfig *cfg, struct fuse_args *args)
 		fprintf(stderr, "imapfs: -o compress=%s: use auto, yes or no\n",
 		        cfg->compress);
 		return 1;
+	}
+	if (!cfg->foreground) {
+		/* fuse_main() must not fork again. */
+		detach_start();
+		fuse_opt_add_arg(args, "-f");
 	}
 	if (!cfg->offline) {
 		secret = get_secret(cfg, url, user, mech, &error);
