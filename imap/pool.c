@@ -6,10 +6,10 @@
  * demand the pool so grows to max_conns, while nobody waits through a
  * TLS handshake and login for a connection released a round trip later.
  *
- * Readers of message bodies may share: when every connection is in use,
- * a reader joins one that another reader holds on the same mailbox, and
- * its UID FETCH goes out pipelined behind the other's instead of waiting
- * for a whole round trip to end. */
+ * Readers of message bodies may share: when no connection is idle, a
+ * reader joins one that another reader holds on the same mailbox, and its
+ * UID FETCH goes out pipelined behind the other's instead of waiting for a
+ * connection to come free or to be opened. */
 #include "imap/pool.h"
 
 #include <string.h>
@@ -284,9 +284,9 @@ join_shared_locked(ImapPool *p, const char *mailbox)
 }
 
 /* Waits (p->lock held) for an idle connection, opening one in the
- * background when the pool may grow, or (share) joining a reader's when
- * the pool is full; NULL with *err set when the open this caller started
- * failed and nothing else came free. *joined says which. */
+ * background when the pool may grow, or (share) joining a reader's; NULL
+ * with *err set when the open this caller started failed and nothing else
+ * came free. *joined says which. */
 static ImapConn *
 wait_idle_locked(ImapPool *p, const char *mailbox, gboolean share,
                  gboolean *joined, ImapError **err)
@@ -307,9 +307,15 @@ wait_idle_locked(ImapPool *p, const char *mailbox, gboolean share,
 		c = take_idle_locked(p, mailbox);
 		if (c != NULL)
 			break;
-		if (share && p->total >= p->max_conns) {
+		if (share) {
 			c = join_shared_locked(p, mailbox);
 			if (c != NULL) {
+				/* Pipelined now beats a connection of our own
+				 * several round trips from now; the pool still
+				 * grows for the readers after us. */
+				if (mine == NULL && p->opening == 0 &&
+				    p->total < p->max_conns)
+					start_open_locked(p)->abandoned = TRUE;
 				*joined = TRUE;
 				break;
 			}

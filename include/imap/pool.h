@@ -26,8 +26,8 @@ void imap_pool_free(ImapPool *pool);
 ImapConn *imap_pool_acquire(ImapPool *pool, const char *mailbox,
                             ImapError **err);
 /* Like imap_pool_acquire, for a UID FETCH of a body in `mailbox`: when
- * all max_conns connections are in use, the caller may be given one that
- * other such readers hold, with that mailbox selected (see
+ * no connection is idle, the caller may be given one that other such
+ * readers hold, with that mailbox selected (see
  * imap_conn_set_holders()). Only for commands that can share a
  * connection: body fetches, which route their data by UID. */
 ImapConn *imap_pool_acquire_shared(ImapPool *pool, const char *mailbox,
