@@ -640,6 +640,8 @@ show_info(const Cmdline *cl, struct fuse_args *args, const char *prog)
 		fuse_opt_add_arg(args, "--help");
 		args->argv[0][0] = '\0';
 	}
+	/* Before libfuse's fusermount3 child writes to the same stdout. */
+	fflush(stdout);
 	fuse_main(args->argc, args->argv, &no_ops, NULL);
 	return 0;
 }
