@@ -598,6 +598,154 @@ test_bye_mid_command(void **state)
 }
 
 static void
+test_bad_distinct_from_no(void **state)
+{
+	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+	                    "C ^(\\S+) NOOP$\n"
+	                    "S $TAG BAD [CLIENTBUG] Unknown command X\n"
+	                    "C ^(\\S+) NOOP$\n"
+	                    "S $TAG NO [UNAVAILABLE] Try again later\n"
+	                    "C ^(\\S+) NOOP$\n"
+	                    "S $TAG OK still here\n"
+	                    "C ^(\\S+) LOGOUT$\n"
+	                    "S * BYE bye\n"
+	                    "S $TAG OK done\n");
+	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	assert_non_null(c);
+	assert_int_equal(imap_noop(c, &err), IMAP_EBAD);
+	assert_int_equal(err->code, IMAP_CODE_CLIENTBUG);
+	if (strstr(err->text, "Unknown command X") == NULL)
+		fail_msg("BAD text lost: \"%s\"", err->text);
+	/* A BAD rejects one command; the connection carries on. */
+	assert_true(imap_conn_is_alive(c));
+	imap_error_clear(&err);
+	assert_int_equal(imap_noop(c, &err), IMAP_ENO);
+	assert_int_equal(err->code, IMAP_CODE_UNAVAILABLE);
+	assert_non_null(strstr(err->text, "Try again later"));
+	imap_error_clear(&err);
+	assert_int_equal(imap_noop(c, &err), IMAP_OK);
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
+/* One line per untagged response, e.g. "FETCH 1 UID 5 FLAGS \Seen". */
+static void
+log_unsolicited(void *user, const ImapResponse *r)
+{
+	GString *log = user;
+	/* FETCH: the item list; VANISHED: the UID set after any (EARLIER). */
+	const ImapValue *last =
+	    r->args->len > 0 ? r->args->pdata[r->args->len - 1] : NULL;
+
+	g_string_append_printf(log, "%s", r->name);
+	if (r->has_number)
+		g_string_append_printf(log, " %u", r->number);
+	if (strcmp(r->name, "FETCH") == 0) {
+		const ImapValue *uid = imap_fetch_item(last, "UID");
+		const ImapValue *flags = imap_fetch_item(last, "FLAGS");
+
+		if (uid != NULL)
+			g_string_append_printf(log, " UID %s", uid->str);
+		if (flags != NULL && flags->type == IMAP_VALUE_LIST) {
+			g_string_append(log, " FLAGS");
+			for (guint i = 0; i < flags->items->len; i++)
+				g_string_append_printf(
+				    log, " %s",
+				    ((ImapValue *)flags->items->pdata[i])->str);
+		}
+	} else if (strcmp(r->name, "VANISHED") == 0 && last != NULL) {
+		g_string_append_printf(log, " %s", last->str);
+	} else if (r->cond == IMAP_COND_BYE) {
+		g_string_append_printf(log, " %s", r->text);
+	}
+	g_string_append_c(log, '\n');
+}
+
+static void
+test_unsolicited_reported(void **state)
+{
+	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+	                    "C ^(\\S+) NOOP$\n"
+	                    "S * 4 EXISTS\n"
+	                    "S * 2 EXPUNGE\n"
+	                    "S * VANISHED 7:9,12\n"
+	                    "S * 1 FETCH (UID 5 FLAGS (\\\\Seen \\\\Flagged))\n"
+	                    "S $TAG OK noop\n"
+	                    /* Between commands: nothing is in flight. */
+	                    "S * 5 EXISTS\n"
+	                    "C ^(\\S+) NOOP$\n"
+	                    "S * 3 FETCH (FLAGS ())\n"
+	                    "S $TAG OK noop\n"
+	                    "C ^(\\S+) NOOP$\n"
+	                    "S * BYE shutting down\n"
+	                    "CLOSE\n");
+	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
+	g_autoptr(ImapError) err = NULL;
+	GString *log = g_string_new(NULL);
+	ImapConn *c = imap_conn_connect(&o, &err);
+
+	assert_non_null(c);
+	imap_conn_set_unsolicited(c, log_unsolicited, log);
+	assert_int_equal(imap_noop(c, &err), IMAP_OK);
+	assert_int_equal(imap_noop(c, &err), IMAP_OK);
+	assert_int_equal(imap_noop(c, &err), IMAP_EBYE);
+	/* The reader thread is done with log: it has seen EOF. */
+	assert_false(imap_conn_is_alive(c));
+	assert_string_equal(log->str, "EXISTS 4\n"
+	                              "EXPUNGE 2\n"
+	                              "VANISHED 7:9,12\n"
+	                              "FETCH 1 UID 5 FLAGS \\Seen \\Flagged\n"
+	                              "EXISTS 5\n"
+	                              "FETCH 3 FLAGS\n"
+	                              "BYE shutting down\n");
+	imap_conn_close(c);
+	g_string_free(log, TRUE);
+	fake_finish(&f);
+}
+
+/* Without SASL-IR the response waits for the "+"; with it, it rides on the
+ * command line. Either way it must be these exact bytes. */
+static void
+xoauth2_login_ok(const char *caps, const char *exchange)
+{
+	/* base64("user=alice\1auth=Bearer tok\1\1") */
+	g_autofree char *script =
+	    g_strdup_printf("S * OK [CAPABILITY IMAP4rev1 %s] hi\n"
+	                    "%s"
+	                    "S $TAG OK logged in\n"
+	                    "C ^(\\S+) CAPABILITY$\n"
+	                    "S * CAPABILITY IMAP4rev1 UIDPLUS X-AFTER-AUTH\n"
+	                    "S $TAG OK done\n"
+	                    "C ^(\\S+) LOGOUT$\n"
+	                    "S * BYE bye\n"
+	                    "S $TAG OK done\n",
+	                    caps, exchange);
+	Fake f = fake_start(script);
+	ImapConn *c =
+	    fake_login(&f, IMAP_AUTH_XOAUTH2, "alice", "tok", IMAP_OK);
+
+	assert_true(imap_conn_is_authenticated(c));
+	assert_true(imap_conn_has_cap(c, "X-AFTER-AUTH"));
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
+static void
+test_xoauth2_login(void **state)
+{
+	xoauth2_login_ok("AUTH=XOAUTH2",
+	                 "C ^(\\S+) AUTHENTICATE XOAUTH2$\n"
+	                 "S +\n"
+	                 "C ^dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==$\n");
+	xoauth2_login_ok("SASL-IR AUTH=XOAUTH2",
+	                 "C ^(\\S+) AUTHENTICATE XOAUTH2 "
+	                 "dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==$\n");
+}
+
+static void
 test_command_timeout(void **state)
 {
 	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
@@ -737,6 +885,9 @@ main(void)
 	    cmocka_unit_test(test_sync_literal_waits_for_continuation),
 	    cmocka_unit_test(test_refused_literal_not_sent),
 	    cmocka_unit_test(test_bye_mid_command),
+	    cmocka_unit_test(test_bad_distinct_from_no),
+	    cmocka_unit_test(test_unsolicited_reported),
+	    cmocka_unit_test(test_xoauth2_login),
 	    cmocka_unit_test(test_command_timeout),
 	    cmocka_unit_test(test_shared_readers_uid_last),
 	};
