@@ -1401,6 +1401,297 @@ test_logout(void **state)
 }
 
 /* ---------------------------------------------------------------------
+ * EXAMINE and SELECT (QRESYNC)
+ */
+
+/* What a SELECT or EXAMINE reported through ImapSelectParams.untagged. */
+typedef struct {
+	gint64 recent; /* -1: no RECENT response */
+	MetaList *ml;  /* FETCH (UID, FLAGS, MODSEQ) and VANISHED (EARLIER) */
+	guint vanished_now; /* VANISHED without (EARLIER) */
+} SelectSeen;
+
+static gboolean
+is_earlier(const ImapValue *v)
+{
+	return v != NULL && v->type == IMAP_VALUE_LIST && v->items->len == 1 &&
+	       imap_value_is_atom(v->items->pdata[0], "EARLIER");
+}
+
+static void
+select_seen(void *user, const ImapResponse *r)
+{
+	SelectSeen *s = user;
+	const ImapValue *first = r->args->len > 0 ? r->args->pdata[0] : NULL;
+
+	if (strcmp(r->name, "RECENT") == 0 && r->has_number) {
+		s->recent = r->number;
+	} else if (strcmp(r->name, "VANISHED") == 0) {
+		if (r->args->len == 2 && is_earlier(first))
+			g_ptr_array_add(
+			    s->ml->vanished,
+			    g_strdup(((ImapValue *)r->args->pdata[1])->str));
+		else
+			s->vanished_now++;
+	} else if (strcmp(r->name, "FETCH") == 0 && first != NULL) {
+		const ImapValue *flags = imap_fetch_item(first, "FLAGS");
+		const ImapValue *modseq = imap_fetch_item(first, "MODSEQ");
+		ImapMessageMeta m = {.seq = r->number};
+		GString *text = g_string_new(NULL);
+
+		imap_value_u32(imap_fetch_item(first, "UID"), &m.uid);
+		if (modseq != NULL && modseq->type == IMAP_VALUE_LIST &&
+		    modseq->items->len == 1)
+			imap_value_u64(modseq->items->pdata[0], &m.modseq);
+		for (guint i = 0; flags != NULL && flags->items != NULL &&
+		                  i < flags->items->len;
+		     i++)
+			g_string_append_printf(
+			    text, "%s%s", i > 0 ? " " : "",
+			    ((ImapValue *)flags->items->pdata[i])->str);
+		m.has_flags = flags != NULL;
+		m.flags = g_string_free(text, FALSE);
+		g_array_append_val(s->ml->metas, m);
+	}
+}
+
+static SelectSeen *
+select_seen_new(void)
+{
+	SelectSeen *s = g_new0(SelectSeen, 1);
+
+	s->recent = -1;
+	s->ml = meta_list_new();
+	return s;
+}
+
+static void
+select_seen_free(SelectSeen *s)
+{
+	meta_list_free(s->ml);
+	g_free(s);
+}
+
+/* Leases mailbox on c with params, reporting to a fresh SelectSeen. */
+static SelectSeen *
+use_mailbox_seen(ImapConn *c, const char *mailbox, ImapSelectParams params,
+                 ImapSelectInfo *info)
+{
+	SelectSeen *s = select_seen_new();
+	ImapError *err = NULL;
+
+	params.untagged = select_seen;
+	params.user = s;
+	if (imap_conn_use_mailbox(c, mailbox, &params, info, &err) != IMAP_OK)
+		fail_msg("%s %s: %s", params.readonly ? "EXAMINE" : "SELECT",
+		         mailbox, err->text);
+	return s;
+}
+
+/* APPEND through the shared connection: cheaper than the independent
+ * client, and still a session other than the one under test. */
+static guint32
+append_ok(Fixture *f, const char *mailbox, const char *id)
+{
+	GBytes *msg = make_message(id, "select");
+	ImapAppendUid au;
+	ImapError *err = NULL;
+
+	if (imap_append(f->conn, mailbox, NULL, 0, msg, &au, &err) != IMAP_OK)
+		fail_msg("APPEND %s: %s", mailbox, err->text);
+	assert_true(au.valid);
+	g_bytes_unref(msg);
+	return au.uid;
+}
+
+static void
+test_examine(void **state)
+{
+	Fixture *f = *state;
+	const ImapSelectParams ro = {.readonly = TRUE};
+	const ImapSelectParams ro_again = {.readonly = TRUE, .force = TRUE};
+	const ImapSelectParams rw = {0};
+	ImapConn *c = connect_login(f->server);
+	ImapConn *other;
+	ImapSelectInfo info = {0};
+	ImapError *err = NULL;
+	ImapResponse *tagged = NULL;
+	ImapCmd *cmd;
+	SelectSeen *s;
+	guint32 uid;
+	char *flags, *text;
+
+	create_ok(f, "Examined");
+	uid = append_ok(f, "Examined", "examine-1");
+	append_ok(f, "Examined", "examine-2");
+
+	s = use_mailbox_seen(c, "Examined", ro, &info);
+	assert_true(info.readonly);
+	assert_int_equal(info.exists, 2);
+	assert_int_equal(s->recent, 2);
+	/* No flag can be changed in an EXAMINEd mailbox. */
+	assert_string_equal(info.permanentflags, "");
+	select_seen_free(s);
+	imap_select_info_clear(&info);
+
+	/* Inside the lease the mailbox is read-only on the server: Dovecot
+	 * answers a STORE with "OK Store ignored with read-only mailbox". */
+	cmd = imap_cmd_new("UID STORE");
+	imap_cmd_printf(cmd, "%u +FLAGS.SILENT (\\Flagged)", uid);
+	imap_conn_run(c, cmd, NULL, &tagged, &err);
+	imap_error_clear(&err);
+	assert_non_null(tagged);
+	if (strstr(tagged->text, "read-only") == NULL)
+		fail_msg("STORE in EXAMINE: \"%s\"", tagged->text);
+	imap_response_free(tagged);
+	imap_conn_release_mailbox(c);
+	flags = check_flags(f, "Examined", uid);
+	assert_string_equal(flags, "");
+	g_free(flags);
+
+	/* EXAMINE left \Recent alone: another session still sees it and,
+	 * selecting read-write, takes it (RFC 3501 6.3.2). */
+	other = connect_login(f->server);
+	s = use_mailbox_seen(other, "Examined", ro, NULL);
+	assert_int_equal(s->recent, 2);
+	imap_conn_release_mailbox(other);
+	select_seen_free(s);
+	s = use_mailbox_seen(other, "Examined", rw, &info);
+	assert_int_equal(s->recent, 2);
+	assert_false(info.readonly);
+	imap_conn_release_mailbox(other);
+	imap_select_info_clear(&info);
+	select_seen_free(s);
+	imap_conn_close(other);
+	/* That SELECT did take them: had ours been a SELECT, other would
+	 * have seen none. */
+	s = use_mailbox_seen(c, "Examined", ro_again, NULL);
+	assert_int_equal(s->recent, 0);
+	imap_conn_release_mailbox(c);
+	select_seen_free(s);
+
+	/* A change needs the mailbox read-write: the engine re-selects. */
+	text = g_strdup_printf("%u", uid);
+	assert_int_equal(imap_uid_store(c, "Examined", text, IMAP_STORE_ADD,
+	                                "\\Flagged", &err),
+	                 IMAP_OK);
+	g_free(text);
+	flags = check_flags(f, "Examined", uid);
+	assert_string_equal(flags, "\\Flagged");
+	g_free(flags);
+	imap_conn_close(c);
+}
+
+static void
+test_select_qresync(void **state)
+{
+	Fixture *f = *state;
+	const char *const qresync[] = {"QRESYNC", NULL};
+	ImapSelectParams params = {0};
+	ImapMailboxStatus before, after;
+	ImapSelectInfo info = {0};
+	ImapError *err = NULL;
+	ImapConn *c;
+	SelectSeen *s;
+	guint32 u[6];
+	char *text;
+
+	create_ok(f, "Resync");
+	for (int i = 0; i < 5; i++) {
+		char *id = g_strdup_printf("resync-%d", i);
+
+		u[i] = append_ok(f, "Resync", id);
+		g_free(id);
+	}
+	/* Gone before the snapshot: not to be reported again. */
+	assert_int_equal(imap_expunge_uid(f->conn, "Resync", u[4], &err),
+	                 IMAP_OK);
+	assert_int_equal(imap_status(f->conn, "Resync", &before, &err),
+	                 IMAP_OK);
+	assert_true(before.has_highestmodseq);
+
+	/* Another client, while we are away: flags on u[1] and u[3], u[0]
+	 * and u[2] expunged, one new message. */
+	text = g_strdup_printf("%u", u[1]);
+	g_free(test_server_check(f->server, "store", "Resync", text,
+	                         "\\Flagged", NULL));
+	g_free(text);
+	text = g_strdup_printf("%u", u[3]);
+	g_free(test_server_check(f->server, "store", "Resync", text,
+	                         "\\Seen $Done", NULL));
+	g_free(text);
+	for (int i = 0; i <= 2; i += 2) {
+		text = g_strdup_printf("%u", u[i]);
+		g_free(test_server_check(f->server, "mark-deleted", "Resync",
+		                         text, NULL));
+		g_free(text);
+	}
+	g_free(test_server_check(f->server, "expunge", "Resync", NULL));
+	u[5] = append_ok(f, "Resync", "resync-new");
+	assert_int_equal(imap_status(f->conn, "Resync", &after, &err), IMAP_OK);
+
+	c = connect_login(f->server);
+	assert_int_equal(imap_enable(c, qresync, &err), IMAP_OK);
+	params.qresync_uidvalidity = before.uidvalidity;
+	params.qresync_modseq = before.highestmodseq;
+	s = use_mailbox_seen(c, "Resync", params, &info);
+	assert_int_equal(info.uidvalidity, before.uidvalidity);
+	assert_int_equal(info.uidnext, u[5] + 1);
+	assert_int_equal(info.uidnext, after.uidnext);
+	assert_int_equal(info.highestmodseq, after.highestmodseq);
+	assert_true(info.highestmodseq > before.highestmodseq);
+	assert_false(info.nomodseq);
+	assert_int_equal(info.exists, 3);
+
+	/* Exactly the UIDs expunged since the snapshot, u[4] not again. */
+	assert_int_equal(s->vanished_now, 0);
+	{
+		GArray *all = g_array_new(FALSE, FALSE, sizeof(guint32));
+		const guint32 gone[] = {u[0], u[2]};
+		char *got, *want = imap_uidset_format(gone, 2);
+
+		for (guint i = 0; i < s->ml->vanished->len; i++) {
+			GArray *set = imap_uidset_parse(
+			    g_ptr_array_index(s->ml->vanished, i), 0);
+			GArray *uids;
+
+			assert_non_null(set);
+			uids = imap_uidset_expand(set, 1000);
+			assert_non_null(uids);
+			g_array_append_vals(all, uids->data, uids->len);
+			g_array_unref(uids);
+			g_array_unref(set);
+		}
+		got = imap_uidset_format((guint32 *)all->data, all->len);
+		assert_string_equal(got, want);
+		g_free(got);
+		g_free(want);
+		g_array_unref(all);
+	}
+
+	/* FETCH for each message changed since: the two re-flagged and the
+	 * new one, with flags as the other client left them. */
+	assert_int_equal(s->ml->metas->len, 3);
+	for (guint i = 0; i < s->ml->metas->len; i++)
+		assert_true(
+		    g_array_index(s->ml->metas, ImapMessageMeta, i).modseq >
+		    before.highestmodseq);
+	text = norm_flags(meta_find(s->ml, u[1])->flags);
+	assert_string_equal(text, "\\Flagged");
+	g_free(text);
+	text = norm_flags(meta_find(s->ml, u[3])->flags);
+	assert_string_equal(text, "$Done \\Seen");
+	g_free(text);
+	text = norm_flags(meta_find(s->ml, u[5])->flags);
+	assert_string_equal(text, "");
+	g_free(text);
+	imap_conn_release_mailbox(c);
+	imap_select_info_clear(&info);
+	select_seen_free(s);
+	imap_conn_close(c);
+}
+
+/* ---------------------------------------------------------------------
  * Pipelining: several threads on one connection
  */
 
@@ -1899,6 +2190,29 @@ test_scripted_enable_capability(void **state)
 	scripted_finish(&sc);
 }
 
+static void
+test_scripted_list_nonexistent(void **state)
+{
+	/* RFC 5258: a parent kept only for its children. */
+	Scripted sc = scripted_start(
+	    "S * PREAUTH [CAPABILITY IMAP4rev1 LIST-EXTENDED] hi\n"
+	    "C ^(\\S+) LIST \"\" \"?\\*\"?$\n"
+	    "S * LIST (\\\\NonExistent \\\\HasChildren) \"/\" Gone\n"
+	    "S * LIST (\\\\HasNoChildren) \"/\" Gone/Kid\n"
+	    "S $TAG OK list\n");
+	ImapError *err = NULL;
+	GPtrArray *list = NULL;
+
+	assert_int_equal(imap_list(sc.conn, "", "*", &list, &err), IMAP_OK);
+	assert_int_equal(list->len, 2);
+	assert_int_equal(find_mailbox(list, "Gone")->attrs,
+	                 IMAP_MBOX_NONEXISTENT | IMAP_MBOX_HASCHILDREN);
+	assert_int_equal(find_mailbox(list, "Gone/Kid")->attrs,
+	                 IMAP_MBOX_HASNOCHILDREN);
+	g_ptr_array_unref(list);
+	scripted_finish(&sc);
+}
+
 int
 main(void)
 {
@@ -1925,6 +2239,8 @@ main(void)
 	    /* From here QRESYNC is on for the shared connection. */
 	    cmocka_unit_test(test_enable),
 	    cmocka_unit_test(test_fetch_meta_changedsince),
+	    cmocka_unit_test(test_examine),
+	    cmocka_unit_test(test_select_qresync),
 	    cmocka_unit_test(test_big_body),
 	    cmocka_unit_test(test_fetch_meta_many),
 	    cmocka_unit_test(test_logout),
@@ -1934,6 +2250,7 @@ main(void)
 	    cmocka_unit_test(test_scripted_mixed_untagged),
 	    cmocka_unit_test(test_scripted_copyuid_quota),
 	    cmocka_unit_test(test_scripted_enable_capability),
+	    cmocka_unit_test(test_scripted_list_nonexistent),
 	};
 	const struct CMUnitTest limited[] = {
 	    cmocka_unit_test(test_limited_unsupported),
