@@ -574,6 +574,7 @@ store_messages(MailStore *s, const char *mailbox, gboolean force,
 		*out = store_listing_ref(st->listing);
 		g_mutex_unlock(&s->lock);
 		g_mutex_unlock(&st->refresh);
+		note_listed(s, mailbox);
 		return IMAP_OK;
 	}
 	g_mutex_unlock(&s->lock);
@@ -592,7 +593,10 @@ store_messages(MailStore *s, const char *mailbox, gboolean force,
 	g_mutex_unlock(&s->lock);
 	g_mutex_unlock(&st->refresh);
 	imap_error_propagate(err, local);
-	if (rc == IMAP_OK)
+	/* Only what a user looks at steers the second watcher: forced
+	 * resyncs come from a watcher (new mail in INBOX would take it off
+	 * the folder being read) or a prefetch walking a tree. */
+	if (rc == IMAP_OK && !force)
 		note_listed(s, mailbox);
 	return rc;
 }
