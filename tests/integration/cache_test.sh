@@ -2,8 +2,10 @@
 # cache_test.sh - the persistent cache and change tracking of imapfs, with a
 # real Dovecot and a real mount: remounts that show exactly what other
 # clients changed, UIDVALIDITY changes, a corrupted cache file, the body
-# cache size limit, reading with the server gone (and -o offline), IDLE, and
-# proof on the wire that a no-change remount fetches no message metadata.
+# cache size limit, reading with the server gone (and -o offline), IDLE
+# (new mail, expunges, flags, the mailbox listed last), SIGHUP, -o cache=none
+# and =metadata, and proof on the wire of which resync path ran and that a
+# remount fetches metadata of new messages only.
 #
 #   cache_test.sh BUILDDIR SOURCEDIR
 #
@@ -78,6 +80,40 @@ umount_fg()
 log_since() { tail -n +"$(($1 + 1))" "$LOG"; }
 log_mark() { wc -l <"$LOG"; }
 
+# The resync path the server's capabilities allow: qresync, condstore or
+# plain (see CACHE_TEST_CAPS).
+resync_variant()
+{
+	if [ -z "${CACHE_TEST_CAPS:-}" ] || grep -q QRESYNC <<<"$CACHE_TEST_CAPS"; then
+		echo qresync
+	elif grep -q CONDSTORE <<<"$CACHE_TEST_CAPS"; then
+		echo condstore
+	else
+		echo plain
+	fi
+}
+
+# FETCH responses logged since mark that carry a size: message metadata
+# fetched (listings), as opposed to flags only or bodies.
+sized_fetches() { log_since "$1" | grep -cE 'S: \* [0-9]+ FETCH .*RFC822\.SIZE'; }
+
+# The hex of a mailbox name, as disk.c names its cache file.
+meta_file() { printf '%s/mbox-%s.meta' "$1" "$(printf %s "$2" | od -An -tx1 | tr -d ' \n')"; }
+
+# Whether NAME is in the listing of mailbox directory DIR.
+listed() { ls "$MNT/$1" 2>/dev/null | grep -qx "$2"; }
+unlisted() { ! listed "$@" && [ ! -e "$MNT/$1/$2" ]; }
+
+# Whether the second watcher, switched to MAILBOX since mark, runs IDLE
+# there: the daemon's status says so (it says "idle" just before the
+# SELECT), and a server continuation came after the mark.
+watching()
+{
+	getfattr --only-values -n user.imapfs.status "$MNT" 2>/dev/null |
+		grep -qF "{\"mailbox\":\"$2\",\"state\":\"idle\"}]" &&
+		log_since "$1" | grep -qE '^.*S: \+ '
+}
+
 check_seed()
 {
 	local i
@@ -111,6 +147,60 @@ check_first_mount()
 	umount_fg
 }
 
+# -o cache=none: nothing goes to disk, so a remount lists from the server
+# again. Own cache_dir, so the account's usual cache stays out of it.
+check_cache_none()
+{
+	local dir=$WORK/cache-none f n total
+	total=$(ic count Big)
+	mount_fg -o cache=none -o "cache_dir=$dir" -o dir_cache_timeout=600 ||
+		return
+	[ "$(ls "$MNT/Big" | wc -l)" = "$total" ] || fail "Big not listed"
+	f=$(ls "$MNT/Big" | head -1)
+	cat "$MNT/Big/$f" >/dev/null || fail "reading Big/$f"
+	umount_fg
+	[ -z "$(find "$dir" -mindepth 1 2>/dev/null | head -3)" ] ||
+		fail "cache=none wrote $(find "$dir" -mindepth 1 | head -3 | oneline)"
+	mount_fg -o cache=none -o "cache_dir=$dir" -o dir_cache_timeout=600 ||
+		return
+	ls -l "$MNT/Big" >/dev/null || fail "ls Big after remount"
+	n=$(sized_fetches 0)
+	[ "$n" -ge "$total" ] ||
+		fail "remount with cache=none fetched $n sizes, Big alone has $total"
+	umount_fg
+}
+
+# -o cache=metadata: listings persist (a remount fetches no sizes), bodies
+# do not (nothing stored, and read again from the server).
+check_cache_metadata()
+{
+	local dir=$WORK/cache-meta f n extra mark total
+	total=$(ic count Big)
+	mount_fg -o cache=metadata -o "cache_dir=$dir" -o dir_cache_timeout=600 ||
+		return
+	ls -l "$MNT/Big" >/dev/null || fail "ls Big"
+	f=$(ls "$MNT/Big" | head -1)
+	cmp -s "$MNT/Big/$f" <(ic fetch Big "${f%.eml}") ||
+		fail "Big/$f differs from the server's"
+	umount_fg
+	[ -f "$(meta_file "$dir" Big)" ] ||
+		fail "no listing of Big saved: $(ls "$dir" 2>&1 | oneline)"
+	extra=$(find "$dir" -mindepth 1 ! -name '*.meta' ! -name lock | head -3 | oneline)
+	[ -z "$extra" ] || fail "cache=metadata stored more than listings: $extra"
+	mount_fg -o cache=metadata -o "cache_dir=$dir" -o dir_cache_timeout=600 ||
+		return
+	[ "$(ls -l "$MNT/Big" | grep -c '\.eml$')" = "$total" ] ||
+		fail "Big lists $(ls "$MNT/Big" | wc -l) after remount, want $total"
+	n=$(sized_fetches 0)
+	[ "$n" = 0 ] || fail "remount with cache=metadata fetched $n sizes"
+	mark=$(log_mark)
+	cmp -s "$MNT/Big/$f" <(ic fetch Big "${f%.eml}") ||
+		fail "Big/$f differs after remount"
+	log_since "$mark" | grep -qE "C: A[0-9]+ UID FETCH ([0-9:,]*,)?${f%.eml}([,:][0-9:,*]*)? \([^)]*BODY\.PEEK" ||
+		fail "Big/$f was not fetched again: was its body stored?"
+	umount_fg
+}
+
 check_remount_shows_changes()
 {
 	local uids gone flagged new mark
@@ -121,6 +211,7 @@ check_remount_shows_changes()
 	ic mark-deleted INBOX "$gone" >/dev/null && ic expunge INBOX >/dev/null ||
 		fail "expunge"
 	new=$(append INBOX "after-remount")
+	CHANGED_GONE=$gone CHANGED_FLAGGED=$flagged CHANGED_NEW=$new
 	mount_fg -o dir_cache_timeout=600 || return
 	mark=$(log_mark)
 	[ -e "$MNT/INBOX/$new.eml" ] || fail "new message $new.eml missing"
@@ -134,6 +225,56 @@ check_remount_shows_changes()
 		fail "new message content wrong"
 	log_since "$mark" | grep -q "incremental resync" ||
 		fail "INBOX was not resynced incrementally"
+}
+
+# Only the wire tells which resync path that remount took (all of them log
+# "incremental resync"): the cheapest one the server offers, fetching sizes
+# and dates of the new message alone and flags of the re-flagged one alone.
+check_resync_path_wire()
+{
+	local cmds others
+	[ -n "${CHANGED_NEW:-}" ] || { fail "no remount to look at"; return; }
+	# The whole log of the remount: it touched only INBOX.
+	cmds=$(grep -E 'C: A[0-9]+ ' "$LOG")
+	case $(resync_variant) in
+	qresync)
+		grep -qE 'C: A[0-9]+ SELECT "?INBOX"? \(QRESYNC \([0-9]+ [0-9]+' <<<"$cmds" ||
+			fail "no SELECT INBOX (QRESYNC (uidvalidity modseq)) sent"
+		grep -qE "S: \* VANISHED \(EARLIER\) ([0-9:,]*[,:])?$CHANGED_GONE([,:]|\$)" "$LOG" ||
+			fail "no VANISHED (EARLIER) for expunged UID $CHANGED_GONE"
+		grep -qE 'UID FETCH 1:\* |CHANGEDSINCE|UID SEARCH' <<<"$cmds" &&
+			fail "QRESYNC remount sent $(grep -E 'UID FETCH 1:\* |CHANGEDSINCE|UID SEARCH' <<<"$cmds" | head -1 | oneline)"
+		;;
+	condstore)
+		grep -qE 'UID FETCH 1:\* \(UID FLAGS MODSEQ\) \(CHANGEDSINCE [0-9]+\)' <<<"$cmds" ||
+			fail "no UID FETCH 1:* (FLAGS MODSEQ) (CHANGEDSINCE m) sent"
+		grep -qE 'UID SEARCH RETURN \(ALL\)' <<<"$cmds" ||
+			fail "expunges not looked for with UID SEARCH RETURN (ALL)"
+		grep -q 'QRESYNC' <<<"$cmds" &&
+			fail "CONDSTORE-only server was sent QRESYNC"
+		;;
+	plain)
+		grep -qE 'UID FETCH 1:\* \(UID FLAGS\)$' <<<"$cmds" ||
+			fail "no UID FETCH 1:* (FLAGS) sent"
+		grep -qE 'UID SEARCH ALL$' <<<"$cmds" ||
+			fail "expunges not looked for with UID SEARCH ALL"
+		grep -qE 'CHANGEDSINCE|QRESYNC|MODSEQ' <<<"$cmds" &&
+			fail "plain server was sent $(grep -E 'CHANGEDSINCE|QRESYNC|MODSEQ' <<<"$cmds" | head -1 | oneline)"
+		;;
+	esac
+	# Sizes and dates: only the new message's.
+	others=$(grep -E 'S: \* [0-9]+ FETCH .*RFC822\.SIZE' "$LOG" |
+		grep -oE '[( ]UID [0-9]+' | grep -oE '[0-9]+' | sort -un | oneline)
+	[ "$others" = "$CHANGED_NEW" ] ||
+		fail "remount fetched sizes of UIDs '${others:0:200}', want only $CHANGED_NEW"
+	# Flags alone: with MODSEQs, only those of the changed messages.
+	[ "$(resync_variant)" = plain ] && return 0
+	others=$(grep -E 'S: \* [0-9]+ FETCH .*FLAGS' "$LOG" |
+		grep -vE 'RFC822\.SIZE|BODY' |
+		grep -oE '[( ]UID [0-9]+' | grep -oE '[0-9]+' |
+		grep -vx "$CHANGED_NEW" | sort -un | oneline)
+	[ "$others" = "$CHANGED_FLAGGED" ] ||
+		fail "remount fetched flags of old UIDs '${others:0:200}', want only $CHANGED_FLAGGED"
 }
 
 # The point of the cache: a big unchanged mailbox costs one STATUS.
@@ -229,6 +370,72 @@ check_idle()
 		sleep 0.1
 	done
 	[ -n "$seen" ] || fail "new message not listed within 2 s (dir_cache_timeout=600)"
+}
+
+# With dir_cache_timeout=600 only the IDLE watcher can explain a change
+# showing within seconds: an expunge, then a flag change, in INBOX.
+check_idle_expunge_flags()
+{
+	local uids gone flag
+	uids=$(ic uids INBOX)
+	gone=$(sed -n 1p <<<"$uids")
+	flag=$(sed -n 2p <<<"$uids")
+	listed INBOX "$gone.eml" || { fail "$gone.eml not listed to begin with"; return; }
+	getfattr --only-values -n user.imap.flags "$MNT/INBOX/$flag.eml" \
+		2>/dev/null | grep -q 'IdleMark' && fail "$flag.eml flagged already"
+	ic mark-deleted INBOX "$gone" >/dev/null && ic expunge INBOX >/dev/null ||
+		fail "expunge"
+	wait_for 3 unlisted INBOX "$gone.eml" ||
+		fail "$gone.eml still there 3 s after another client expunged it"
+	ic store INBOX "$flag" '$IdleMark' >/dev/null || fail "store"
+	wait_for 3 eval "getfattr --only-values -n user.imap.flags \
+		'$MNT/INBOX/$flag.eml' 2>/dev/null | grep -q IdleMark" ||
+		fail "$flag.eml flags not updated 3 s after another client set them"
+}
+
+# Lists MAILBOX, so that the second watcher follows it there, and waits
+# until its IDLE runs.
+watch_by_listing()
+{
+	local mark
+	mark=$(log_mark)
+	ls "$MNT/$1" >/dev/null || { fail "ls $1"; return 1; }
+	wait_for 5 watching "$mark" "$1" ||
+		{ fail "no IDLE on $1 within 5 s of listing it"; return 1; }
+}
+
+# The second watcher follows the mailbox most recently listed.
+check_idle_last_listed()
+{
+	local new
+	watch_by_listing Recreated && watch_by_listing Moves || return
+	new=$(append Moves "idle-moves")
+	wait_for 3 listed Moves "$new.eml" ||
+		fail "new $new.eml in Moves not listed within 3 s (dir_cache_timeout=600)"
+}
+
+# SIGHUP drops cached listings: a change in a mailbox no watcher looks at
+# shows at the next look, with dir_cache_timeout=600.
+sighup_refresh()
+{
+	local new pid
+	# Recreated listed (fresh for 600 s), then the watcher off it.
+	watch_by_listing Recreated && watch_by_listing Moves || return
+	new=$(append Recreated "hup-arrival")
+	listed Recreated "$new.eml" &&
+		{ fail "$new.eml listed before SIGHUP: cannot tell what refreshed it"; return; }
+	pid=$(imapfs_pids_for "$MNT")
+	[ -n "$pid" ] || { fail "no daemon pid for $MNT"; return; }
+	kill -HUP "$pid" || fail "kill -HUP $pid"
+	wait_for 3 listed Recreated "$new.eml" ||
+		fail "$new.eml not listed after SIGHUP"
+	is_mounted "$MNT" || fail "SIGHUP ended the daemon"
+	grep -q "refresh requested" "$LOG" || fail "no log line about the refresh"
+}
+
+check_sighup()
+{
+	sighup_refresh
 	umount_fg
 }
 
@@ -333,7 +540,11 @@ start_dovecot || { echo "FAIL - dovecot: $SERVER_ERROR"; exit 1; }
 
 run_check "seed the server" check_seed
 run_check "first mount mirrors the server and writes the cache" check_first_mount
+run_check "cache=none: nothing on disk, a remount lists again" check_cache_none
+run_check "cache=metadata: listings persist, bodies do not" check_cache_metadata
 run_check "remount shows exactly what other clients changed" check_remount_shows_changes
+run_check "the remount took the $(resync_variant) path, fetching only changes" \
+	check_resync_path_wire
 run_check "no-change remount fetches no message metadata" check_no_change_wire
 run_check "a walk after remount checks every listing in one go" \
 	check_walk_checks_at_once
@@ -341,6 +552,10 @@ run_check "cached bodies are not fetched again" check_body_cache_hit
 run_check "UIDVALIDITY change: fresh listing, no stale bytes" check_uidvalidity_change
 run_check "rm and mv act on exactly one message" check_rm_mv_exact
 run_check "IDLE: new mail listed within 2 s" check_idle
+run_check "IDLE: an expunge and a flag change show within 3 s" \
+	check_idle_expunge_flags
+run_check "IDLE follows the mailbox listed last" check_idle_last_listed
+run_check "SIGHUP shows a change in an unwatched mailbox" check_sighup
 run_check "a corrupted cache file is discarded and rebuilt" check_corrupt_cache
 run_check "the body cache stays under cache_size" check_size_limit
 run_check "server gone: cached data readable, the rest fails cleanly" check_server_gone
