@@ -13,7 +13,8 @@
 #   require_fuse "WHY"             root, /dev/fuse, fusermount3 (else exit 77)
 #   require_tools dovecot ...      each on PATH (else exit 77)
 #   require_imapfs                 IMAPFS, IMAPFS_REAL (else exit 77)
-#   make_workdir                   WORK, and cleanup on exit
+#   make_workdir                   WORK, and cleanup on exit (which fails
+#                                  on sanitizer reports)
 # and may start servers with start_imap_server. On exit, cleanup unmounts
 # what is in MOUNTS, stops the servers and deletes WORK; a test with more to
 # stop redefines teardown.
@@ -94,8 +95,27 @@ make_workdir()
 	# Dovecot's unprivileged mail user must reach the server directory.
 	chmod 0755 "$WORK"
 	MT_HUNG_FLAG=$WORK/hung
-	trap cleanup EXIT
+	log_sanitizer_reports
+	trap 'cleanup || exit 1' EXIT
 	trap 'exit 1' INT TERM HUP
+}
+
+# Under AddressSanitizer/UBSan (CI's second pass) a detached daemon's
+# stderr is /dev/null, so its reports (a leak found when it exits after
+# the unmount) would be lost: every sanitized program the test starts
+# writes them to SANITIZER_DIR/report.PROGRAM.PID instead, and
+# remove_workdir fails the test on any. Mode 1777: daemons of user mounts
+# run as another user.
+log_sanitizer_reports()
+{
+	local to
+	SANITIZER_DIR=$WORK/sanitizer
+	mkdir -m 1777 "$SANITIZER_DIR" || exit 1
+	to=log_path=$SANITIZER_DIR/report:log_exe_name=1
+	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}$to
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}$to
+	SANITIZED=
+	ldd "$IMAPFS" 2>/dev/null | grep -q 'libasan\|libubsan' && SANITIZED=1
 }
 
 # Seconds any single filesystem or IMAP command may take before we call the
@@ -362,7 +382,7 @@ SERVER_ERROR=
 # status (77: the server cannot run here) and says why in SERVER_ERROR.
 start_imap_server()
 {
-	local dir=$1 lines=$2 rc k v
+	local dir=$1 lines=$2 rc
 	shift 2
 	SERVER_ERROR=
 	t "$SERVER_SH" start "$dir" --watch-pid $$ "$@" >"$lines" 2>"$lines.err"
@@ -372,6 +392,15 @@ start_imap_server()
 		return $rc
 	fi
 	SERVERS+=("$dir")
+	read_server_env "$lines"
+}
+
+# read_server_env ENVF: sets the S_ variables (see start_imap_server) from
+# the KEY=value lines of a server's ENVF; a test with a second server uses
+# it to go back to the first.
+read_server_env()
+{
+	local k v
 	S_DELIMITER=
 	while IFS='=' read -r k v; do
 		case $k in
@@ -380,7 +409,7 @@ start_imap_server()
 			printf -v "S_$k" '%s' "$v"
 			;;
 		esac
-	done <"$lines"
+	done <"$1"
 	S_DELIMITER=${S_DELIMITER:-/}
 }
 
@@ -431,11 +460,33 @@ end_mounts()
 	done
 }
 
+SANITIZER_FAILED=
+
+# Each sanitizer report (see log_sanitizer_reports) is a failure; its
+# first lines are printed, as the daemon could not.
+check_sanitizer_reports()
+{
+	local f
+	for f in "$SANITIZER_DIR"/report.*; do
+		[ -e "$f" ] || continue
+		sed -n '1,25s/^/# /p' "$f"
+		fail "$(basename "$f"): $(grep -m1 -E 'ERROR|runtime error' \
+			"$f" | oneline) $(grep -m1 '^SUMMARY' "$f" | oneline)"
+	done
+}
+
 # remove_workdir [WHY_KEEP]: deletes WORK, unless something in MOUNTS is
 # still mounted (never delete through a live mount) or WHY_KEEP is given.
+# Called once the daemons are gone: first fails on sanitizer reports.
 remove_workdir()
 {
-	local m
+	local m failed=$FAILED
+	if [ -n "${SANITIZED:-}" ] || [ -n "$(ls -A "$SANITIZER_DIR" \
+		2>/dev/null)" ]; then
+		run_check "no sanitizer report from imapfs or the test's tools" \
+			check_sanitizer_reports
+		[ "$FAILED" = "$failed" ] || SANITIZER_FAILED=1
+	fi
 	for m in "${MOUNTS[@]}"; do
 		if is_mounted "$m"; then
 			echo "${TEST_NAME}_test: $m is still mounted; leaving $WORK" >&2
@@ -460,12 +511,16 @@ teardown()
 }
 
 # The EXIT trap (make_workdir sets it), also called by tests before their
-# summary: runs teardown once.
+# summary: runs teardown once. Fails if there were sanitizer reports (so
+# that the trap makes the exit status 1 even when the summary was never
+# printed).
 cleanup()
 {
-	[ -n "$CLEANED" ] && return 0
-	CLEANED=1
-	teardown
+	if [ -z "$CLEANED" ]; then
+		CLEANED=1
+		teardown
+	fi
+	[ -z "$SANITIZER_FAILED" ]
 }
 
 # --- mt.py: what the server holds ---------------------------------------
