@@ -23,7 +23,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mount_test_init daily "$@"
 unset XDG_CONFIG_HOME
 require_fuse "mount, FUSE, Dovecot"
-require_tools mount.fuse3 mount umount unshare dovecot python3 timeout setsid
+require_tools mount.fuse3 mount umount unshare dovecot python3 timeout setsid \
+	openssl
 require_imapfs
 
 # Into a private mount namespace, once.
@@ -301,6 +302,53 @@ check_unknown_key()
 		fail "message: $(oneline <"$WORK/nosuch.err")"
 }
 
+# -o tls_fingerprint= pins the server's certificate instead of checking
+# its chain: the harness's certificate, from a CA imapfs is not told about
+# here, mounts with its SHA-256 fingerprint (as openssl prints it), and a
+# wrong fingerprint refuses the mount with one line.
+check_fingerprint()
+{
+	local cert fp wrong rc lines hex
+	cert=$(dirname "$S_CA_FILE")/server.pem
+	fp=$(openssl x509 -in "$cert" -noout -fingerprint -sha256 2>&1)
+	fp=${fp#*=}
+	if ! [[ $fp =~ ^([0-9A-F]{2}:){31}[0-9A-F]{2}$ ]]; then
+		fail "openssl x509 -fingerprint: $fp"
+		return
+	fi
+	mkdir -p "$MNT"
+	MOUNTS+=("$MNT")
+	expect_error "mount without tls_ca_file or a pin" \
+		'certificate verification failed' t "$IMAPFS" \
+		-o "password_file=$WORK/password" "$URL" "$MNT" </dev/null
+	is_mounted "$MNT" && unmount_imapfs "$MNT"
+	if mount_imapfs "$MNT" "$URL" -o "password_file=$WORK/password" \
+		-o "tls_fingerprint=sha256:$fp"; then
+		check_content "$MNT"
+		unmount_imapfs "$MNT"
+	else
+		fail "tls_fingerprint=sha256:$fp: $MOUNT_ERROR"
+	fi
+	# The same fingerprint with its last digit changed.
+	wrong=${fp%?}$(tr 0-9A-F 1-9A-F0 <<<"${fp: -1}")
+	t "$IMAPFS" -o "password_file=$WORK/password" \
+		-o "tls_fingerprint=sha256:$wrong" "$URL" "$MNT" </dev/null \
+		>/dev/null 2>"$WORK/pin.err"
+	rc=$?
+	[ $rc -ne 0 ] || fail "exit 0 with a wrong fingerprint"
+	lines=$(grep -c . "$WORK/pin.err")
+	[ "$lines" -eq 1 ] || fail "$lines lines on stderr, want 1:" \
+		"$(oneline <"$WORK/pin.err")"
+	# It names the server's real fingerprint.
+	hex=$(tr -d : <<<"$fp" | tr A-F a-f)
+	grep -qE "^imapfs: $URL: .*certificate fingerprint sha256:$hex does not match the pinned one$" \
+		"$WORK/pin.err" || fail "message: $(oneline <"$WORK/pin.err")"
+	if is_mounted "$MNT"; then
+		fail "mounted with a wrong fingerprint"
+		unmount_imapfs "$MNT"
+	fi
+}
+
 # In the foreground (-f) the log is stderr: a failed operation is one line
 # with the errno and the server's text.
 check_foreground_log()
@@ -561,6 +609,8 @@ run_check "config file account (XDG_CONFIG_HOME)" check_account
 run_check "command line overrides the file" check_cmdline_wins
 run_check "fstab imapfs#ACCOUNT with config=" check_fstab_account
 run_check "unknown keys and accounts refused" check_unknown_key
+run_check "tls_fingerprint: a pinned certificate mounts, another is refused" \
+	check_fingerprint
 run_check "-f logs a failure as one stderr line" check_foreground_log
 run_check "debug_imap log, password redacted" check_debug_log
 run_check "detached daemon logs to syslog" check_syslog
