@@ -2,9 +2,11 @@
 # fault_test.sh - imapfs must never lose or duplicate mail when connections
 # die: a throwaway Dovecot is mounted through tests/tools/faultproxy while a
 # background loop cuts every connection every 0.3-0.7 s (SIGUSR1), and
-# ordinary tools (grep, rsync, cat, cp, mv, rm) work through the mount. What
-# the server really holds is checked with an independent client (imaplib,
-# straight to Dovecot), messages identified by their Message-ID.
+# ordinary tools (grep, rsync, cat, cp, mv, rm, mkdir, rmdir) work through
+# the mount; also with a second Dovecot that lacks MOVE, and with
+# -o reconnect=no. What the server really holds is checked with an
+# independent client (imaplib, straight to Dovecot), messages identified by
+# their Message-ID.
 #
 #   fault_test.sh BUILDDIR SOURCEDIR
 #
@@ -14,7 +16,8 @@
 # FT_OPS (default 300) is the number of operations of the stress check,
 # FT_SEED its random seed (default: random, printed), FT_DELAY_MS the
 # one-way delay the proxy adds (default 15) so that cuts land mid-command.
-# FT_RESET=1 makes the cuts resets (RST) instead of orderly closes (FIN).
+# FT_RESET=1 makes the cuts resets (RST) instead of orderly closes (FIN)
+# (check_move_without_move always resets).
 # FT_ONLY: see main.
 # FT_DEBUG=1 runs the daemon under test in the foreground with -o debug_imap
 # (log in WORK/imapfs.log) and keeps WORK. Dovecot logs every save, copy
@@ -106,6 +109,8 @@ write_ft_py()
                              ~1 MB); OUTDIR/needles lists paths with NEEDLE
   ft.py ENV where            "message-id<TAB>mailbox<TAB>uid<TAB>deleted"
   ft.py ENV make NAME FILE   writes a new message with Message-ID NAME
+  ft.py ENV fill MAILBOX N PREFIX
+                             appends N messages, Message-IDs PREFIX-1...
   ft.py ENV lookalike MAILBOX UID DEST
                              appends to DEST a message with UID's size and
                              INTERNALDATE but another Message-ID (printed)
@@ -206,6 +211,14 @@ def cmd_make(conn, name, path):
     rng = random.Random(name)
     with open(path, "wb") as f:
         f.write(message(name, rng, rng.randrange(500, 60_000)))
+
+
+def cmd_fill(conn, mailbox, n, prefix):
+    for i in range(1, int(n) + 1):
+        name = "%s-%d" % (prefix, i)
+        rng = random.Random(name)
+        ic.append(conn, mailbox, message(name, rng,
+                                         rng.randrange(500, 60_000)))
 
 
 def cmd_lookalike(conn, mailbox, uid, dest):
@@ -399,7 +412,8 @@ def cmd_stress(conn, mnt, work, ops, seed):
 def main():
     envfile, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     table = {"seed": cmd_seed, "where": cmd_where, "make": cmd_make,
-             "stress": cmd_stress, "lookalike": cmd_lookalike}
+             "fill": cmd_fill, "stress": cmd_stress,
+             "lookalike": cmd_lookalike}
     try:
         conn = connect(envfile)
         try:
@@ -434,15 +448,20 @@ start_proxy()
 	esac
 }
 
-# Cuts every connection through the proxy every 0.3-0.7 s until stopped.
+# Cuts every connection through the proxy (CUT_PID if set, else the main
+# one) every 0.3-0.7 s (CUT_MS, a random one of its numbers of ms) until
+# stopped.
 start_cutter()
 {
+	local pid=${CUT_PID:-$PROXY_PID} ms
+	read -ra ms <<<"${CUT_MS:-300 400 500 600 700}"
 	stop_cutter
 	(
 		trap 'exit 0' TERM
-		while kill -USR1 "$PROXY_PID" 2>/dev/null; do
+		while kill -USR1 "$pid" 2>/dev/null; do
 			echo x >>"$WORK/cuts"
-			sleep "0.$((RANDOM % 5 + 3))"
+			m=${ms[RANDOM % ${#ms[@]}]}
+			sleep "$((m / 1000)).$(printf %03d $((m % 1000)))"
 		done
 	) &
 	CUTTER_PID=$!
@@ -744,6 +763,281 @@ check_rm()
 	[ -z "$out" ] || fail "other messages changed: $(oneline <<<"$out")"
 }
 
+# --- folders under cuts --------------------------------------------------
+
+# The server's folders, one per line, sorted.
+server_folders()
+{
+	ic list | LC_ALL=C sort
+}
+
+# Folder lists (newline-separated, sorted) as a folder operation leaves
+# them: FOLDERS with NAME added, NAME (and what is below it) removed, or
+# FROM (and what is below it) renamed TO.
+folders_plus()
+{
+	printf '%s\n%s\n' "$FOLDERS" "$1" | grep -v '^$' | LC_ALL=C sort
+}
+
+folders_minus()
+{
+	awk -v n="$1" '$0 != n && index($0, n "/") != 1' <<<"$FOLDERS"
+}
+
+folders_renamed()
+{
+	awk -v a="$1" -v b="$2" '
+		$0 == a { print b; next }
+		index($0, a "/") == 1 { print b substr($0, length(a) + 1); next }
+		{ print }' <<<"$FOLDERS" | LC_ALL=C sort
+}
+
+# folder_op AFTER COMMAND...: runs COMMAND (mkdir, mv or rmdir through the
+# mount, under cuts). Then the server must hold exactly the folders AFTER,
+# or, if COMMAND failed (reported by the next check), those it held
+# before (FOLDERS). FOLDERS becomes what the server holds.
+folder_op()
+{
+	local after=$1 out got label
+	shift
+	label=${*//"$MNT/"/}
+	if out=$(t "$@" 2>&1); then
+		got=$(server_folders)
+		[ "$got" = "$after" ] || fail "$label: the server has" \
+			"[$(tr '\n' ' ' <<<"$got")], want [$(tr '\n' ' ' \
+			<<<"$after")]"
+	else
+		unexpected "$label: $(oneline <<<"$out")"
+		got=$(server_folders)
+		[ "$got" = "$after" ] || [ "$got" = "$FOLDERS" ] ||
+			fail "$label failed and the server has [$(tr '\n' ' ' \
+				<<<"$got")]"
+	fi
+	FOLDERS=$got
+}
+
+# CREATE, RENAME and DELETE are not idempotent: after a cut the daemon
+# must find out whether its command took effect before it sends it again.
+# mkdir, mv of folders (one holding messages, one with a subfolder, one
+# into another folder) and rmdir, each under cuts: the server ends with
+# exactly the expected folders, and the messages of the renamed folder in
+# its new place, once each.
+check_folders()
+{
+	local start want ids out
+	need_mount || return
+	start=$(server_folders)
+	FOLDERS=$start
+	start_cutter
+	folder_op "$(folders_plus ft-d1)" mkdir "$MNT/ft-d1"
+	folder_op "$(folders_plus ft-d2)" mkdir "$MNT/ft-d2"
+	folder_op "$(folders_plus ft-d3)" mkdir "$MNT/ft-d3"
+	folder_op "$(folders_plus ft-d1/sub)" mkdir "$MNT/ft-d1/sub"
+	if ! ft fill ft-d2 3 ft-dir >/dev/null; then
+		fail "ft.py fill ft-d2 failed"
+		stop_cutter
+		return
+	fi
+	server_places >"$WORK/places.before"
+	# A connection has the folder selected when it is renamed.
+	names_in "$MNT/ft-d2" >/dev/null
+	folder_op "$(folders_renamed ft-d2 ft-r2)" mv "$MNT/ft-d2" "$MNT/ft-r2"
+	folder_op "$(folders_renamed ft-d1 ft-r1)" mv "$MNT/ft-d1" "$MNT/ft-r1"
+	folder_op "$(folders_renamed ft-d3 Work/ft-d3)" mv "$MNT/ft-d3" \
+		"$MNT/Work/"
+	folder_op "$(folders_minus ft-r1/sub)" rmdir "$MNT/ft-r1/sub"
+	folder_op "$(folders_minus ft-r1)" rmdir "$MNT/ft-r1"
+	folder_op "$(folders_plus ft-d4)" mkdir "$MNT/ft-d4"
+	folder_op "$(folders_minus ft-d4)" rmdir "$MNT/ft-d4"
+	stop_cutter
+	want=$(printf '%s\nft-r2\nWork/ft-d3\n' "$start" | LC_ALL=C sort)
+	same_list "folders on the server" "$want" "$(server_folders)"
+	server_places >"$WORK/places.after"
+	ids=$(printf 'ft-dir-%s\tft-r2\n' 1 2 3)
+	same_list "messages of the renamed folder" "$ids" \
+		"$(grep '^ft-dir-' "$WORK/places.after")"
+	out=$(diff <(grep -v '^ft-dir-' "$WORK/places.before") \
+		<(grep -v '^ft-dir-' "$WORK/places.after"))
+	[ -z "$out" ] || fail "other messages changed: $(oneline <<<"$out")"
+	# The mount shows what the server has.
+	want=$(grep -v / <<<"$want")
+	wait_for 5 eval '[ "$(names_in "$MNT")" = "$want" ]' ||
+		same_list "ls of the mount's top" "$want" "$(names_in "$MNT")"
+	wait_for 5 eval '[ "$(eml_names "$MNT/ft-r2" | wc -l)" = 3 ]' ||
+		fail "ls ft-r2: $(names_in "$MNT/ft-r2" | oneline)"
+}
+
+# start_side_proxy NAME PORT [faultproxy options...]: another faultproxy,
+# to 127.0.0.1:PORT, for one check; sets SIDE_PID and SIDE_PORT.
+start_side_proxy()
+{
+	local name=$1 port=$2 line i
+	shift 2
+	"$FAULTPROXY" --target "127.0.0.1:$port" --max-seconds 600 "$@" \
+		>"$WORK/$name.out" 2>"$WORK/$name.err" &
+	SIDE_PID=$!
+	BG_PIDS+=("$SIDE_PID")
+	for i in $(seq 1 50); do
+		line=$(head -n 1 "$WORK/$name.out")
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	SIDE_PORT=${line#PORT=}
+	[ -n "$line" ] || fail "faultproxy did not start: $(oneline \
+		<"$WORK/$name.err")"
+}
+
+stop_side_proxy()
+{
+	kill -TERM "$SIDE_PID" 2>/dev/null
+	wait "$SIDE_PID" 2>/dev/null
+}
+
+# The capabilities of the server without MOVE (FT_NOMOVE_CAPS: e.g. also
+# without UIDPLUS).
+NOMOVE_CAPS=${FT_NOMOVE_CAPS:-IMAP4rev1 LITERAL+ UIDPLUS ENABLE IDLE ESEARCH CONDSTORE QRESYNC}
+
+# Without MOVE, mv is a COPY and then the expunge of the original once the
+# copy is confirmed; cut in between, the check on the new connection must
+# finish the move, not copy again. A second Dovecot that does not offer
+# MOVE: mv under cuts, and mv with the cut at the worst moment.
+check_move_without_move()
+{
+	local dir=$WORK/dovecot-nomove ENVF=$WORK/nomove.env user ca port pport
+	if ! start_imap_server "$dir" "$ENVF" --capability "$NOMOVE_CAPS"; then
+		fail "Dovecot without MOVE did not start: $SERVER_ERROR"
+		return
+	fi
+	user=$S_USER
+	ca=$S_CA_FILE
+	port=$S_TLS_PORT
+	pport=$S_PORT
+	write_password "$WORK/nomove.password"
+	read_server_env "$WORK/server.env"
+	if ic capability | grep -qx MOVE; then
+		fail "the second server offers MOVE"
+	elif ! ic create Work >/dev/null ||
+		! ft fill INBOX 10 ft-nomove >/dev/null; then
+		fail "seeding the server without MOVE failed"
+	else
+		nomove_under_cuts
+		nomove_cut_before_expunge
+	fi
+	stop_imap_server "$dir"
+}
+
+# mv INBOX -> Work through a proxy that resets (RST, whatever FT_RESET
+# says, so that a run has both kinds of cut) every connection: each message
+# exactly once, in Work (or in INBOX if its mv failed). Cuts come less
+# often than on the main proxy: without MOVE, the check after a cut
+# (SEARCH, and FETCH of both copies when the original is still there)
+# takes several round trips on a fresh connection, and cut every 0.3-0.7 s
+# a mv then takes up to a minute.
+nomove_under_cuts()
+{
+	local MNT=$WORK/mnt-nomove CUT_PID CUT_MS="600 800 1000 1200"
+	start_side_proxy nomove "$port" --delay-ms "$FT_DELAY_MS" --reset ||
+		return
+	CUT_PID=$SIDE_PID
+	if mount_imapfs "$MNT" "imaps://$user@localhost:$SIDE_PORT/" \
+		-o "tls_ca_file=$ca" -o "password_file=$WORK/nomove.password" \
+		-o dir_cache_timeout=1 -o timeout=20; then
+		names_in "$MNT/Work" >/dev/null
+		mv_batch INBOX Work 7
+		unmount_imapfs "$MNT"
+	else
+		fail "mount: $MOUNT_ERROR"
+	fi
+	stop_side_proxy
+}
+
+# The cut at the worst moment, every time: the COPY has landed and the UID
+# EXPUNGE of the original never reaches the server (dropproxy.py cuts
+# there, and refuses connections until SIGUSR1). The check on the new
+# connection must find the copy and expunge the original: once, in Work.
+nomove_cut_before_expunge()
+{
+	local mnt=$WORK/mnt-nomove-drop pid line i uid id mvpid places
+	python3 "$HARNESS/dropproxy.py" --target "127.0.0.1:$pport" \
+		--drop '^\S+ (UID )?EXPUNGE' --max-seconds 300 \
+		>"$WORK/nmdrop.out" 2>"$WORK/nmdrop.err" &
+	pid=$!
+	BG_PIDS+=("$pid")
+	for i in $(seq 1 50); do
+		line=$(head -n 1 "$WORK/nmdrop.out")
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	if ! mount_imapfs "$mnt" "imap://$user@localhost:${line#PORT=}/" \
+		-o allow_plaintext -o "password_file=$WORK/nomove.password" \
+		-o timeout=5; then
+		fail "mount through dropproxy.py: $MOUNT_ERROR"
+		kill -TERM "$pid" 2>/dev/null
+		return
+	fi
+	ft where >"$WORK/where.before"
+	uid=$(awk -F'\t' '$2 == "INBOX" && $4 == 0 { print $3; exit }' \
+		"$WORK/where.before")
+	id=$(msgid_of INBOX "$uid")
+	names_in "$mnt/Work" >/dev/null
+	t mv "$mnt/INBOX/$uid.eml" "$mnt/Work/" 2>"$WORK/nmdrop.mv" &
+	mvpid=$!
+	for i in $(seq 1 100); do
+		grep -q DROPPED "$WORK/nmdrop.out" && break
+		sleep 0.1
+	done
+	grep -q DROPPED "$WORK/nmdrop.out" || fail "the proxy saw no UID EXPUNGE"
+	kill -USR1 "$pid"
+	wait "$mvpid" || fail "mv failed: $(oneline <"$WORK/nmdrop.mv")"
+	# Counted with copies flagged \Deleted: the original must be gone.
+	places=$(ft where | awk -F'\t' -v i="$id" '$1 == i {
+		print $2 ($4 ? " (\\Deleted)" : "") }')
+	[ "$places" = Work ] || fail "$id (cut before its EXPUNGE) is in" \
+		"[$(oneline <<<"$places")], want [Work]"
+	unmount_imapfs "$mnt"
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
+
+# -o reconnect=no: a read cut mid-body (this proxy cuts each connection
+# after 200 kB from the server) fails at once with EIO and a log line,
+# without a retry; the next read, on a new connection, works.
+check_no_reconnect()
+{
+	local mnt=$WORK/mnt-noretry log=$WORK/noretry.log pid big small uid
+	big=$(awk -F'\t' '$2 > 1000000 { print $1; exit }' "$MANIFEST")
+	small=$(awk -F'\t' '$2 < 20000 { print $1; exit }' "$MANIFEST")
+	start_side_proxy noretry "$S_TLS_PORT" --cut-every 200000 || return
+	mkdir -p "$mnt"
+	MOUNTS+=("$mnt")
+	"$IMAPFS" -f -o "tls_ca_file=$S_CA_FILE" \
+		-o "password_file=$WORK/password" -o reconnect=no \
+		-o log_level=info "imaps://$S_USER@localhost:$SIDE_PORT/" \
+		"$mnt" </dev/null >/dev/null 2>"$log" &
+	pid=$!
+	BG_PIDS+=("$pid")
+	if wait_for 10 is_mounted "$mnt"; then
+		expect_error "cat $big, cut after 200 kB" \
+			'Input/output error' t cat "$mnt/$big"
+		! grep -q retrying "$log" ||
+			fail "the daemon retried: $(grep -m1 retrying "$log")"
+		uid=${big##*/}
+		grep -qE "^imapfs: warning: read ${big%/*} UID ${uid%.eml} failed \(Input/output error\): " \
+			"$log" || fail "no log line for the failed read:" \
+			"$(oneline <"$log")"
+		t cat "$mnt/$small" >"$WORK/noretry.got" 2>&1
+		same_bytes "cat $small after the failed read" "$REF/$small" \
+			"$WORK/noretry.got"
+		t fusermount3 -u "$mnt"
+		wait_gone 5 "$pid" || fail "the daemon is still running"
+	else
+		fail "not mounted: $(oneline <"$log")"
+	fi
+	stop_side_proxy
+	grep -qE ' [1-9][0-9]* cut$' "$WORK/noretry.err" ||
+		fail "the proxy cut nothing: $(oneline <"$WORK/noretry.err")"
+}
+
 # Whether ls DIR shows exactly the server's UIDS (newline-separated).
 lists_uids()
 {
@@ -1013,7 +1307,9 @@ if [ -n "${FT_ONLY:-}" ]; then
 	{
 		# shellcheck disable=SC2254 # FT_ONLY is a pattern
 		case $2 in
-		check_seed | check_mounts | @($FT_ONLY)) run_every_check "$@" ;;
+		check_seed | check_mounts | check_sanitizer_reports | @($FT_ONLY))
+			run_every_check "$@"
+			;;
 		esac
 	}
 fi
@@ -1047,6 +1343,8 @@ run_check "rsync under cuts: what it copied is byte-identical" check_rsync
 run_check "rsync under cuts: no read errors" unexpected_problems
 run_check "cat of every message under cuts: right bytes" check_cat
 run_check "cat of every message under cuts: no errors" unexpected_problems
+run_check "reconnect=no: a cut read fails with EIO, no retry" \
+	check_no_reconnect
 run_check "cp in under cuts: each message at most once" check_cp
 run_check "cp in under cuts: every cp succeeds" unexpected_problems
 run_check "mv between folders under cuts: once, in src or dst" check_mv
@@ -1054,6 +1352,10 @@ run_check "mv between folders under cuts: every mv succeeds" \
 	unexpected_problems
 run_check "rm under cuts: removed or still there once" check_rm
 run_check "rm under cuts: every rm succeeds" unexpected_problems
+run_check "mkdir, mv and rmdir of folders under cuts: exact folders" \
+	check_folders
+run_check "mkdir, mv and rmdir of folders under cuts: all succeed" \
+	unexpected_problems
 run_check "listings match the server after cuts" check_listing
 run_check "no faults: a UID added elsewhere survives a local mv in" \
 	check_added_before_local_insert
@@ -1061,6 +1363,10 @@ run_check "an APPEND whose answer was lost is not sent twice" \
 	check_lost_append_answer
 run_check "a move cut before it reached the server, with a look-alike" \
 	check_move_lookalike
+run_check "mv without MOVE (COPY, EXPUNGE), under cuts and cut before the EXPUNGE: once" \
+	check_move_without_move
+run_check "mv without MOVE (COPY, EXPUNGE) under cuts: every mv succeeds" \
+	unexpected_problems
 run_check "a stalling server: reads end, right bytes, mount recovers" \
 	check_stall
 run_check "a stalling server: a read fails within 4 timeouts" \
