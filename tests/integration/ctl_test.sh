@@ -30,6 +30,9 @@ ENVF=$WORK/server.env
 MNT=$WORK/mnt   # the main mount, straight to Dovecot
 SLOW=$WORK/slow # through faultproxy, with latency
 TINY=$WORK/tiny # cache_size far below the Slow folder
+VIA=$WORK/via   # through faultproxy, to cut and refuse connections
+SYNC=$WORK/sync # every listing synced again
+OFF=$WORK/off   # -o offline, on VIA's cache
 REF=$WORK/ref   # the server's bytes of every message
 PROXY_PID=
 # Messages in Slow: enough batches that a prefetch through the proxy's
@@ -225,6 +228,14 @@ json()
 	python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
 }
 
+# mbox_field FILE MBOX KEY: KEY of MBOX's entry in a status --json FILE.
+mbox_field()
+{
+	python3 -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+print(*[m.get(sys.argv[3]) for m in j["mailboxes"] if m["name"] == sys.argv[2]])' "$@"
+}
+
 # "N fetched now" and "N were cached already" of a prefetch summary.
 fetched_now() { sed -n 's/.* \([0-9][0-9]*\) fetched now.*/\1/p' "$1" | tail -1; }
 cached_before() { sed -n 's/.* \([0-9][0-9]*\) were cached already.*/\1/p' "$1" | tail -1; }
@@ -243,13 +254,15 @@ check_setup()
 
 check_status_counts()
 {
-	local m
+	local m t0 t1 at when
 	# Listing each folder is what loads it; then counts must be exact.
+	t0=$(date +%s)
 	for m in INBOX Archive Archive/2023 Slow Empty; do
 		ls "$MNT/$m" >/dev/null || fail "ls $m"
 	done
 	status_json "$MNT" "$WORK/st1.json" ||
 		{ fail "status --json: $(oneline <"$WORK/status.err")"; return; }
+	t1=$(date +%s)
 	srv check-status "$WORK/st1.json" >"$WORK/check" ||
 		fail "$(oneline <"$WORK/check")"
 	[ "$(json "$WORK/st1.json" 'j["cache"]["mode"]')" = full ] ||
@@ -266,6 +279,22 @@ check_status_counts()
 	for m in INBOX Archive Archive/2023 Slow Empty; do
 		grep -qE "^$m +$(ic count "$m") " "$WORK/table" ||
 			fail "table has no line '$m $(ic count "$m")': $(oneline <"$WORK/table")"
+	done
+	# Last sync per mailbox: this session's first look at each, so a full
+	# UID FETCH, between the first ls and the status; the table shows the
+	# same time (local) and how.
+	for m in INBOX Archive Archive/2023 Slow Empty; do
+		at=$(mbox_field "$WORK/st1.json" "$m" synced_at)
+		[ "$(mbox_field "$WORK/st1.json" "$m" sync)" = full ] ||
+			fail "$m: last sync by '$(mbox_field "$WORK/st1.json" "$m" sync)', not full"
+		case $at in
+		'' | *[!0-9]*) fail "$m: synced_at '$at'"; continue ;;
+		esac
+		[ "$at" -ge "$t0" ] && [ "$at" -le "$t1" ] ||
+			fail "$m: synced_at $at outside $t0..$t1"
+		when=$(date -d "@$at" '+%Y-%m-%d %H:%M:%S')
+		grep -qE "^$m +[0-9]+ +[0-9]+  $when  full " "$WORK/table" ||
+			fail "table has no '$m ... $when  full': $(grep "^$m " "$WORK/table" | oneline)"
 	done
 	grep -q "^Account: *$S_USER@$S_CERT_NAME:$S_TLS_PORT" "$WORK/table" ||
 		fail "no account line: $(head -3 "$WORK/table" | oneline)"
@@ -392,6 +421,173 @@ check_too_big()
 	unmount_imapfs "$TINY"
 }
 
+# With dir_cache_timeout=0 each listing syncs again; the status says how:
+# full the first time, "status" when STATUS shows no change, qresync after
+# a new message. No IDLE, or the watcher could take in the new message
+# first and leave the listing nothing to do.
+check_sync_kinds()
+{
+	local s1 s3
+	mount_at "$SYNC" "$S_TLS_PORT" "$WORK/cache-sync" -o dir_cache_timeout=0 \
+		-o no_watch -o max_conns=1 || return
+	ls "$SYNC/Empty" >/dev/null || fail "ls Empty"
+	status_json "$SYNC" "$WORK/sk1.json" || { fail "status"; return; }
+	[ "$(mbox_field "$WORK/sk1.json" Empty sync)" = full ] ||
+		fail "first sync of Empty by '$(mbox_field "$WORK/sk1.json" Empty sync)'"
+	ls "$SYNC/Empty" >/dev/null || fail "ls Empty again"
+	status_json "$SYNC" "$WORK/sk2.json" || { fail "status"; return; }
+	[ "$(mbox_field "$WORK/sk2.json" Empty sync)" = status ] ||
+		fail "unchanged Empty synced by '$(mbox_field "$WORK/sk2.json" Empty sync)'"
+	printf 'Subject: new\r\n\r\nnew\r\n' | ic append Empty - >/dev/null ||
+		fail "append to Empty"
+	[ "$(ls "$SYNC/Empty" | wc -l)" = 1 ] || fail "ls Empty: $(ls "$SYNC/Empty" | oneline)"
+	status_json "$SYNC" "$WORK/sk3.json" || { fail "status"; return; }
+	[ "$(mbox_field "$WORK/sk3.json" Empty sync)" = qresync ] &&
+		[ "$(mbox_field "$WORK/sk3.json" Empty messages)" = 1 ] ||
+		fail "after a new message: $(json "$WORK/sk3.json" '[m for m in j["mailboxes"] if m["name"] == "Empty"]')"
+	s1=$(mbox_field "$WORK/sk1.json" Empty synced_at)
+	s3=$(mbox_field "$WORK/sk3.json" Empty synced_at)
+	[ "$s3" -ge "$s1" ] 2>/dev/null || fail "synced_at went from $s1 to $s3"
+	imapfs status "$SYNC" >"$WORK/table" 2>"$WORK/status.err" ||
+		fail "status: $(oneline <"$WORK/status.err")"
+	grep -qE "^Empty +1 +[0-9]+  [0-9-]+ [0-9:]+  qresync " "$WORK/table" ||
+		fail "table: $(grep '^Empty ' "$WORK/table" | oneline)"
+	unmount_imapfs "$SYNC"
+}
+
+# On a terminal prefetch redraws one line: "\r[###---] DONE/TOTAL msgs
+# BYTES  RATE/s, ETA M:SS" cleared to its end, and after the last one
+# (every message done, the bar full) a newline and the summary. Through
+# the proxy's latency the fetch takes well over the 0.2 s below which no
+# rate is shown.
+check_prefetch_tty()
+{
+	local n
+	n=$(ic count Archive/2023)
+	# Few connections: with MNT's six, Dovecot allows ten per user.
+	mount_at "$VIA" "$PROXY_PORT" "$WORK/cache-via" -o max_conns=2 \
+		-o no_watch || return
+	t script -qec "$(printf '%q prefetch %q' "$IMAPFS" "$VIA/Archive/2023")" \
+		/dev/null </dev/null >"$WORK/tty.out" 2>&1 ||
+		fail "prefetch under a pty exited $?: $(oneline <"$WORK/tty.out")"
+	python3 - "$WORK/tty.out" "$n" >"$WORK/check" <<'PYEOF' ||
+import re
+import sys
+
+out = open(sys.argv[1], "rb").read().decode("utf-8", "replace")
+n = sys.argv[2]
+# GLib puts a no-break space between a size and its unit.
+size = r"[0-9.]+[ \u00a0](?:bytes|[KMG]iB)"
+bar = re.compile(r"\r\[([#-]+)\] (\d+)/(\d+) msgs  (%s)  (%s/s, ETA \d+:\d\d|"
+                 r"--[ \u00a0]B/s, ETA --)\x1b\[K" % (size, size))
+bars = list(bar.finditer(out))
+problems = []
+if not bars:
+    problems.append("no progress bar")
+else:
+    last = bars[-1]
+    if (last.group(2, 3) != (n, n) or "-" in last.group(1)
+            or last.group(5).startswith("--")):
+        problems.append("last bar %r" % last.group(0))
+    rest = out[last.end():]
+    m = re.match(r"\r\nprefetch Archive/2023: done after [0-9.]+ s: "
+                 r"(\d+) of (\d+) messages cached, (\d+) fetched now "
+                 r"\(\d+ bytes, ([^)]*)\), 0 were cached already\r\n$", rest)
+    if not m:
+        problems.append("after the last bar: %r" % rest)
+    elif m.group(1, 2, 3) != (n, n, n) or m.group(4) != last.group(4):
+        problems.append("summary %r after bar %r" % (m.group(0),
+                                                      last.group(0)))
+    done = [int(b.group(2)) for b in bars]
+    if done != sorted(done):
+        problems.append("done went back: %s" % done)
+# Every redraw starts at the line's start and clears what it overwrote.
+for seg in out.split("\r")[1:]:
+    if seg and not seg.startswith("\n") and "\x1b[K" not in seg:
+        problems.append("a redraw without ESC[K: %r" % seg)
+        break
+if "fetching, " in out:
+    problems.append("periodic lines on a terminal")
+print("; ".join(problems))
+sys.exit(1 if problems else 0)
+PYEOF
+		fail "$(oneline <"$WORK/check")"
+}
+
+# state_is MNT STATE: imapfs status --json MNT says the connection is STATE.
+state_is()
+{
+	status_json "$1" "$WORK/st-conn.json" &&
+		[ "$(json "$WORK/st-conn.json" 'j["connection"]["state"]')" = "$2" ]
+}
+
+# The proxy accepts and at once closes every new connection, and cuts the
+# open ones: the server is there but the link is not, so work is retried
+# and the status says reconnecting until the link is back.
+check_reconnecting()
+{
+	local pid rc n
+	n=$(ic count Archive)
+	state_is "$VIA" connected || fail "not connected before: $(oneline <"$WORK/st-conn.json")"
+	kill -USR2 "$PROXY_PID" && kill -USR1 "$PROXY_PID" ||
+		{ fail "signalling the proxy"; return; }
+	ls "$VIA/Archive" >"$WORK/rc.ls" 2>"$WORK/rc.err" &
+	pid=$!
+	wait_for 10 eval '! state_is "$VIA" connected'
+	[ "$(json "$WORK/st-conn.json" 'j["connection"]["state"]')" = reconnecting ] ||
+		fail "with the link down: $(json "$WORK/st-conn.json" 'j["connection"]' | oneline)"
+	imapfs status "$VIA" >"$WORK/table" 2>"$WORK/status.err"
+	grep -q '^Connection: *reconnecting; ' "$WORK/table" ||
+		fail "table: $(grep '^Connection' "$WORK/table" | oneline)"
+	kill -USR2 "$PROXY_PID" || fail "signalling the proxy"
+	wait "$pid"
+	rc=$?
+	[ $rc = 0 ] || fail "ls through the cut exited $rc: $(oneline <"$WORK/rc.err")"
+	[ "$(grep -c '\.eml$' "$WORK/rc.ls")" = "$n" ] ||
+		fail "ls through the cut: $(oneline <"$WORK/rc.ls")"
+	state_is "$VIA" connected ||
+		fail "link back: $(json "$WORK/st-conn.json" 'j["connection"]' | oneline)"
+}
+
+# The proxy goes away, so connects are refused: unreachable, since when.
+check_unreachable()
+{
+	local pid t0 t1 since when
+	kill -TERM "$PROXY_PID"
+	wait "$PROXY_PID" 2>/dev/null
+	PROXY_PID=
+	t0=$(date +%s)
+	ls "$VIA/Slow" >/dev/null 2>"$WORK/un.err" &
+	pid=$!
+	wait_for 20 state_is "$VIA" unreachable ||
+		fail "state: $(json "$WORK/st-conn.json" 'j["connection"]' | oneline)"
+	t1=$(date +%s)
+	since=$(json "$WORK/st-conn.json" 'j["connection"]["since"]')
+	[ "$since" -ge "$t0" ] 2>/dev/null && [ "$since" -le "$t1" ] ||
+		fail "unreachable since '$since', not within $t0..$t1"
+	imapfs status "$VIA" >"$WORK/table" 2>"$WORK/status.err"
+	when=$(date -d "@$since" '+%Y-%m-%d %H:%M:%S')
+	grep -q "^Connection: *unreachable since $when; " "$WORK/table" ||
+		fail "table: $(grep '^Connection' "$WORK/table" | oneline)"
+	wait "$pid" && fail "ls of an unlisted folder without a server succeeded"
+	unmount_imapfs "$VIA"
+}
+
+# From the cache alone: offline, no pool; folders listed before are there.
+check_offline()
+{
+	mount_at "$OFF" 1 "$WORK/cache-via" -o offline || return
+	ls "$OFF/Archive/2023" >"$WORK/off.ls" || fail "ls offline"
+	[ "$(wc -l <"$WORK/off.ls")" = "$(ic count Archive/2023)" ] ||
+		fail "offline listing: $(oneline <"$WORK/off.ls")"
+	state_is "$OFF" offline ||
+		fail "state: $(json "$WORK/st-conn.json" 'j["connection"]' | oneline)"
+	imapfs status "$OFF" >"$WORK/table" 2>"$WORK/status.err"
+	grep -qx 'Connection: *offline' "$WORK/table" ||
+		fail "table: $(grep '^Connection' "$WORK/table" | oneline)"
+	unmount_imapfs "$OFF"
+}
+
 check_not_imapfs()
 {
 	mkdir -p "$WORK/plain"
@@ -440,6 +636,11 @@ run_check "prefetch of a folder tree caches every body, sets no \\Seen" check_pr
 run_check "prefetch stops on SIGINT and resumes" check_interrupt_resume
 run_check "prefetch of the root covers every folder" check_prefetch_root
 run_check "a tree larger than cache_size is refused" check_too_big
+run_check "status tells how each mailbox was last synced" check_sync_kinds
+run_check "prefetch on a terminal draws a progress bar" check_prefetch_tty
+run_check "status: reconnecting while the link is cut" check_reconnecting
+run_check "status: unreachable when connects are refused" check_unreachable
+run_check "status: offline with -o offline" check_offline
 run_check "outside an imapfs mount: clear errors" check_not_imapfs
 run_check "prefetched mail reads without the server" check_server_gone
 
