@@ -1,11 +1,13 @@
 #!/bin/bash
 # ctl_test.sh - `imapfs status` and `imapfs prefetch` against a real Dovecot
 # and real mounts: status names every mailbox with the server's message
-# counts and follows the body cache; prefetch caches every body of a folder
-# tree (readable with the server gone, byte for byte, never \Seen), skips
-# what is cached, stops on SIGINT and resumes, prints periodic lines when
-# not on a terminal, refuses a tree larger than cache_size, and both fail
-# clearly outside an imapfs mount.
+# counts, when and how each was last synced, follows the body cache, and
+# tells connected from reconnecting, unreachable and offline; prefetch
+# caches every body of a folder tree (readable with the server gone, byte
+# for byte, never \Seen), skips what is cached, stops on SIGINT and
+# resumes, prints periodic lines when not on a terminal and a progress bar
+# on one, refuses a tree larger than cache_size, and both fail clearly
+# outside an imapfs mount.
 #
 #   ctl_test.sh BUILDDIR SOURCEDIR
 #
@@ -521,6 +523,8 @@ state_is()
 		[ "$(json "$WORK/st-conn.json" 'j["connection"]["state"]')" = "$2" ]
 }
 
+left_connected() { ! state_is "$1" connected; }
+
 # The proxy accepts and at once closes every new connection, and cuts the
 # open ones: the server is there but the link is not, so work is retried
 # and the status says reconnecting until the link is back.
@@ -533,7 +537,7 @@ check_reconnecting()
 		{ fail "signalling the proxy"; return; }
 	ls "$VIA/Archive" >"$WORK/rc.ls" 2>"$WORK/rc.err" &
 	pid=$!
-	wait_for 10 eval '! state_is "$VIA" connected'
+	wait_for 10 left_connected "$VIA"
 	[ "$(json "$WORK/st-conn.json" 'j["connection"]["state"]')" = reconnecting ] ||
 		fail "with the link down: $(json "$WORK/st-conn.json" 'j["connection"]' | oneline)"
 	imapfs status "$VIA" >"$WORK/table" 2>"$WORK/status.err"
