@@ -38,12 +38,37 @@ mount_test_init()
 	BUILDDIR=$1
 	SOURCEDIR=$(cd "$2" && pwd) || exit 2
 	HARNESS=$SOURCEDIR/tests/harness
-	# The server start_imap_server starts; mount_test.sh may choose Cyrus.
+	# The server start_imap_server starts: Dovecot unless the test calls
+	# select_imap_server with IMAP_SERVER=cyrus.
+	IMAP_SERVER=dovecot
 	SERVER_SH=$HARNESS/dovecot.sh
 	PATH=$PATH:/usr/sbin:/sbin
 	# English error messages to match on; Python speaks UTF-8 regardless.
 	export LC_ALL=C PYTHONUTF8=1 PYTHONIOENCODING=utf-8
 	unset IMAPFS_PASSWORD
+}
+
+# select_imap_server: for a test that runs against Dovecot or, with
+# IMAP_SERVER=cyrus in the environment, Cyrus (tests/harness/cyrus.sh: '.'
+# as the delimiter, top-level folders, no bare LFs in messages). Sets
+# IMAP_SERVER and SERVER_SH; skips when Dovecot is missing (cyrus.sh skips
+# itself when Cyrus is not unpacked).
+select_imap_server()
+{
+	IMAP_SERVER=${IMAP_SERVER:-dovecot}
+	case $IMAP_SERVER in
+	dovecot)
+		require_tools dovecot
+		;;
+	cyrus)
+		export MT_CRLF_ONLY=1
+		;;
+	*)
+		echo "$TEST_NAME: unknown IMAP_SERVER=$IMAP_SERVER" >&2
+		exit 2
+		;;
+	esac
+	SERVER_SH=$HARNESS/$IMAP_SERVER.sh
 }
 
 # Ends the test as skipped (it cannot run here).

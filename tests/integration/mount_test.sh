@@ -27,10 +27,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/mount_lib.sh"
 mount_test_init mount "$@"
 require_fuse "FUSE mounts, Dovecot"
-IMAP_SERVER=${IMAP_SERVER:-dovecot}
+select_imap_server
 case $IMAP_SERVER in
 dovecot)
-	require_tools dovecot
 	# A name with '%' shows the "%25" escape on the mount.
 	ODD_BOX="50% off"
 	# An APPEND over quota is refused "NO [OVERQUOTA] ...".
@@ -39,17 +38,11 @@ dovecot)
 cyrus)
 	# Cyrus refuses '%' in names; '&' is escaped on the wire ("&-").
 	ODD_BOX="Q&A notes"
-	export MT_CRLF_ONLY=1
 	# Cyrus refuses an APPEND over quota with a bare "NO Over quota", no
 	# [OVERQUOTA] code to tell it from any other failure.
 	QUOTA_ERROR='No space left on device|Input/output error'
 	;;
-*)
-	echo "mount_test: unknown IMAP_SERVER=$IMAP_SERVER" >&2
-	exit 2
-	;;
 esac
-SERVER_SH=$HARNESS/$IMAP_SERVER.sh
 export MT_ODD_BOX=$ODD_BOX
 ODD_DIR=${ODD_BOX//%/%25}
 require_imapfs
