@@ -9,7 +9,13 @@
  * Readers of message bodies may share: when no connection is idle, a
  * reader joins one that another reader holds on the same mailbox, and its
  * UID FETCH goes out pipelined behind the other's instead of waiting for a
- * connection to come free or to be opened. */
+ * connection to come free or to be opened.
+ *
+ * Secrets go stale under a long-running mount: an OAuth2 access token
+ * expires within the hour, a password may be changed. When the server
+ * refuses a secret that it accepted before (or that is over a minute
+ * old), the pool asks its secret source for a new one, once for all the
+ * connections that fail together, and logs in again. */
 #include "imap/pool.h"
 
 #include <string.h>
@@ -17,9 +23,15 @@
 
 struct ImapPool {
 	ImapConnectOptions opts;
-	ImapCredentials cred;
-	char *secret;
+	ImapCredentials cred; /* cred.secret unused: see secret */
+	char *secret;         /* under lock; replaced by renew_secret() */
 	gsize secret_len;
+	guint secret_gen;       /* bumped at each replacement */
+	gint64 secret_since;    /* monotonic us it was obtained */
+	gboolean secret_worked; /* some login accepted it */
+	ImapPoolSecretFn renew; /* NULL: the secret cannot be renewed */
+	void *renew_user;
+	GMutex renew_lock; /* one renewal at a time */
 	guint max_conns;
 	ImapPoolSetupFn setup;
 	void *setup_user;
@@ -57,6 +69,16 @@ dup_secret(const char *s, gsize *len)
 	return copy;
 }
 
+static void
+drop_secret(char *s, gsize len)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(s, len);
+	munlock(s, len);
+	g_free(s);
+}
+
 ImapPool *
 imap_pool_new(const ImapConnectOptions *opts, const ImapCredentials *cred,
               guint max_conns, ImapPoolSetupFn setup, void *setup_user)
@@ -72,11 +94,12 @@ imap_pool_new(const ImapConnectOptions *opts, const ImapCredentials *cred,
 	p->cred.mech = cred->mech;
 	p->cred.user = g_strdup(cred->user);
 	p->secret = dup_secret(cred->secret, &p->secret_len);
-	p->cred.secret = p->secret;
+	p->secret_since = g_get_monotonic_time();
 	p->max_conns = max_conns > 0 ? max_conns : 1;
 	p->setup = setup;
 	p->setup_user = setup_user;
 	g_mutex_init(&p->lock);
+	g_mutex_init(&p->renew_lock);
 	g_cond_init(&p->cond);
 	p->idle = g_ptr_array_new();
 	p->idle_since = g_hash_table_new_full(NULL, NULL, NULL, g_free);
@@ -98,10 +121,9 @@ imap_pool_free(ImapPool *p)
 	g_hash_table_destroy(p->idle_since);
 	g_hash_table_destroy(p->sharers);
 	g_mutex_clear(&p->lock);
+	g_mutex_clear(&p->renew_lock);
 	g_cond_clear(&p->cond);
-	explicit_bzero(p->secret, p->secret_len);
-	munlock(p->secret, p->secret_len);
-	g_free(p->secret);
+	drop_secret(p->secret, p->secret_len);
 	g_free((char *)p->cred.user);
 	g_free((char *)p->opts.host);
 	g_free((char *)p->opts.port);
@@ -119,16 +141,146 @@ close_all(GPtrArray *conns)
 		imap_conn_close(conns->pdata[i]);
 }
 
+void
+imap_pool_set_secret_source(ImapPool *p, ImapPoolSecretFn fn, void *user)
+{
+	p->renew = fn;
+	p->renew_user = user;
+}
+
+/* Logs in with the current secret; *gen says which one that was. */
+static ImapStatus
+login_with_current(ImapPool *p, ImapConn *c, guint *gen, ImapError **err)
+{
+	ImapCredentials cred = p->cred;
+	char *secret;
+	gsize len;
+	ImapStatus st;
+
+	g_mutex_lock(&p->lock);
+	secret = dup_secret(p->secret, &len);
+	*gen = p->secret_gen;
+	g_mutex_unlock(&p->lock);
+	cred.secret = secret;
+	st = imap_conn_login(c, &cred, err);
+	drop_secret(secret, len);
+	if (st == IMAP_OK) {
+		g_mutex_lock(&p->lock);
+		if (p->secret_gen == *gen)
+			p->secret_worked = TRUE;
+		g_mutex_unlock(&p->lock);
+	}
+	return st;
+}
+
+/* A refused secret that never worked is renewed only once it is this old:
+ * a wrong password at mount time fails at once, without running the
+ * password command twice, while a source that handed out a stale token
+ * gets asked again a minute later. */
+#define SECRET_MIN_AGE_US (60 * G_USEC_PER_SEC)
+
+static gboolean
+worth_renewing_locked(ImapPool *p)
+{
+	return p->secret_worked ||
+	       g_get_monotonic_time() - p->secret_since > SECRET_MIN_AGE_US;
+}
+
+/* Replaces the secret (p->lock held) unless fresh is the same one. */
+static gboolean
+replace_secret_locked(ImapPool *p, const char *fresh)
+{
+	if (strcmp(fresh, p->secret) == 0)
+		return FALSE;
+	drop_secret(p->secret, p->secret_len);
+	p->secret = dup_secret(fresh, &p->secret_len);
+	p->secret_gen++;
+	p->secret_since = g_get_monotonic_time();
+	p->secret_worked = FALSE;
+	return TRUE;
+}
+
+/* After the server refused the secret of generation gen: TRUE when there
+ * is another one to try, either renewed by another connection meanwhile
+ * or obtained now from the secret source. */
+static gboolean
+renew_secret(ImapPool *p, guint gen)
+{
+	ImapError *err = NULL;
+	gboolean again = FALSE, ask;
+	char *fresh;
+
+	if (p->renew == NULL)
+		return FALSE;
+	g_mutex_lock(&p->renew_lock);
+	g_mutex_lock(&p->lock);
+	again = p->secret_gen != gen;
+	ask = !again && worth_renewing_locked(p);
+	g_mutex_unlock(&p->lock);
+	if (ask) {
+		fresh = p->renew(p->renew_user, &err);
+		if (fresh == NULL) {
+			g_warning("login refused, and no new secret: %s",
+			          err != NULL ? err->text
+			                      : "(no reason given)");
+		} else {
+			g_mutex_lock(&p->lock);
+			again = replace_secret_locked(p, fresh);
+			g_mutex_unlock(&p->lock);
+			if (!again)
+				g_warning("login refused, and the secret "
+				          "source gave the same secret again");
+			explicit_bzero(fresh, strlen(fresh));
+			g_free(fresh);
+		}
+		imap_error_free(err);
+	}
+	g_mutex_unlock(&p->renew_lock);
+	return again;
+}
+
+/* Connects and logs in, with a renewed secret if the server refuses the
+ * current one (see the top of the file). */
+static ImapConn *
+connect_and_login(ImapPool *p, ImapError **err)
+{
+	ImapError *refused = NULL;
+	ImapConn *c = imap_conn_connect(&p->opts, err);
+	guint gen;
+
+	if (c == NULL)
+		return NULL;
+	if (login_with_current(p, c, &gen, &refused) == IMAP_OK)
+		return c;
+	if (refused != NULL && refused->status == IMAP_EAUTH &&
+	    renew_secret(p, gen)) {
+		g_message("%s; logging in with a new secret", refused->text);
+		imap_error_clear(&refused);
+		/* A refused client may go on in the same session, but
+		 * some servers hang up after a failed login. */
+		if (!imap_conn_is_alive(c)) {
+			imap_conn_close(c);
+			c = imap_conn_connect(&p->opts, err);
+			if (c == NULL)
+				return NULL;
+		}
+		if (login_with_current(p, c, &gen, &refused) == IMAP_OK)
+			return c;
+	}
+	imap_error_propagate(err, refused);
+	imap_conn_close(c);
+	return NULL;
+}
+
 static ImapConn *
 open_conn(ImapPool *p, ImapError **err)
 {
-	ImapConn *c = imap_conn_connect(&p->opts, err);
+	ImapConn *c = connect_and_login(p, err);
 	char **caps;
 
 	if (c == NULL)
 		return NULL;
-	if (imap_conn_login(c, &p->cred, err) != IMAP_OK ||
-	    (p->setup != NULL && p->setup(c, p->setup_user, err) != IMAP_OK)) {
+	if (p->setup != NULL && p->setup(c, p->setup_user, err) != IMAP_OK) {
 		imap_conn_close(c);
 		return NULL;
 	}

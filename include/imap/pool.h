@@ -19,6 +19,16 @@ ImapPool *imap_pool_new(const ImapConnectOptions *opts,
                         ImapPoolSetupFn setup, void *setup_user);
 void imap_pool_free(ImapPool *pool);
 
+/* Where a new secret comes from when the server refuses one it accepted
+ * before (an OAuth2 access token expires; a password is changed): returns
+ * a g_malloc'd string, which the pool wipes and frees, or NULL with *err
+ * set. Called from whichever thread found the refusal, one call at a
+ * time. */
+typedef char *(*ImapPoolSecretFn)(void *user, ImapError **err);
+/* Without a source (the default) a refused secret stays refused. */
+void imap_pool_set_secret_source(ImapPool *pool, ImapPoolSecretFn fn,
+                                 void *user);
+
 /* A live, authenticated connection for the caller's exclusive use until
  * imap_pool_release(). Prefers one that already has `mailbox` selected
  * (may be NULL), then any idle one, then opens a new one while fewer than
