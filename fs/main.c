@@ -250,6 +250,46 @@ get_secret(const FsConfig *cfg, const FsUrl *url, const char *user,
 	return fs_secret_get(&src, error);
 }
 
+/* The pool's secret source for a long-running mount: the server refused
+ * a secret that worked (the OAuth2 token expired, the password changed),
+ * so the command or file it came from is asked again. The environment
+ * and the terminal prompt are one-time sources. */
+static gboolean
+secret_renewable(const FsConfig *cfg, ImapAuthMech mech)
+{
+	if (mech == IMAP_AUTH_XOAUTH2 || mech == IMAP_AUTH_OAUTHBEARER)
+		return TRUE;
+	return cfg->password_command != NULL || cfg->password_file != NULL;
+}
+
+static char *
+renew_secret(void *user, ImapError **err)
+{
+	const FsConfig *cfg = user;
+	ImapAuthMech mech = IMAP_AUTH_AUTO;
+	GError *error = NULL;
+	char *secret;
+
+	parse_auth(cfg->auth, &mech); /* checked in run() */
+	if (mech == IMAP_AUTH_XOAUTH2 || mech == IMAP_AUTH_OAUTHBEARER) {
+		g_message("running oauth2_token_command for a new token");
+		secret = fs_secret_run_command(
+		    "oauth2_token_command", cfg->oauth2_token_command, &error);
+	} else if (cfg->password_command != NULL) {
+		g_message("running password_command for the password again");
+		secret = fs_secret_run_command("password_command",
+		                               cfg->password_command, &error);
+	} else {
+		g_message("reading password_file %s again", cfg->password_file);
+		secret = fs_secret_read_file(cfg->password_file, &error);
+	}
+	if (secret == NULL) {
+		imap_error_set(err, IMAP_EAUTH, 0, "%s", error->message);
+		g_error_free(error);
+	}
+	return secret;
+}
+
 /* Enables what the cache and listings use, where the server has it. */
 static ImapStatus
 setup_conn(ImapConn *c, void *user, ImapError **err)
@@ -594,6 +634,9 @@ run(FsConfig *cfg, struct fuse_args *args)
 		}
 		fs.pool = make_pool(cfg, url, user, mech, secret);
 		fs_secret_free(secret);
+		if (secret_renewable(cfg, mech))
+			imap_pool_set_secret_source(fs.pool, renew_secret,
+			                            (void *)cfg);
 	}
 	fs.uid = getuid();
 	fs.gid = getgid();
