@@ -987,6 +987,87 @@ EOF
 	expect_ok "rm of the failed upload" t rm -f "$mnt/INBOX/over.eml"
 }
 
+# A Dovecot that takes OAuth2 access tokens (JWTs it checks against a
+# local key) and a token command minting them, each good for the number of
+# seconds in $WORK/jwt/lifetime; every run adds a line to $WORK/jwt/runs.
+write_oauth2_server_conf()
+{
+	local d=$WORK/jwt
+	mkdir -p "$d/keys/default/HS256"
+	printf 'imapfs-test-signing-key' | base64 >"$d/keys/default/HS256/default"
+	cat >"$d/oauth2.conf.ext" <<EOF
+introspection_mode = local
+local_validation_key_dict = fs:posix:prefix=$d/keys/
+username_attribute = sub
+EOF
+	cat >"$d/extra.conf" <<EOF
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $d/oauth2.conf.ext
+}
+EOF
+	chmod -R a+rX "$d"
+	cat >"$d/mint.py" <<'EOF'
+import base64, hashlib, hmac, json, os, sys, time
+d = os.path.dirname(os.path.abspath(__file__))
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+life = int(open(os.path.join(d, "lifetime")).read())
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "default"}).encode())
+body = b64(json.dumps({"sub": sys.argv[1], "iat": now, "exp": now + life}).encode())
+sig = hmac.new(b"imapfs-test-signing-key", (head + "." + body).encode(),
+               hashlib.sha256).digest()
+with open(os.path.join(d, "runs"), "a") as f:
+    f.write("%d\n" % now)
+print(head + "." + body + "." + b64(sig))
+EOF
+}
+
+# An OAuth2 access token lasts an hour; a mount lasts longer. Connections
+# made after the token expired (here: after the server dropped them all)
+# must log in with a new one from oauth2_token_command, not fail.
+check_oauth2_renewal()
+{
+	[ "$IMAP_SERVER" = dovecot ] || return 0 # Cyrus here: no OAuth2
+	# shellcheck disable=SC2034 # all set by start_imap_server
+	local ENVF=$WORK/oauth.env S_HOST S_PORT S_TLS_PORT S_USER S_PASSWORD
+	# shellcheck disable=SC2034
+	local S_CA_FILE S_OTHER_CA_FILE S_CERT_NAME S_DELIMITER
+	local dir=$WORK/oauth-server mnt=$WORK/mnt-oauth d=$WORK/jwt uid runs
+	write_oauth2_server_conf
+	if ! start_imap_server "$dir" "$ENVF" --extra-conf "$d/extra.conf"; then
+		fail "$IMAP_SERVER with OAuth2 did not start: $SERVER_ERROR"
+		return
+	fi
+	printf 'Subject: token\r\n\r\nRenewed.\r\n' >"$WORK/token.eml"
+	uid=$(ic append INBOX "$WORK/token.eml") || {
+		fail "APPEND to the OAuth2 server failed"
+		return
+	}
+	echo 4 >"$d/lifetime"
+	if ! mount_imapfs "$mnt" "imaps://$S_USER@localhost:$S_TLS_PORT/" \
+		-o "tls_ca_file=$S_CA_FILE" -o auth=xoauth2 \
+		-o "oauth2_token_command=python3 $d/mint.py $S_USER"; then
+		fail "$MOUNT_ERROR"
+	elif need_mount "$mnt"; then
+		same_list "ls INBOX" "$uid.eml" "$(names_in "$mnt/INBOX")"
+		sleep 5
+		echo 3600 >"$d/lifetime"
+		t doveadm -c "$dir/dovecot.conf" kick "$S_USER" >/dev/null ||
+			fail "doveadm kick failed"
+		t cat "$mnt/INBOX/$uid.eml" >"$WORK/token.cat" 2>&1
+		same_bytes "cat after the token expired" "$WORK/token.eml" \
+			"$WORK/token.cat"
+		runs=$(grep -c . "$d/runs")
+		[ "$runs" -ge 2 ] ||
+			fail "oauth2_token_command ran $runs times, want 2 or more"
+	fi
+	unmount_imapfs "$mnt"
+	stop_imap_server "$dir"
+}
+
 # bad_mount LABEL REGEX [env NAME=VALUE] imapfs-arguments...: the daemon must
 # exit non-zero before mounting, with one line on stderr matching REGEX.
 bad_mount()
@@ -1142,6 +1223,7 @@ run_check "read_only mount" check_read_only
 run_check "STARTTLS mount" check_starttls
 run_check "rm with -o trash" check_trash
 run_check "cp over the quota: ENOSPC" check_enospc
+run_check "an expired OAuth2 token is renewed" check_oauth2_renewal
 run_check "failed mounts" check_bad_mounts
 run_check "imapfs --version" check_version
 run_check "unmount ends the daemon" check_unmount
