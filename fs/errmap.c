@@ -1,12 +1,29 @@
 /* errmap.c - one place that turns IMAP failures into errno values, and
  * logs each with the server's own words. */
 #include <errno.h>
+#include <string.h>
 
 #include "imapfs.h"
 
-static int
-errno_for(ImapStatus st, ImapCode code)
+/* Servers older than RFC 5530 refuse over-quota APPENDs and COPYs with a
+ * bare NO: Cyrus says "Over quota", others "Quota exceeded". */
+static gboolean
+says_over_quota(ImapStatus st, ImapCode code, const char *text)
 {
+	g_autofree char *lower = NULL;
+
+	if (st != IMAP_ENO || code != IMAP_CODE_NONE || text == NULL)
+		return FALSE;
+	lower = g_ascii_strdown(text, -1);
+	return strstr(lower, "over quota") != NULL ||
+	       strstr(lower, "quota exceeded") != NULL;
+}
+
+static int
+errno_for(ImapStatus st, ImapCode code, const char *text)
+{
+	if (says_over_quota(st, code, text))
+		return ENOSPC;
 	switch (code) {
 	case IMAP_CODE_NONEXISTENT:
 	case IMAP_CODE_TRYCREATE:
@@ -43,7 +60,8 @@ int
 imapfs_errno(const char *what, const char *object, ImapStatus st,
              ImapError *err)
 {
-	int e = errno_for(st, err != NULL ? err->code : IMAP_CODE_NONE);
+	int e = errno_for(st, err != NULL ? err->code : IMAP_CODE_NONE,
+	                  err != NULL ? err->text : NULL);
 
 	if (e == ENOENT)
 		g_debug("%s %s: %s", what, object, err ? err->text : "");

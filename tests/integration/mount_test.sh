@@ -39,8 +39,8 @@ cyrus)
 	# Cyrus refuses '%' in names; '&' is escaped on the wire ("&-").
 	ODD_BOX="Q&A notes"
 	# Cyrus refuses an APPEND over quota with a bare "NO Over quota", no
-	# [OVERQUOTA] code to tell it from any other failure.
-	QUOTA_ERROR='No space left on device|Input/output error'
+	# [OVERQUOTA] code: fs/errmap.c knows the words.
+	QUOTA_ERROR='No space left on device'
 	;;
 esac
 export MT_ODD_BOX=$ODD_BOX
