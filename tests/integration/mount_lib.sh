@@ -39,7 +39,8 @@ mount_test_init()
 	SOURCEDIR=$(cd "$2" && pwd) || exit 2
 	HARNESS=$SOURCEDIR/tests/harness
 	# The server start_imap_server starts: Dovecot unless the test calls
-	# select_imap_server with IMAP_SERVER=cyrus.
+	# select_imap_server with IMAP_SERVER=cyrus in the environment.
+	IMAP_SERVER_WANTED=${IMAP_SERVER:-dovecot}
 	IMAP_SERVER=dovecot
 	SERVER_SH=$HARNESS/dovecot.sh
 	PATH=$PATH:/usr/sbin:/sbin
@@ -55,7 +56,7 @@ mount_test_init()
 # itself when Cyrus is not unpacked).
 select_imap_server()
 {
-	IMAP_SERVER=${IMAP_SERVER:-dovecot}
+	IMAP_SERVER=$IMAP_SERVER_WANTED
 	case $IMAP_SERVER in
 	dovecot)
 		require_tools dovecot
