@@ -43,6 +43,10 @@ struct ImapPool {
 	GHashTable *sharers; /* handed-out ImapConn * -> holders, shareable */
 	guint total;         /* idle + handed out + being opened */
 	guint opening;       /* background opens not finished */
+	/* Their threads once done, to be joined: a thread that used TLS
+	 * still frees OpenSSL's per-thread state as it ends, so the pool
+	 * (and so the process) must not end before it has. */
+	GPtrArray *finished; /* GThread * */
 	char **caps;
 };
 
@@ -104,7 +108,18 @@ imap_pool_new(const ImapConnectOptions *opts, const ImapCredentials *cred,
 	p->idle = g_ptr_array_new();
 	p->idle_since = g_hash_table_new_full(NULL, NULL, NULL, g_free);
 	p->sharers = g_hash_table_new(NULL, NULL);
+	p->finished = g_ptr_array_new();
 	return p;
+}
+
+/* Joins the background opens that are done (p->lock held: they no
+ * longer need it, they only have to return). */
+static void
+join_finished_locked(ImapPool *p)
+{
+	for (guint i = 0; i < p->finished->len; i++)
+		g_thread_join(p->finished->pdata[i]);
+	g_ptr_array_set_size(p->finished, 0);
 }
 
 void
@@ -115,7 +130,9 @@ imap_pool_free(ImapPool *p)
 	g_mutex_lock(&p->lock);
 	while (p->opening > 0)
 		g_cond_wait(&p->cond, &p->lock);
+	join_finished_locked(p);
 	g_mutex_unlock(&p->lock);
+	g_ptr_array_free(p->finished, TRUE);
 	imap_pool_drain(p);
 	g_ptr_array_free(p->idle, TRUE);
 	g_hash_table_destroy(p->idle_since);
@@ -360,6 +377,7 @@ open_in_background(gpointer data)
 	else
 		p->total--;
 	p->opening--;
+	g_ptr_array_add(p->finished, g_thread_self());
 	if (o->abandoned) {
 		if (err != NULL)
 			g_debug("background connect failed: %s", err->text);
@@ -383,7 +401,8 @@ start_open_locked(ImapPool *p)
 	o->p = p;
 	p->total++;
 	p->opening++;
-	g_thread_unref(g_thread_new("imap-connect", open_in_background, o));
+	join_finished_locked(p);
+	g_thread_new("imap-connect", open_in_background, o);
 	return o;
 }
 
