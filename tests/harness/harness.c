@@ -1,5 +1,5 @@
-/* harness.c - runs tests/harness/dovecot.sh, imapcheck.py and fakeserver.py
- * for the integration tests (see harness.h). */
+/* harness.c - runs tests/harness/dovecot.sh (or cyrus.sh), imapcheck.py and
+ * fakeserver.py for the integration tests (see harness.h). */
 #include "harness.h"
 
 #include <errno.h>
@@ -18,7 +18,7 @@
 #endif
 
 /* Servers still running, stopped before aborting so that a failing test
- * leaves no Dovecot behind. */
+ * leaves no server behind. */
 static GPtrArray *live_servers;
 
 static const char *
@@ -41,6 +41,33 @@ skip(const char *why)
 	printf("SKIP: %s\n", why);
 	fflush(stdout);
 	exit(77);
+}
+
+TestServerKind
+test_server_kind(void)
+{
+	const char *env = g_getenv("IMAP_SERVER");
+
+	if (env == NULL || *env == '\0' || strcmp(env, "dovecot") == 0)
+		return TEST_SERVER_DOVECOT;
+	if (strcmp(env, "cyrus") == 0)
+		return TEST_SERVER_CYRUS;
+	fprintf(stderr, "harness: unknown IMAP_SERVER=%s (dovecot, cyrus)\n",
+	        env);
+	exit(2);
+}
+
+const char *
+test_server_kind_name(TestServerKind kind)
+{
+	return kind == TEST_SERVER_CYRUS ? "Cyrus" : "Dovecot";
+}
+
+/* The start/stop script of kind, e.g. "cyrus.sh". */
+static const char *
+server_script(TestServerKind kind)
+{
+	return kind == TEST_SERVER_CYRUS ? "cyrus.sh" : "dovecot.sh";
 }
 
 static void stop_server_processes(TestServer *s);
@@ -88,9 +115,13 @@ run(char **argv, char **out, char **err)
 }
 
 static void
-print_log_tail(const char *dir)
+print_log_tail(TestServerKind kind, const char *dir)
 {
-	char *log = g_build_filename(dir, "dovecot.log", NULL);
+	/* Cyrus's master writes its own and its services' stderr there; the
+	 * services log the rest to syslog. */
+	char *log = g_build_filename(
+	    dir, kind == TEST_SERVER_CYRUS ? "master.log" : "dovecot.log",
+	    NULL);
 	char *text = NULL;
 
 	if (g_file_get_contents(log, &text, NULL, NULL))
@@ -101,12 +132,24 @@ print_log_tail(const char *dir)
 }
 
 static void
-check_prerequisites(void)
+check_prerequisites(TestServerKind kind)
 {
 	char *dovecot, *python;
 
-	if (geteuid() != 0)
-		skip("integration tests need root to run Dovecot");
+	if (geteuid() != 0) {
+		char *why = g_strdup_printf("integration tests need root to "
+		                            "run %s",
+		                            test_server_kind_name(kind));
+
+		skip(why);
+	}
+	python = g_find_program_in_path("python3");
+	if (python == NULL)
+		skip("python3 is not installed");
+	g_free(python);
+	/* cyrus.sh exits 77 itself when Cyrus is not unpacked. */
+	if (kind == TEST_SERVER_CYRUS)
+		return;
 	dovecot = g_find_program_in_path("dovecot");
 	if (dovecot == NULL &&
 	    g_file_test("/usr/sbin/dovecot", G_FILE_TEST_IS_EXECUTABLE))
@@ -115,10 +158,6 @@ check_prerequisites(void)
 		skip(
 		    "dovecot is not installed (apt-get install dovecot-imapd)");
 	g_free(dovecot);
-	python = g_find_program_in_path("python3");
-	if (python == NULL)
-		skip("python3 is not installed");
-	g_free(python);
 }
 
 static char **
@@ -145,7 +184,8 @@ field_for_key(TestServer *s, const char *key)
 	return NULL;
 }
 
-/* Fills s from dovecot.sh's KEY=value lines; FALSE if one is missing. */
+/* Fills s from the start script's KEY=value lines; FALSE if one is
+ * missing. */
 static gboolean
 parse_server_info(TestServer *s, const char *text)
 {
@@ -158,6 +198,12 @@ parse_server_info(TestServer *s, const char *text)
 		if (eq == NULL)
 			continue;
 		*eq = '\0';
+		/* Only cyrus.sh prints it (its delimiter can be changed);
+		 * dovecot.sh's namespace always uses '/'. */
+		if (strcmp(*l, "DELIMITER") == 0 && strlen(eq + 1) == 1) {
+			s->delimiter = eq[1];
+			continue;
+		}
 		field = field_for_key(s, *l);
 		if (field != NULL) {
 			g_free(*field);
@@ -187,17 +233,22 @@ free_server(TestServer *s)
 }
 
 static void
-build_start_argv(GPtrArray *argv, const char *dir,
+build_start_argv(GPtrArray *argv, TestServerKind kind, const char *dir,
                  const TestServerOptions *opts)
 {
 	g_ptr_array_add(argv, g_strdup("bash"));
-	g_ptr_array_add(argv, harness_file("dovecot.sh"));
+	g_ptr_array_add(argv, harness_file(server_script(kind)));
 	g_ptr_array_add(argv, g_strdup("start"));
 	g_ptr_array_add(argv, g_strdup(dir));
 	g_ptr_array_add(argv, g_strdup("--watch-pid"));
 	g_ptr_array_add(argv, g_strdup_printf("%ld", (long)getpid()));
 	if (opts == NULL)
 		return;
+	/* Cyrus has no setting that replaces its capability list. */
+	if (kind == TEST_SERVER_CYRUS &&
+	    (opts->capability != NULL || opts->extra_conf != NULL))
+		harness_fail("capability and extra_conf are Dovecot-only: "
+		             "the test must skip them with Cyrus");
 	if (opts->capability != NULL) {
 		g_ptr_array_add(argv, g_strdup("--capability"));
 		g_ptr_array_add(argv, g_strdup(opts->capability));
@@ -222,31 +273,40 @@ build_start_argv(GPtrArray *argv, const char *dir,
 TestServer *
 test_server_start(const TestServerOptions *opts)
 {
+	TestServerKind kind = test_server_kind();
+	const char *script = server_script(kind);
 	GError *error = NULL;
 	GPtrArray *argv;
 	TestServer *s;
 	char *dir, *out = NULL;
 	int status;
 
-	check_prerequisites();
+	check_prerequisites(kind);
 	dir = g_dir_make_tmp("imapfs-test-XXXXXX", &error);
 	if (dir == NULL)
 		harness_fail("cannot make a temp dir: %s", error->message);
 
 	argv = g_ptr_array_new_with_free_func(g_free);
-	build_start_argv(argv, dir, opts);
+	build_start_argv(argv, kind, dir, opts);
 	g_ptr_array_add(argv, NULL);
 	status = run((char **)argv->pdata, &out, NULL);
 	g_ptr_array_unref(argv);
+	if (status == 77) {
+		g_rmdir(dir);
+		skip(g_strdup_printf("%s is not available (see above)",
+		                     test_server_kind_name(kind)));
+	}
 	if (status != 0) {
-		print_log_tail(dir);
-		harness_fail("dovecot.sh start %s failed (status %d)", dir,
+		print_log_tail(kind, dir);
+		harness_fail("%s start %s failed (status %d)", script, dir,
 		             status);
 	}
 
 	s = g_new0(TestServer, 1);
+	s->kind = kind;
+	s->delimiter = '/';
 	if (!parse_server_info(s, out))
-		harness_fail("dovecot.sh printed incomplete info:\n%s", out);
+		harness_fail("%s printed incomplete info:\n%s", script, out);
 	g_free(out);
 	g_free(dir);
 	if (live_servers == NULL)
@@ -258,11 +318,12 @@ test_server_start(const TestServerOptions *opts)
 static void
 stop_server_processes(TestServer *s)
 {
-	char *script = harness_file("dovecot.sh");
+	char *script = harness_file(server_script(s->kind));
 	char *argv[] = {"bash", script, "stop", s->dir, NULL};
 
 	if (run(argv, NULL, NULL) != 0)
-		fprintf(stderr, "harness: dovecot.sh stop %s failed\n", s->dir);
+		fprintf(stderr, "harness: %s stop %s failed\n",
+		        server_script(s->kind), s->dir);
 	g_free(script);
 }
 
@@ -335,7 +396,7 @@ test_server_check(TestServer *s, ...)
 		while ((arg = va_arg(copy, const char *)) != NULL)
 			g_string_append_printf(cmd, " '%s'", arg);
 		va_end(copy);
-		print_log_tail(s->dir);
+		print_log_tail(s->kind, s->dir);
 		harness_fail("%s exited with %d, output:\n%s", cmd->str, status,
 		             out != NULL ? out : "");
 	}

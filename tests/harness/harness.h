@@ -1,10 +1,18 @@
-/* harness.h - starts a throwaway Dovecot on loopback for integration tests
- * and gives an independent IMAP client (Python's imaplib) to check what the
- * server really holds. */
+/* harness.h - starts a throwaway Dovecot (or, with IMAP_SERVER=cyrus in the
+ * environment, Cyrus IMAP) on loopback for integration tests and gives an
+ * independent IMAP client (Python's imaplib) to check what the server really
+ * holds. */
 #ifndef TEST_HARNESS_H
 #define TEST_HARNESS_H
 
 #include <glib.h>
+
+/* Which server test_server_start() runs: tests/harness/dovecot.sh or
+ * tests/harness/cyrus.sh (same interface). */
+typedef enum {
+	TEST_SERVER_DOVECOT,
+	TEST_SERVER_CYRUS,
+} TestServerKind;
 
 typedef struct {
 	char *dir;           /* temp dir holding config, mail, certs, logs */
@@ -16,23 +24,32 @@ typedef struct {
 	char *ca_file;       /* PEM of the CA that signed the server cert */
 	char *cert_name;     /* host name in the cert ("localhost") */
 	char *other_ca_file; /* a second CA that signed nothing of ours */
+	TestServerKind kind;
+	char delimiter; /* of mailbox names: '/' (Dovecot), '.' (Cyrus) */
 } TestServer;
 
 typedef struct {
 	/* Replaces imap_capability (e.g. "IMAP4rev1 LITERAL+" to hide
-	 * UIDPLUS, MOVE, CONDSTORE, QRESYNC). NULL: Dovecot's defaults. */
+	 * UIDPLUS, MOVE, CONDSTORE, QRESYNC). NULL: Dovecot's defaults.
+	 * Dovecot only (test_server_start() fails the test with Cyrus). */
 	const char *capability;
-	/* Extra dovecot.conf lines appended verbatim. */
+	/* Extra dovecot.conf lines appended verbatim. Dovecot only. */
 	const char *extra_conf;
 	/* Quota limit for STORAGE in KiB (0: no quota plugin). */
 	guint64 quota_kb;
 } TestServerOptions;
 
-/* Starts Dovecot (opts may be NULL). If not root or dovecot is missing,
- * prints why and exits the process with 77 (meson's "skipped"). On any
- * other failure aborts the test with the log. */
+/* The server IMAP_SERVER asks for: unset, empty or "dovecot" is Dovecot,
+ * "cyrus" is Cyrus; anything else exits the process with 2. */
+TestServerKind test_server_kind(void);
+/* "Dovecot" or "Cyrus", for messages. */
+const char *test_server_kind_name(TestServerKind kind);
+
+/* Starts the server test_server_kind() names (opts may be NULL). If not
+ * root or the server is missing, prints why and exits the process with 77
+ * (meson's "skipped"). On any other failure aborts the test with the log. */
 TestServer *test_server_start(const TestServerOptions *opts);
-/* Stops Dovecot, waits until no process of it remains, removes dir. */
+/* Stops the server, waits until no process of it remains, removes dir. */
 void test_server_stop(TestServer *s);
 
 /* Runs tests/harness/imapcheck.py against the server with the given
