@@ -510,11 +510,18 @@ imap_enable(ImapConn *c, const char *const *exts, ImapError **err)
 	enabled = g_ptr_array_new_with_free_func(g_free);
 	hooks.user = enabled;
 	st = ops_run(c, cmd, &hooks, NULL, err);
-	if (st == IMAP_OK)
-		for (guint i = 0; i < enabled->len; i++)
-			imap_conn_mark_enabled(c,
-			                       g_ptr_array_index(enabled, i));
-	else
+	if (st == IMAP_OK) {
+		for (guint i = 0; i < enabled->len; i++) {
+			const char *ext = g_ptr_array_index(enabled, i);
+
+			imap_conn_mark_enabled(c, ext);
+			/* QRESYNC on means CONDSTORE on (RFC 7162 3.2.3); a
+			 * server that had CONDSTORE on already (a STATUS
+			 * HIGHESTMODSEQ does it) lists only QRESYNC: Cyrus. */
+			if (strcmp(ext, "QRESYNC") == 0)
+				imap_conn_mark_enabled(c, "CONDSTORE");
+		}
+	} else
 		imap_error_prefix(err, "ENABLE");
 	g_ptr_array_unref(enabled);
 	return st;

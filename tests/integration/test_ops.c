@@ -2190,6 +2190,26 @@ test_scripted_enable_capability(void **state)
 	scripted_finish(&sc);
 }
 
+/* A server on which CONDSTORE is already on (any STATUS ... HIGHESTMODSEQ
+ * turns it on) lists only QRESYNC as newly enabled, as Cyrus does; QRESYNC
+ * on means CONDSTORE on (RFC 7162 3.2.3). */
+static void
+test_scripted_enable_qresync_implies_condstore(void **state)
+{
+	Scripted sc = scripted_start(
+	    "S * PREAUTH [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC] hi\n"
+	    "C ^(\\S+) ENABLE CONDSTORE QRESYNC$\n"
+	    "S * ENABLED QRESYNC\n"
+	    "S $TAG OK enabled\n");
+	const char *const both[] = {"CONDSTORE", "QRESYNC", NULL};
+	ImapError *err = NULL;
+
+	assert_int_equal(imap_enable(sc.conn, both, &err), IMAP_OK);
+	assert_true(imap_conn_is_enabled(sc.conn, "QRESYNC"));
+	assert_true(imap_conn_is_enabled(sc.conn, "CONDSTORE"));
+	scripted_finish(&sc);
+}
+
 static void
 test_scripted_list_nonexistent(void **state)
 {
@@ -2250,6 +2270,7 @@ main(void)
 	    cmocka_unit_test(test_scripted_mixed_untagged),
 	    cmocka_unit_test(test_scripted_copyuid_quota),
 	    cmocka_unit_test(test_scripted_enable_capability),
+	    cmocka_unit_test(test_scripted_enable_qresync_implies_condstore),
 	    cmocka_unit_test(test_scripted_list_nonexistent),
 	};
 	const struct CMUnitTest limited[] = {
