@@ -1,5 +1,6 @@
-/* test_ops.c - every operation of imap/ops.h against a real Dovecot, with
- * results checked through an independent client (Python imaplib). */
+/* test_ops.c - every operation of imap/ops.h against a real Dovecot (or,
+ * with IMAP_SERVER=cyrus, Cyrus IMAP), with results checked through an
+ * independent client (Python imaplib). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,6 +38,7 @@ connect_login(TestServer *s)
 	    .tls = IMAP_TLS_STARTTLS,
 	    .tls_opts = {.ca_file = s->ca_file, .server_name = s->cert_name},
 	    .timeout_ms = 60000,
+	    .debug = g_getenv("IMAP_DEBUG") != NULL,
 	};
 	ImapCredentials cred = {
 	    .mech = IMAP_AUTH_AUTO,
@@ -81,6 +83,12 @@ group_setup_limited(void **state)
 	                  "ENABLE IDLE NAMESPACE",
 	};
 
+	/* Cyrus has no setting that hides capabilities (Dovecot's
+	 * imap_capability): no server, and the group's tests skip. */
+	if (test_server_kind() == TEST_SERVER_CYRUS) {
+		*state = NULL;
+		return 0;
+	}
 	return setup_server(state, &opts);
 }
 
@@ -89,6 +97,8 @@ group_teardown(void **state)
 {
 	Fixture *f = *state;
 
+	if (f == NULL)
+		return 0;
 	if (f->conn != NULL)
 		imap_conn_close(f->conn);
 	test_server_stop(f->server);
@@ -332,6 +342,19 @@ find_mailbox(GPtrArray *list, const char *name)
 }
 
 static gboolean
+is_cyrus(const Fixture *f)
+{
+	return f->server->kind == TEST_SERVER_CYRUS;
+}
+
+/* A mailbox path with the server's hierarchy delimiter: parts joined. */
+static char *
+mbox_path(const Fixture *f, const char *parent, const char *child)
+{
+	return g_strdup_printf("%s%c%s", parent, f->server->delimiter, child);
+}
+
+static gboolean
 check_list_has(Fixture *f, const char *name)
 {
 	char *out = test_server_check(f->server, "list", NULL);
@@ -396,20 +419,23 @@ test_list(void **state)
 	ImapError *err = NULL;
 	GPtrArray *list = NULL;
 	const ImapMailbox *m;
+	char *archive_2024 = mbox_path(f, "Archive", "2024");
+	char *ghost_child = mbox_path(f, "Ghost", "Child");
+	char *archive_any = mbox_path(f, "Archive", "%");
 
-	create_ok(f, "Archive/2024");
+	create_ok(f, archive_2024);
 	create_ok(f, "Reçus");
 	create_ok(f, "日本語");
 	create_ok(f, "Tom & Jerry");
-	create_ok(f, "Ghost/Child"); /* "Ghost" itself is never created */
+	create_ok(f, ghost_child); /* "Ghost" itself is never created */
 
 	assert_int_equal(imap_list(f->conn, "", "*", &list, &err), IMAP_OK);
 	assert_non_null(list);
 
 	m = find_mailbox(list, "INBOX");
 	assert_non_null(m);
-	assert_int_equal(m->delimiter, '/');
-	assert_int_equal(imap_conn_delimiter(f->conn), '/');
+	assert_int_equal(m->delimiter, f->server->delimiter);
+	assert_int_equal(imap_conn_delimiter(f->conn), f->server->delimiter);
 
 	m = find_mailbox(list, "Reçus");
 	assert_non_null(m);
@@ -428,22 +454,25 @@ test_list(void **state)
 	m = find_mailbox(list, "Archive");
 	assert_non_null(m);
 	assert_true(m->attrs & IMAP_MBOX_HASCHILDREN);
-	assert_string_equal(find_mailbox(list, "Archive/2024")->raw_name,
-	                    "Archive/2024");
+	assert_string_equal(find_mailbox(list, archive_2024)->raw_name,
+	                    archive_2024);
 
 	m = find_mailbox(list, "Ghost");
 	assert_non_null(m);
-	assert_true(m->attrs & IMAP_MBOX_NOSELECT);
+	/* Cyrus 3 makes the missing parent an intermediate mailbox that
+	 * LIST shows without \Noselect. */
+	if (!is_cyrus(f))
+		assert_true(m->attrs & IMAP_MBOX_NOSELECT);
 	assert_true(m->attrs & IMAP_MBOX_HASCHILDREN);
 	assert_false(m->attrs & IMAP_MBOX_HASNOCHILDREN);
 	g_ptr_array_unref(list);
 
 	/* '%' stops at the delimiter. */
-	assert_int_equal(imap_list(f->conn, "", "Archive/%", &list, &err),
+	assert_int_equal(imap_list(f->conn, "", archive_any, &list, &err),
 	                 IMAP_OK);
 	assert_int_equal(list->len, 1);
 	m = g_ptr_array_index(list, 0);
-	assert_string_equal(m->name, "Archive/2024");
+	assert_string_equal(m->name, archive_2024);
 	g_ptr_array_unref(list);
 
 	/* A pattern in UTF-8 is encoded too. */
@@ -453,6 +482,9 @@ test_list(void **state)
 	                    "Reçus");
 	g_ptr_array_unref(list);
 	assert_null(err);
+	g_free(archive_2024);
+	g_free(ghost_child);
+	g_free(archive_any);
 }
 
 static void
@@ -465,7 +497,9 @@ test_create_rename_delete(void **state)
 	assert_true(check_list_has(f, "Projekt Ä"));
 
 	assert_int_equal(imap_create(f->conn, "Projekt Ä", &err), IMAP_ENO);
-	assert_int_equal(err->code, IMAP_CODE_ALREADYEXISTS);
+	/* Cyrus 3.6 says "NO Mailbox already exists" without the code. */
+	if (!is_cyrus(f))
+		assert_int_equal(err->code, IMAP_CODE_ALREADYEXISTS);
 	assert_non_null(strstr(err->text, "CREATE"));
 	imap_error_clear(&err);
 
@@ -478,7 +512,9 @@ test_create_rename_delete(void **state)
 	assert_false(check_list_has(f, "Projekt Ö"));
 
 	assert_int_equal(imap_delete(f->conn, "No Such Box", &err), IMAP_ENO);
-	assert_int_equal(err->code, IMAP_CODE_NONEXISTENT);
+	/* Cyrus: "NO Mailbox does not exist", no code either. */
+	if (!is_cyrus(f))
+		assert_int_equal(err->code, IMAP_CODE_NONEXISTENT);
 	imap_error_clear(&err);
 
 	assert_int_equal(imap_rename(f->conn, "No Such Box", "Other", &err),
@@ -516,17 +552,55 @@ test_delete_selected(void **state)
 	g_bytes_unref(msg);
 }
 
+/* Cyrus keeps the user's subscriptions in a database named sub.db under
+ * conf/user/ (a path made of the user's UUID); its keys are the mailbox
+ * names as they are. */
 static char *
-subscriptions_file(Fixture *f)
+cyrus_subscriptions_db(const char *dir)
 {
-	char *path = g_build_filename(f->server->dir, "mail", "alice",
-	                              "Maildir", "subscriptions", NULL);
-	char *text = NULL;
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+	char *found = NULL;
 
-	if (!g_file_get_contents(path, &text, NULL, NULL))
-		text = g_strdup("");
+	while (d != NULL && found == NULL && (name = g_dir_read_name(d))) {
+		char *path = g_build_filename(dir, name, NULL);
+
+		if (strcmp(name, "sub.db") == 0)
+			found = g_steal_pointer(&path);
+		else if (g_file_test(path, G_FILE_TEST_IS_DIR))
+			found = cyrus_subscriptions_db(path);
+		g_free(path);
+	}
+	if (d != NULL)
+		g_dir_close(d);
+	return found;
+}
+
+/* Whether the server's own subscription store names mailbox. */
+static gboolean
+subscriptions_have(Fixture *f, const char *mailbox)
+{
+	char *path, *data = NULL;
+	gsize len = 0;
+	gboolean found;
+
+	if (is_cyrus(f)) {
+		char *user_dir =
+		    g_build_filename(f->server->dir, "conf", "user", NULL);
+
+		path = cyrus_subscriptions_db(user_dir);
+		g_free(user_dir);
+	} else {
+		path = g_build_filename(f->server->dir, "mail", "alice",
+		                        "Maildir", "subscriptions", NULL);
+	}
+	if (path == NULL || !g_file_get_contents(path, &data, &len, NULL))
+		len = 0;
+	/* memmem: Cyrus's database is binary. */
+	found = len > 0 && memmem(data, len, mailbox, strlen(mailbox)) != NULL;
+	g_free(data);
 	g_free(path);
-	return text;
+	return found;
 }
 
 static void
@@ -534,18 +608,13 @@ test_subscribe(void **state)
 {
 	Fixture *f = *state;
 	ImapError *err = NULL;
-	char *subs;
 
 	create_ok(f, "Subscribed Box");
-	subs = subscriptions_file(f);
-	assert_null(strstr(subs, "Subscribed Box"));
-	g_free(subs);
+	assert_false(subscriptions_have(f, "Subscribed Box"));
 
 	assert_int_equal(imap_subscribe(f->conn, "Subscribed Box", &err),
 	                 IMAP_OK);
-	subs = subscriptions_file(f);
-	assert_non_null(strstr(subs, "Subscribed Box"));
-	g_free(subs);
+	assert_true(subscriptions_have(f, "Subscribed Box"));
 }
 
 static void
@@ -771,7 +840,7 @@ test_fetch_meta_changedsince(void **state)
 	ImapMailboxStatus st;
 	guint32 uids[3];
 	MetaList *ml;
-	char *uidtext, *flags;
+	char *uidtext, *flags, *set_text;
 	GArray *set;
 
 	create_ok(f, "Changes");
@@ -801,9 +870,15 @@ test_fetch_meta_changedsince(void **state)
 	params.changedsince = st.highestmodseq;
 	params.vanished = TRUE;
 	params.vanished_fn = vanished_collect;
-	assert_int_equal(imap_uid_fetch_meta(f->conn, "Changes", "1:*", &params,
-	                                     meta_collect, ml, &err),
+	/* Cyrus reads '*' as the highest UID still there (RFC 3501: the
+	 * largest number in use), so the expunged last UID is outside 1:*
+	 * and not reported; Dovecot reports it. */
+	set_text =
+	    is_cyrus(f) ? g_strdup_printf("1:%u", uids[2]) : g_strdup("1:*");
+	assert_int_equal(imap_uid_fetch_meta(f->conn, "Changes", set_text,
+	                                     &params, meta_collect, ml, &err),
 	                 IMAP_OK);
+	g_free(set_text);
 	assert_int_equal(ml->metas->len, 1);
 	assert_int_equal(g_array_index(ml->metas, ImapMessageMeta, 0).uid,
 	                 uids[0]);
@@ -1032,6 +1107,14 @@ test_fetch_meta_many(void **state)
 	gint64 started;
 	GStatBuf dirst;
 
+	/* The messages are written straight into Dovecot's Maildir; Cyrus's
+	 * spool needs its index updated with them (reconstruct), and 20000
+	 * APPENDs would take minutes under ASan. The FETCH parsing this
+	 * stresses is the client's, the same with either server. */
+	if (is_cyrus(f)) {
+		g_free(cur);
+		skip();
+	}
 	create_ok(f, "Many");
 	assert_int_equal(g_stat(cur, &dirst), 0);
 	for (guint i = 1; i <= MANY_MESSAGES; i++) {
@@ -1535,13 +1618,15 @@ test_examine(void **state)
 	imap_select_info_clear(&info);
 
 	/* Inside the lease the mailbox is read-only on the server: Dovecot
-	 * answers a STORE with "OK Store ignored with read-only mailbox". */
+	 * answers a STORE with "OK Store ignored with read-only mailbox",
+	 * Cyrus with "NO Permission denied". */
 	cmd = imap_cmd_new("UID STORE");
 	imap_cmd_printf(cmd, "%u +FLAGS.SILENT (\\Flagged)", uid);
 	imap_conn_run(c, cmd, NULL, &tagged, &err);
 	imap_error_clear(&err);
 	assert_non_null(tagged);
-	if (strstr(tagged->text, "read-only") == NULL)
+	if (is_cyrus(f) ? tagged->cond != IMAP_COND_NO
+	                : strstr(tagged->text, "read-only") == NULL)
 		fail_msg("STORE in EXAMINE: \"%s\"", tagged->text);
 	imap_response_free(tagged);
 	imap_conn_release_mailbox(c);
@@ -1817,6 +1902,10 @@ test_limited_unsupported(void **state)
 	char *uidtext;
 	GArray *uids;
 
+	if (f == NULL) {
+		g_bytes_unref(msg);
+		skip(); /* Cyrus: see group_setup_limited() */
+	}
 	assert_int_equal(imap_capability(f->conn, &err), IMAP_OK);
 	assert_false(imap_conn_has_cap(f->conn, "UIDPLUS"));
 	assert_false(imap_conn_has_cap(f->conn, "MOVE"));
@@ -1859,6 +1948,8 @@ test_limited_search(void **state)
 	GArray *uids = NULL;
 	guint32 u[3];
 
+	if (f == NULL)
+		skip(); /* Cyrus: see group_setup_limited() */
 	create_ok(f, "Limited Search");
 	for (int i = 0; i < 3; i++) {
 		char *id = g_strdup_printf("lsearch-%d", i);
@@ -2277,10 +2368,13 @@ main(void)
 	    cmocka_unit_test(test_limited_unsupported),
 	    cmocka_unit_test(test_limited_search),
 	};
-	int failed;
+	int failed = 0;
 
-	failed =
-	    cmocka_run_group_tests_name("ops-scripted", scripted, NULL, NULL);
+	/* The scripted servers are the same whatever IMAP_SERVER says:
+	 * only the Dovecot run (int-ops) plays them. */
+	if (test_server_kind() == TEST_SERVER_DOVECOT)
+		failed += cmocka_run_group_tests_name("ops-scripted", scripted,
+		                                      NULL, NULL);
 	failed += cmocka_run_group_tests_name("ops", full, group_setup,
 	                                      group_teardown);
 	failed += cmocka_run_group_tests_name(
