@@ -460,17 +460,31 @@ test_greeting_timeout(void **state)
 	                       IMAP_ETIMEOUT, "no data");
 }
 
+/* Connects in plain text (timeout_ms 0: fake_options' 5 s); the script's
+ * greeting says whether that already logs in (PREAUTH). */
+static ImapConn *
+fake_connect(Fake *f, int timeout_ms)
+{
+	ImapConnectOptions o = fake_options(f, IMAP_TLS_NONE);
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c;
+
+	if (timeout_ms > 0)
+		o.timeout_ms = timeout_ms;
+	c = imap_conn_connect(&o, &err);
+	if (c == NULL)
+		fail_msg("connect: %s", err->text);
+	return c;
+}
+
 static ImapConn *
 fake_login(Fake *f, ImapAuthMech mech, const char *user, const char *secret,
            ImapStatus want)
 {
-	ImapConnectOptions o = fake_options(f, IMAP_TLS_NONE);
 	ImapCredentials cred = {mech, user, secret};
 	g_autoptr(ImapError) err = NULL;
-	ImapConn *c = imap_conn_connect(&o, &err);
+	ImapConn *c = fake_connect(f, 0);
 
-	if (c == NULL)
-		fail_msg("connect: %s", err->text);
 	assert_int_equal(imap_conn_login(c, &cred, &err), want);
 	return c;
 }
@@ -581,11 +595,9 @@ test_bye_mid_command(void **state)
 	                    "C ^(\\S+) NOOP$\n"
 	                    "S * BYE server shutting down\n"
 	                    "CLOSE\n");
-	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
 	g_autoptr(ImapError) err = NULL;
-	ImapConn *c = imap_conn_connect(&o, &err);
+	ImapConn *c = fake_connect(&f, 0);
 
-	assert_non_null(c);
 	assert_true(imap_conn_is_authenticated(c));
 	assert_int_equal(imap_noop(c, &err), IMAP_EBYE);
 	assert_non_null(strstr(err->text, "server shutting down"));
@@ -610,11 +622,9 @@ test_bad_distinct_from_no(void **state)
 	                    "C ^(\\S+) LOGOUT$\n"
 	                    "S * BYE bye\n"
 	                    "S $TAG OK done\n");
-	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
 	g_autoptr(ImapError) err = NULL;
-	ImapConn *c = imap_conn_connect(&o, &err);
+	ImapConn *c = fake_connect(&f, 0);
 
-	assert_non_null(c);
 	assert_int_equal(imap_noop(c, &err), IMAP_EBAD);
 	assert_int_equal(err->code, IMAP_CODE_CLIENTBUG);
 	if (strstr(err->text, "Unknown command X") == NULL)
@@ -682,12 +692,10 @@ test_unsolicited_reported(void **state)
 	                    "C ^(\\S+) NOOP$\n"
 	                    "S * BYE shutting down\n"
 	                    "CLOSE\n");
-	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
 	g_autoptr(ImapError) err = NULL;
 	GString *log = g_string_new(NULL);
-	ImapConn *c = imap_conn_connect(&o, &err);
+	ImapConn *c = fake_connect(&f, 0);
 
-	assert_non_null(c);
 	imap_conn_set_unsolicited(c, log_unsolicited, log);
 	assert_int_equal(imap_noop(c, &err), IMAP_OK);
 	assert_int_equal(imap_noop(c, &err), IMAP_OK);
@@ -752,13 +760,9 @@ test_command_timeout(void **state)
 	                    "C ^(\\S+) NOOP$\n"
 	                    "SLEEP 8000\n"
 	                    "CLOSE\n");
-	ImapConnectOptions o = fake_options(&f, IMAP_TLS_NONE);
 	g_autoptr(ImapError) err = NULL;
-	ImapConn *c;
+	ImapConn *c = fake_connect(&f, 1000);
 
-	o.timeout_ms = 1000;
-	c = imap_conn_connect(&o, &err);
-	assert_non_null(c);
 	assert_int_equal(imap_noop(c, &err), IMAP_ETIMEOUT);
 	imap_conn_close(c);
 	fake_finish(&f);
