@@ -33,6 +33,7 @@ MOUNTS+=("$MNT")
 
 SERVER_OPTS=()
 if [ "$IMAP_SERVER" = dovecot ]; then
+	# shellcheck disable=SC2016 # $mail_plugins is Dovecot's to expand
 	printf 'protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n' \
 		>"$WORK/zlib.conf"
 	SERVER_OPTS=(--extra-conf "$WORK/zlib.conf")
