@@ -5,25 +5,40 @@
 
 #include "imapfs.h"
 
-/* Servers older than RFC 5530 refuse over-quota APPENDs and COPYs with a
- * bare NO: Cyrus says "Over quota", others "Quota exceeded". */
-static gboolean
-says_over_quota(ImapStatus st, ImapCode code, const char *text)
+/* Servers older than RFC 5530 (Cyrus 3.6 among them) answer a bare NO
+ * where newer ones add a response code; their words are all there is. */
+static const struct {
+	const char *words;
+	int errnum;
+} bare_no_words[] = {
+    {"over quota", ENOSPC},        /* Cyrus */
+    {"quota exceeded", ENOSPC},    /* others */
+    {"does not exist", ENOENT},    /* Cyrus: "Mailbox does not exist" */
+    {"already exists", EEXIST},    /* Cyrus: "Mailbox already exists" */
+    {"permission denied", EACCES}, /* Cyrus */
+};
+
+static int
+errno_from_words(ImapStatus st, ImapCode code, const char *text)
 {
 	g_autofree char *lower = NULL;
 
 	if (st != IMAP_ENO || code != IMAP_CODE_NONE || text == NULL)
-		return FALSE;
+		return 0;
 	lower = g_ascii_strdown(text, -1);
-	return strstr(lower, "over quota") != NULL ||
-	       strstr(lower, "quota exceeded") != NULL;
+	for (gsize i = 0; i < G_N_ELEMENTS(bare_no_words); i++)
+		if (strstr(lower, bare_no_words[i].words) != NULL)
+			return bare_no_words[i].errnum;
+	return 0;
 }
 
 static int
 errno_for(ImapStatus st, ImapCode code, const char *text)
 {
-	if (says_over_quota(st, code, text))
-		return ENOSPC;
+	int e = errno_from_words(st, code, text);
+
+	if (e != 0)
+		return e;
 	switch (code) {
 	case IMAP_CODE_NONEXISTENT:
 	case IMAP_CODE_TRYCREATE:
