@@ -135,6 +135,21 @@ pool_with_source(TestServer *s, ImapAuthMech mech, const char *secret,
 	return pool;
 }
 
+/* A pool with alice's password that logged in once, then the password
+ * changed on the server to `changed` and the pool's idle connections
+ * dropped: the next login must be refused the old one. */
+static ImapPool *
+pool_before_change(guint max_conns, Source *src, const char *changed)
+{
+	ImapPool *pool = pool_with_source(server, IMAP_AUTH_PLAIN,
+	                                  server->password, max_conns, src);
+
+	assert_int_equal(use_once(pool), IMAP_OK);
+	change_password(changed);
+	imap_pool_drain(pool);
+	return pool;
+}
+
 /* The password is changed on the server while the mount runs: the next
  * connection is refused the old one, asks the source, and logs in. */
 static void
@@ -143,12 +158,8 @@ test_changed_password_renewed(void **state)
 	g_autofree char *changed =
 	    g_strconcat("renewed-", server->password, NULL);
 	Source src = {.next = changed};
-	ImapPool *pool = pool_with_source(server, IMAP_AUTH_PLAIN,
-	                                  server->password, 1, &src);
+	ImapPool *pool = pool_before_change(1, &src, changed);
 
-	assert_int_equal(use_once(pool), IMAP_OK);
-	change_password(changed);
-	imap_pool_drain(pool);
 	assert_int_equal(use_once(pool), IMAP_OK);
 	assert_int_equal(src.calls, 1);
 	/* The new one is kept: no more asking. */
@@ -181,12 +192,8 @@ test_same_secret_is_a_refusal(void **state)
 	g_autofree char *changed =
 	    g_strconcat("other-", server->password, NULL);
 	Source src = {.next = server->password};
-	ImapPool *pool = pool_with_source(server, IMAP_AUTH_PLAIN,
-	                                  server->password, 1, &src);
+	ImapPool *pool = pool_before_change(1, &src, changed);
 
-	assert_int_equal(use_once(pool), IMAP_OK);
-	change_password(changed);
-	imap_pool_drain(pool);
 	assert_int_equal(use_once(pool), IMAP_EAUTH);
 	assert_int_equal(src.calls, 1);
 	imap_pool_free(pool);
@@ -237,11 +244,7 @@ test_renewed_once_for_all(void **state)
 	GThread *t[4];
 	guint open, idle, max;
 
-	crowd.pool = pool_with_source(server, IMAP_AUTH_PLAIN, server->password,
-	                              4, &src);
-	assert_int_equal(use_once(crowd.pool), IMAP_OK);
-	change_password(changed);
-	imap_pool_drain(crowd.pool);
+	crowd.pool = pool_before_change(4, &src, changed);
 	for (int i = 0; i < 4; i++)
 		t[i] = g_thread_new("crowd", crowd_member, &crowd);
 	for (int i = 0; i < 4; i++)
