@@ -483,9 +483,10 @@ wait_idle_locked(ImapPool *p, const char *mailbox, gboolean share,
 			if (c != NULL) {
 				/* Pipelined now beats a connection of our own
 				 * several round trips from now; the pool still
-				 * grows for the readers after us. */
-				if (mine == NULL && p->opening == 0 &&
-				    p->total < p->max_conns)
+				 * grows for the readers after us, one new
+				 * connection per reader that joins (in
+				 * parallel: each takes round trips). */
+				if (mine == NULL && p->total < p->max_conns)
 					start_open_locked(p)->abandoned = TRUE;
 				*joined = TRUE;
 				break;
