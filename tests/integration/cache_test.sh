@@ -1,16 +1,20 @@
 #!/bin/bash
 # cache_test.sh - the persistent cache and change tracking of imapfs, with a
-# real Dovecot and a real mount: remounts that show exactly what other
-# clients changed, UIDVALIDITY changes, a corrupted cache file, the body
-# cache size limit, reading with the server gone (and -o offline), IDLE
-# (new mail, expunges, flags, the mailbox listed last), SIGHUP, -o cache=none
-# and =metadata, and proof on the wire of which resync path ran and that a
-# remount fetches metadata of new messages only.
+# real Dovecot (or Cyrus, with IMAP_SERVER=cyrus) and a real mount: remounts
+# that show exactly what other clients changed, UIDVALIDITY changes, a
+# corrupted cache file, the body cache size limit, reading with the server
+# gone (and -o offline), IDLE (new mail, expunges, flags, the mailbox listed
+# last), SIGHUP, -o cache=none and =metadata, and proof on the wire of which
+# resync path ran and that a remount fetches metadata of new messages only.
 #
 #   cache_test.sh BUILDDIR SOURCEDIR
 #
+# CACHE_TEST_CAPS makes Dovecot advertise only those capabilities (the
+# CONDSTORE-only and plain resync paths); without it the checks expect what
+# the server advertises (Dovecot and Cyrus: QRESYNC).
+#
 # Prints "ok - NAME" / "FAIL - NAME: details", then "N passed, M failed";
-# exits 77 where it cannot run (not root, no /dev/fuse or dovecot).
+# exits 77 where it cannot run (not root, no /dev/fuse, no server).
 # shellcheck source-path=SCRIPTDIR
 set -u
 
@@ -19,23 +23,29 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/mount_lib.sh"
 mount_test_init cache "$@"
 require_fuse "FUSE mounts, Dovecot"
-require_tools dovecot
+select_imap_server
 require_imapfs
 
+if [ "$IMAP_SERVER" != dovecot ] && [ -n "${CACHE_TEST_CAPS:-}" ]; then
+	echo "cache_test: CACHE_TEST_CAPS needs Dovecot (imap_capability)" >&2
+	exit 2
+fi
+
 make_workdir
-DOVE=$WORK/dovecot
+SERVER_DIR=$WORK/server
 ENVF=$WORK/server.env
 MNT=$WORK/mnt
 CACHE=$WORK/cache
 LOG=$WORK/daemon.log
 
-start_dovecot()
+start_server()
 {
 	local caps=()
-	# CACHE_TEST_CAPS runs the suite against a server advertising only
-	# these capabilities (the CONDSTORE-only and plain resync paths).
 	[ -n "${CACHE_TEST_CAPS:-}" ] && caps=(--capability "$CACHE_TEST_CAPS")
-	start_imap_server "$DOVE" "$ENVF" "${caps[@]}" || return 1
+	start_imap_server "$SERVER_DIR" "$ENVF" "${caps[@]}" || return 1
+	# What the checks expect of the wire follows from these.
+	SERVER_CAPS=${CACHE_TEST_CAPS:-$(ic capability | tr '\n' ' ')}
+	[ -n "$SERVER_CAPS" ] || { SERVER_ERROR="no CAPABILITY"; return 1; }
 	# The default place, under XDG_CACHE_HOME (also checks the default).
 	export XDG_CACHE_HOME=$WORK/xdg
 	CACHE=$XDG_CACHE_HOME/imapfs/$S_USER@$S_CERT_NAME:$S_TLS_PORT
@@ -80,13 +90,16 @@ umount_fg()
 log_since() { tail -n +"$(($1 + 1))" "$LOG"; }
 log_mark() { wc -l <"$LOG"; }
 
+# Whether the server advertises capability CAP.
+has_cap() { [[ " $SERVER_CAPS " == *" $1 "* ]]; }
+
 # The resync path the server's capabilities allow: qresync, condstore or
-# plain (see CACHE_TEST_CAPS).
+# plain.
 resync_variant()
 {
-	if [ -z "${CACHE_TEST_CAPS:-}" ] || grep -q QRESYNC <<<"$CACHE_TEST_CAPS"; then
+	if has_cap QRESYNC; then
 		echo qresync
-	elif grep -q CONDSTORE <<<"$CACHE_TEST_CAPS"; then
+	elif has_cap CONDSTORE; then
 		echo condstore
 	else
 		echo plain
@@ -103,6 +116,14 @@ meta_file() { printf '%s/mbox-%s.meta' "$1" "$(printf %s "$2" | od -An -tx1 | tr
 # Whether NAME is in the listing of mailbox directory DIR.
 listed() { ls "$MNT/$1" 2>/dev/null | grep -qx "$2"; }
 unlisted() { ! listed "$@" && [ ! -e "$MNT/$1/$2" ]; }
+shown() { listed "$@" && [ -e "$MNT/$1/$2" ]; }
+
+# has_flag DIR NAME FLAG: the message's user.imap.flags name FLAG.
+has_flag()
+{
+	getfattr --only-values -n user.imap.flags "$MNT/$1/$2" 2>/dev/null |
+		grep -qw -- "$3"
+}
 
 # Whether the second watcher, switched to MAILBOX since mark, runs IDLE
 # there: the daemon's status says so (it says "idle" just before the
@@ -120,16 +141,28 @@ check_seed()
 	for i in $(seq 1 20); do append INBOX "inbox-$i" >/dev/null || fail "append"; done
 	ic create Big >/dev/null || fail "create Big"
 	python3 - "$ENVF" "$HARNESS" <<'PY' || fail "seeding Big"
+import imaplib
 import sys
 sys.path.insert(0, sys.argv[2])
 import imapcheck as ic
 e = ic.read_env(sys.argv[1])
 c = ic.connect(e["HOST"], e["PORT"], e["USER"], e["PASSWORD"], e["CA_FILE"],
                "plain")
-for i in range(1500):
-    msg = ("From: a@example.org\r\nSubject: big-%d\r\n\r\n%s\r\n"
-           % (i, "line of text %d " % i * 20)).encode()
-    ic.append(c, "Big", msg, None, 1600000000 + i)
+msgs = [("From: a@example.org\r\nSubject: big-%d\r\n\r\n%s\r\n"
+         % (i, "line of text %d " % i * 20)).encode() for i in range(1500)]
+caps = ic.ok(c.capability(), "CAPABILITY")[0].decode().split()
+if "MULTIAPPEND" in caps and "LITERAL+" in caps:
+    # One APPEND of all (RFC 3502): Cyrus takes over a minute for 1500
+    # single ones, as it syncs each to disk.
+    tag = c._new_tag()
+    c.send(tag + b" APPEND Big" + b"".join(
+        b" %s {%d+}\r\n%s" % (imaplib.Time2Internaldate(1600000000 + i)
+                                .encode(), len(m), m)
+        for i, m in enumerate(msgs)) + b"\r\n")
+    ic.ok(c._get_tagged_response(tag), "MULTIAPPEND Big")
+else:
+    for i, m in enumerate(msgs):
+        ic.append(c, "Big", m, None, 1600000000 + i)
 PY
 	ic create Moves >/dev/null
 	ic create Recreated >/dev/null
@@ -216,8 +249,7 @@ check_remount_shows_changes()
 	mark=$(log_mark)
 	[ -e "$MNT/INBOX/$new.eml" ] || fail "new message $new.eml missing"
 	[ ! -e "$MNT/INBOX/$gone.eml" ] || fail "expunged $gone.eml still shown"
-	getfattr --only-values -n user.imap.flags "$MNT/INBOX/$flagged.eml" \
-		2>/dev/null | grep -q 'Flagged' ||
+	has_flag INBOX "$flagged.eml" Flagged ||
 		fail "flags of $flagged.eml not updated"
 	[ "$(ls "$MNT/INBOX" | wc -l)" = "$(ic count INBOX)" ] ||
 		fail "INBOX shows $(ls "$MNT/INBOX" | wc -l), server has $(ic count INBOX)"
@@ -283,8 +315,7 @@ check_no_change_wire()
 	local mark fetches plain=
 	# Without CONDSTORE flag changes can only be found by fetching all
 	# flags (RFC 3501 has nothing cheaper); the listing must still hold.
-	[ -n "${CACHE_TEST_CAPS:-}" ] && ! grep -q CONDSTORE <<<"$CACHE_TEST_CAPS" &&
-		plain=1
+	has_cap CONDSTORE || plain=1
 	mark=$(log_mark)
 	ls -l "$MNT/Big" >"$WORK/big.ls" || fail "ls Big"
 	[ "$(grep -c '\.eml$' "$WORK/big.ls")" = 1500 ] ||
@@ -307,8 +338,7 @@ check_no_change_wire()
 check_walk_checks_at_once()
 {
 	local mark statuses after
-	[ -n "${CACHE_TEST_CAPS:-}" ] && ! grep -q CONDSTORE <<<"$CACHE_TEST_CAPS" &&
-		return 0 # without HIGHESTMODSEQ STATUS cannot tell
+	has_cap CONDSTORE || return 0 # without HIGHESTMODSEQ STATUS cannot tell
 	umount_fg
 	mount_fg -o dir_cache_timeout=600 || return
 	mark=$(log_mark)
@@ -355,21 +385,24 @@ check_uidvalidity_change()
 		fail "stale bytes after UIDVALIDITY change: $(head -c 200 "$MNT/Recreated/1.eml" | oneline)"
 }
 
+# arrives MAILBOX SUBJECT SECS: another client appends a message, which
+# must show (listed and there) within SECS; with dir_cache_timeout=600
+# only a watcher's IDLE can explain that.
+arrives()
+{
+	local new
+	new=$(append "$1" "$2") || { fail "append to $1"; return 1; }
+	wait_for "$3" shown "$1" "$new.eml" || {
+		fail "new $new.eml in $1 not listed within $3 s (dir_cache_timeout=600)"
+		return 1
+	}
+}
+
 check_idle()
 {
-	local new i seen=
 	ls "$MNT/INBOX" >/dev/null
 	sleep 1 # the watcher's IDLE is up
-	new=$(append INBOX "idle-arrival")
-	for i in $(seq 1 20); do
-		if [ -e "$MNT/INBOX/$new.eml" ] &&
-			ls "$MNT/INBOX" | grep -qx "$new.eml"; then
-			seen=1
-			break
-		fi
-		sleep 0.1
-	done
-	[ -n "$seen" ] || fail "new message not listed within 2 s (dir_cache_timeout=600)"
+	arrives INBOX "idle-arrival" 2
 }
 
 # With dir_cache_timeout=600 only the IDLE watcher can explain a change
@@ -381,15 +414,13 @@ check_idle_expunge_flags()
 	gone=$(sed -n 1p <<<"$uids")
 	flag=$(sed -n 2p <<<"$uids")
 	listed INBOX "$gone.eml" || { fail "$gone.eml not listed to begin with"; return; }
-	getfattr --only-values -n user.imap.flags "$MNT/INBOX/$flag.eml" \
-		2>/dev/null | grep -q 'IdleMark' && fail "$flag.eml flagged already"
+	has_flag INBOX "$flag.eml" IdleMark && fail "$flag.eml flagged already"
 	ic mark-deleted INBOX "$gone" >/dev/null && ic expunge INBOX >/dev/null ||
 		fail "expunge"
 	wait_for 3 unlisted INBOX "$gone.eml" ||
 		fail "$gone.eml still there 3 s after another client expunged it"
 	ic store INBOX "$flag" '$IdleMark' >/dev/null || fail "store"
-	wait_for 3 eval "getfattr --only-values -n user.imap.flags \
-		'$MNT/INBOX/$flag.eml' 2>/dev/null | grep -q IdleMark" ||
+	wait_for 3 has_flag INBOX "$flag.eml" IdleMark ||
 		fail "$flag.eml flags not updated 3 s after another client set them"
 }
 
@@ -407,11 +438,8 @@ watch_by_listing()
 # The second watcher follows the mailbox most recently listed.
 check_idle_last_listed()
 {
-	local new
 	watch_by_listing Recreated && watch_by_listing Moves || return
-	new=$(append Moves "idle-moves")
-	wait_for 3 listed Moves "$new.eml" ||
-		fail "new $new.eml in Moves not listed within 3 s (dir_cache_timeout=600)"
+	arrives Moves "idle-moves" 3
 }
 
 # SIGHUP drops cached listings: a change in a mailbox no watcher looks at
@@ -463,7 +491,7 @@ check_rm_mv_exact()
 	[ "$(ic count Moves)" = $((count + 1)) ] ||
 		fail "Moves has $(ic count Moves) messages, want $((count + 1))"
 	# Without UIDPLUS there is no COPYUID to learn the new UID from.
-	if [ -z "${CACHE_TEST_CAPS:-}" ] || grep -q UIDPLUS <<<"$CACHE_TEST_CAPS"; then
+	if has_cap UIDPLUS; then
 		grep -q "mv-target body" "$MNT/Moves/$c.eml" ||
 			fail "Moves/$c.eml does not resolve to the moved message right after mv"
 	fi
@@ -508,7 +536,7 @@ check_server_gone()
 	uncached=$(append Big "never-read").eml
 	sleep 1.2
 	[ -e "$MNT/Big/$uncached" ] || fail "new $uncached not listed"
-	stop_imap_server "$DOVE"
+	stop_imap_server "$SERVER_DIR"
 	sleep 1.5
 	[ "$(ls "$MNT/INBOX" | wc -l)" -gt 0 ] || fail "cached INBOX not listed"
 	cat "$MNT/INBOX/$cached" >/dev/null || fail "cached body not readable"
@@ -536,7 +564,7 @@ expect_fail_io()
 }
 
 write_mt_py "$WORK/mt.py"
-start_dovecot || { echo "FAIL - dovecot: $SERVER_ERROR"; exit 1; }
+start_server || { echo "FAIL - $IMAP_SERVER: $SERVER_ERROR"; exit 1; }
 
 run_check "seed the server" check_seed
 run_check "first mount mirrors the server and writes the cache" check_first_mount
