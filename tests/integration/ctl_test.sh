@@ -1,6 +1,6 @@
 #!/bin/bash
 # ctl_test.sh - `imapfs status` and `imapfs prefetch` against a real Dovecot
-# and real mounts: status names every mailbox with the server's message
+# (or Cyrus, with IMAP_SERVER=cyrus) and real mounts: status names every mailbox with the server's message
 # counts, when and how each was last synced, follows the body cache, and
 # tells connected from reconnecting, unreachable and offline; prefetch
 # caches every body of a folder tree (readable with the server gone, byte
@@ -12,7 +12,7 @@
 #   ctl_test.sh BUILDDIR SOURCEDIR
 #
 # Prints "ok - NAME" / "FAIL - NAME: details", then "N passed, M failed";
-# exits 77 where it cannot run (not root, no /dev/fuse or dovecot).
+# exits 77 where it cannot run (not root, no /dev/fuse, no server).
 # shellcheck source-path=SCRIPTDIR
 set -u
 
@@ -21,15 +21,15 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/mount_lib.sh"
 mount_test_init ctl "$@"
 require_fuse "FUSE mounts, Dovecot"
-require_tools dovecot
+select_imap_server
 command -v getfattr >/dev/null || skip "getfattr (attr) is not installed"
 require_imapfs
 require_faultproxy
 
 make_workdir
-DOVE=$WORK/dovecot
+SERVER_DIR=$WORK/server
 ENVF=$WORK/server.env
-MNT=$WORK/mnt   # the main mount, straight to Dovecot
+MNT=$WORK/mnt   # the main mount, straight to the server
 SLOW=$WORK/slow # through faultproxy, with latency
 TINY=$WORK/tiny # cache_size far below the Slow folder
 VIA=$WORK/via   # through faultproxy, to cut and refuse connections
@@ -53,6 +53,16 @@ teardown()
 }
 
 srv() { t python3 "$WORK/srv.py" "$HARNESS" "$ENVF" "$@"; }
+
+# mount_lib.sh's ic, with the mailbox (first argument) written with '/' as
+# on the mount and translated to the server's delimiter (Cyrus: '.').
+ic()
+{
+	local cmd=$1
+	shift
+	[ $# -ge 1 ] && set -- "${1//\//$S_DELIMITER}" "${@:2}"
+	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$cmd" "$@"
+}
 imapfs() { t "$IMAPFS" "$@"; }
 
 # srv.py - the server's side of the checks, through imaplib.
@@ -67,6 +77,8 @@ write_srv_py()
   check-status FILE      FILE (imapfs status --json) lists exactly the
                          selectable mailboxes with the server's counts
   check-cached FILE MBOX...  in FILE every MBOX has all bodies cached
+Mailbox names are written with "/", whatever the server's delimiter;
+imapfs status names them as the server does (Cyrus: "Archive.2023").
 """
 import json
 import os
@@ -77,26 +89,34 @@ sys.path.insert(0, sys.argv[1])
 import imapcheck as ic  # noqa: E402
 
 
+# The server's hierarchy delimiter (Cyrus's harness: ".").
+DELIM = "/"
+
+
 def connect(envfile):
     e = ic.read_env(envfile)
     return ic.connect(e["HOST"], e["PORT"], e["USER"], e["PASSWORD"],
                       e["CA_FILE"], "plain")
 
 
+def wire(mbox):
+    return mbox.replace("/", DELIM)
+
+
 def selectable(conn):
-    return sorted(n for n, a in ic.list_with_attrs(conn)
+    return sorted(n.replace(DELIM, "/") for n, a in ic.list_with_attrs(conn)
                   if "\\noselect" not in a.lower()
                   and "\\nonexistent" not in a.lower())
 
 
 def uids(conn, mbox):
-    ic.select(conn, mbox)
+    ic.select(conn, wire(mbox))
     return ic.search_uids(conn, "ALL")
 
 
 def seed(conn, slow_count):
     for mbox in ["Archive", "Archive/2023", "Slow", "Empty"]:
-        ic.ok(conn.create(ic.wire_mailbox(mbox)), "CREATE " + mbox)
+        ic.ok(conn.create(ic.wire_mailbox(wire(mbox))), "CREATE " + mbox)
     plan = [("INBOX", 12, 2000), ("Archive", 20, 5000),
             ("Archive/2023", 15, 30000), ("Slow", int(slow_count), 3000)]
     for mbox, n, size in plan:
@@ -105,7 +125,7 @@ def seed(conn, slow_count):
             msg = ("From: a@example.org\r\nSubject: %s %d\r\n"
                    "Message-ID: <%s-%d@ctl-test>\r\n\r\n%s\r\n"
                    % (mbox, i, mbox.replace("/", "-"), i, text)).encode()
-            ic.append(conn, mbox, msg, None, 1600000000 + i)
+            ic.append(conn, wire(mbox), msg, None, 1600000000 + i)
 
 
 def dump(conn, top):
@@ -121,7 +141,7 @@ def dump(conn, top):
 
 def seen(conn):
     for mbox in selectable(conn):
-        ic.select(conn, mbox)
+        ic.select(conn, wire(mbox))
         for uid in ic.search_uids(conn, "SEEN"):
             print(mbox, uid)
 
@@ -136,12 +156,12 @@ def check_status(conn, path):
     st, shown = status_mailboxes(path)
     problems = []
     server = selectable(conn)
-    if sorted(shown) != server:
+    if sorted(shown) != sorted(wire(m) for m in server):
         problems.append("status lists %s, the server has %s"
                         % (sorted(shown), server))
     for mbox in server:
         n = len(uids(conn, mbox))
-        m = shown.get(mbox, {})
+        m = shown.get(wire(mbox), {})
         if m.get("messages") != n:
             problems.append("%s: status says %s messages, server %d"
                             % (mbox, m.get("messages"), n))
@@ -157,8 +177,10 @@ def check_cached(path, mboxes):
     _, shown = status_mailboxes(path)
     problems = []
     for mbox in mboxes:
-        m = shown.get(mbox, {})
-        if m.get("bodies_cached") != m.get("messages"):
+        m = shown.get(wire(mbox))
+        if m is None:
+            problems.append("%s not in the status" % mbox)
+        elif m.get("bodies_cached") != m.get("messages"):
             problems.append("%s: %s of %s bodies cached"
                             % (mbox, m.get("bodies_cached"),
                                m.get("messages")))
@@ -167,7 +189,9 @@ def check_cached(path, mboxes):
 
 
 def main():
+    global DELIM
     envfile, cmd, args = sys.argv[2], sys.argv[3], sys.argv[4:]
+    DELIM = ic.read_env(envfile).get("DELIMITER") or "/"
     if cmd == "check-cached":
         return check_cached(args[0], args[1:])
     conn = connect(envfile)
@@ -191,9 +215,9 @@ if __name__ == "__main__":
 PYEOF
 }
 
-start_dovecot()
+start_server()
 {
-	start_imap_server "$DOVE" "$ENVF" || return 1
+	start_imap_server "$SERVER_DIR" "$ENVF" || return 1
 	write_password "$WORK/password"
 }
 
@@ -238,6 +262,10 @@ j = json.load(open(sys.argv[1]))
 print(*[m.get(sys.argv[3]) for m in j["mailboxes"] if m["name"] == sys.argv[2]])' "$@"
 }
 
+# A mailbox ('/'-separated, as on the mount) as imapfs status names it: as
+# the server does, with its delimiter.
+sname() { printf '%s' "${1//\//$S_DELIMITER}"; }
+
 # "N fetched now" and "N were cached already" of a prefetch summary.
 fetched_now() { sed -n 's/.* \([0-9][0-9]*\) fetched now.*/\1/p' "$1" | tail -1; }
 cached_before() { sed -n 's/.* \([0-9][0-9]*\) were cached already.*/\1/p' "$1" | tail -1; }
@@ -256,7 +284,7 @@ check_setup()
 
 check_status_counts()
 {
-	local m t0 t1 at when
+	local m n t0 t1 at when
 	# Listing each folder is what loads it; then counts must be exact.
 	t0=$(date +%s)
 	for m in INBOX Archive Archive/2023 Slow Empty; do
@@ -279,24 +307,26 @@ check_status_counts()
 	imapfs status "$MNT" >"$WORK/table" 2>"$WORK/status.err" ||
 		fail "status: $(oneline <"$WORK/status.err")"
 	for m in INBOX Archive Archive/2023 Slow Empty; do
-		grep -qE "^$m +$(ic count "$m") " "$WORK/table" ||
-			fail "table has no line '$m $(ic count "$m")': $(oneline <"$WORK/table")"
+		n=$(sname "$m")
+		grep -qE "^${n//./\\.} +$(ic count "$m") " "$WORK/table" ||
+			fail "table has no line '$n $(ic count "$m")': $(oneline <"$WORK/table")"
 	done
 	# Last sync per mailbox: this session's first look at each, so a full
 	# UID FETCH, between the first ls and the status; the table shows the
 	# same time (local) and how.
 	for m in INBOX Archive Archive/2023 Slow Empty; do
-		at=$(mbox_field "$WORK/st1.json" "$m" synced_at)
-		[ "$(mbox_field "$WORK/st1.json" "$m" sync)" = full ] ||
-			fail "$m: last sync by '$(mbox_field "$WORK/st1.json" "$m" sync)', not full"
+		n=$(sname "$m")
+		at=$(mbox_field "$WORK/st1.json" "$n" synced_at)
+		[ "$(mbox_field "$WORK/st1.json" "$n" sync)" = full ] ||
+			fail "$m: last sync by '$(mbox_field "$WORK/st1.json" "$n" sync)', not full"
 		case $at in
 		'' | *[!0-9]*) fail "$m: synced_at '$at'"; continue ;;
 		esac
 		[ "$at" -ge "$t0" ] && [ "$at" -le "$t1" ] ||
 			fail "$m: synced_at $at outside $t0..$t1"
 		when=$(date -d "@$at" '+%Y-%m-%d %H:%M:%S')
-		grep -qE "^$m +[0-9]+ +[0-9]+  $when  full " "$WORK/table" ||
-			fail "table has no '$m ... $when  full': $(grep "^$m " "$WORK/table" | oneline)"
+		grep -qE "^${n//./\\.} +[0-9]+ +[0-9]+  $when  full " "$WORK/table" ||
+			fail "table has no '$n ... $when  full': $(grep -F "$n " "$WORK/table" | oneline)"
 	done
 	grep -q "^Account: *$S_USER@$S_CERT_NAME:$S_TLS_PORT" "$WORK/table" ||
 		fail "no account line: $(head -3 "$WORK/table" | oneline)"
@@ -617,7 +647,7 @@ check_not_imapfs()
 check_server_gone()
 {
 	local f rel bad=0
-	stop_imap_server "$DOVE"
+	stop_imap_server "$SERVER_DIR"
 	while IFS= read -r f; do
 		rel=${f#"$REF"/}
 		if ! t cmp -s "$f" "$MNT/$rel"; then
@@ -631,7 +661,7 @@ check_server_gone()
 }
 
 write_srv_py "$WORK/srv.py"
-start_dovecot || { echo "FAIL - dovecot: $SERVER_ERROR"; exit 1; }
+start_server || { echo "FAIL - $IMAP_SERVER: $SERVER_ERROR"; exit 1; }
 
 run_check "seed, mount, proxy" check_setup
 run_check "status lists every mailbox with the server's counts" check_status_counts
