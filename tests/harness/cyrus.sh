@@ -4,12 +4,17 @@
 # logs, sockets); the counterpart of dovecot.sh for tests that must also
 # pass against Cyrus.
 #
-#   cyrus.sh start DIR [--quota-kb N] [--delimiter . | /] [--watch-pid PID]
+#   cyrus.sh start DIR [--quota-kb N] [--delimiter . | /]
+#                      [--suppress-capabilities "..."] [--watch-pid PID]
 #       Creates DIR, starts Cyrus's master and prints KEY=value lines:
 #       DIR HOST PORT TLS_PORT USER PASSWORD CA_FILE OTHER_CA_FILE CERT_NAME
 #       DELIMITER. The user's INBOX exists at once (with a STORAGE quota of
 #       N KiB if asked); other mailboxes are top level (altnamespace) and
 #       the hierarchy delimiter is '.' (unixhierarchysep: no) by default.
+#       --suppress-capabilities: these (space-separated, e.g. "MOVE") are
+#       left out of every CAPABILITY list (imapd.conf's option of that
+#       name). Unlike dovecot.sh --capability, which gives the whole list,
+#       this names what to take away; Cyrus only stops advertising them.
 #       --watch-pid: when process PID dies, stop the server and delete DIR.
 #   cyrus.sh stop DIR
 #       Stops that server and waits until none of its processes remain.
@@ -32,7 +37,7 @@ CYRUS_LIB=$CYRUS_ROOT/usr/lib/x86_64-linux-gnu
 
 usage()
 {
-	sed -n '7,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '7,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -83,6 +88,8 @@ umask: 077
 tls_server_cert: $dir/certs/server.pem
 tls_server_key: $dir/certs/server.key
 EOF
+	[ -z "$SUPPRESS_CAPS" ] ||
+		echo "suppress_capabilities: $SUPPRESS_CAPS" >>"$dir/imapd.conf"
 	[ -n "$QUOTA_KB" ] || sed -i '/^autocreate_quota/s/-1/0/' \
 		"$dir/imapd.conf"
 	cat >"$dir/cyrus.conf" <<EOF
@@ -197,6 +204,7 @@ shift 2
 QUOTA_KB=
 DELIM=.
 WATCH_PID=
+SUPPRESS_CAPS=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quota-kb)
@@ -208,6 +216,12 @@ while [ $# -gt 0 ]; do
 	--delimiter)
 		DELIM=${2?}
 		[ "$DELIM" = . ] || [ "$DELIM" = / ] || die "bad --delimiter"
+		shift 2
+		;;
+	--suppress-capabilities)
+		SUPPRESS_CAPS=${2?}
+		[[ $SUPPRESS_CAPS =~ ^[A-Za-z0-9=+\ -]*$ ]] ||
+			die "bad --suppress-capabilities"
 		shift 2
 		;;
 	--watch-pid)
