@@ -53,6 +53,7 @@ FT_SEED=${FT_SEED:-$RANDOM$RANDOM}
 FT_DELAY_MS=${FT_DELAY_MS:-15}
 PROXY_PID=
 STALL_PID=
+DROP_PID=
 CUTTER_PID=
 
 stop_cutter()
@@ -893,6 +894,49 @@ stop_side_proxy()
 	wait "$SIDE_PID" 2>/dev/null
 }
 
+# mount_via_dropproxy NAME MNT PORT USER PASSWORD_FILE [dropproxy.py
+# options...] [-- imapfs options...]: starts tests/harness/dropproxy.py to
+# 127.0.0.1:PORT (plain IMAP; its output in WORK/NAME.out and NAME.err)
+# and mounts MNT through it with timeout=5, so that the daemon soon gives
+# up on the answer the proxy swallows. Sets DROP_PID; on failure says why
+# and stops the proxy.
+mount_via_dropproxy()
+{
+	local name=$1 mnt=$2 port=$3 user=$4 pwfile=$5 line i opts=()
+	shift 5
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		opts+=("$1")
+		shift
+	done
+	[ $# -gt 0 ] && shift
+	python3 "$HARNESS/dropproxy.py" --target "127.0.0.1:$port" \
+		--max-seconds 300 "${opts[@]}" >"$WORK/$name.out" \
+		2>"$WORK/$name.err" &
+	DROP_PID=$!
+	BG_PIDS+=("$DROP_PID")
+	for i in $(seq 1 50); do
+		line=$(head -n 1 "$WORK/$name.out")
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	if [ -z "$line" ]; then
+		fail "dropproxy.py did not start: $(oneline <"$WORK/$name.err")"
+	elif mount_imapfs "$mnt" "imap://$user@localhost:${line#PORT=}/" \
+		-o allow_plaintext -o "password_file=$pwfile" -o timeout=5 "$@"; then
+		return 0
+	else
+		fail "mount through dropproxy.py: $MOUNT_ERROR"
+	fi
+	stop_dropproxy
+	return 1
+}
+
+stop_dropproxy()
+{
+	kill -TERM "$DROP_PID" 2>/dev/null
+	wait "$DROP_PID" 2>/dev/null
+}
+
 # The capabilities of the server without MOVE (FT_NOMOVE_CAPS: e.g. also
 # without UIDPLUS).
 NOMOVE_CAPS=${FT_NOMOVE_CAPS:-IMAP4rev1 LITERAL+ UIDPLUS ENABLE IDLE ESEARCH CONDSTORE QRESYNC}
@@ -957,24 +1001,9 @@ nomove_under_cuts()
 # connection must find the copy and expunge the original: once, in Work.
 nomove_cut_before_expunge()
 {
-	local mnt=$WORK/mnt-nomove-drop pid line i uid id mvpid places
-	python3 "$HARNESS/dropproxy.py" --target "127.0.0.1:$pport" \
-		--drop '^\S+ (UID )?EXPUNGE' --max-seconds 300 \
-		>"$WORK/nmdrop.out" 2>"$WORK/nmdrop.err" &
-	pid=$!
-	BG_PIDS+=("$pid")
-	for i in $(seq 1 50); do
-		line=$(head -n 1 "$WORK/nmdrop.out")
-		[ -n "$line" ] && break
-		sleep 0.1
-	done
-	if ! mount_imapfs "$mnt" "imap://$user@localhost:${line#PORT=}/" \
-		-o allow_plaintext -o "password_file=$WORK/nomove.password" \
-		-o timeout=5; then
-		fail "mount through dropproxy.py: $MOUNT_ERROR"
-		kill -TERM "$pid" 2>/dev/null
-		return
-	fi
+	local mnt=$WORK/mnt-nomove-drop i uid id mvpid places
+	mount_via_dropproxy nmdrop "$mnt" "$pport" "$user" \
+		"$WORK/nomove.password" --drop '^\S+ (UID )?EXPUNGE' || return
 	ft where >"$WORK/where.before"
 	uid=$(awk -F'\t' '$2 == "INBOX" && $4 == 0 { print $3; exit }' \
 		"$WORK/where.before")
@@ -987,7 +1016,7 @@ nomove_cut_before_expunge()
 		sleep 0.1
 	done
 	grep -q DROPPED "$WORK/nmdrop.out" || fail "the proxy saw no UID EXPUNGE"
-	kill -USR1 "$pid"
+	kill -USR1 "$DROP_PID"
 	wait "$mvpid" || fail "mv failed: $(oneline <"$WORK/nmdrop.mv")"
 	# Counted with copies flagged \Deleted: the original must be gone.
 	places=$(ft where | awk -F'\t' -v i="$id" '$1 == i {
@@ -995,8 +1024,7 @@ nomove_cut_before_expunge()
 	[ "$places" = Work ] || fail "$id (cut before its EXPUNGE) is in" \
 		"[$(oneline <<<"$places")], want [Work]"
 	unmount_imapfs "$mnt"
-	kill -TERM "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	stop_dropproxy
 }
 
 # -o reconnect=no: a read cut mid-body (this proxy cuts each connection
@@ -1107,23 +1135,9 @@ check_added_before_local_insert()
 # the listing was refreshed (and holds that copy) in between.
 check_lost_append_answer()
 {
-	local mnt=$WORK/mnt-drop pid line port i n
-	python3 "$HARNESS/dropproxy.py" --target "127.0.0.1:$S_PORT" \
-		--max-seconds 300 >"$WORK/drop.out" 2>"$WORK/drop.err" &
-	pid=$!
-	for i in $(seq 1 50); do
-		line=$(head -n 1 "$WORK/drop.out")
-		[ -n "$line" ] && break
-		sleep 0.1
-	done
-	port=${line#PORT=}
-	if ! mount_imapfs "$mnt" "imap://$S_USER@localhost:$port/" \
-		-o allow_plaintext -o "password_file=$WORK/password" \
-		-o dir_cache_timeout=1 -o timeout=5; then
-		fail "$MOUNT_ERROR"
-		kill -TERM "$pid" 2>/dev/null
-		return
-	fi
+	local mnt=$WORK/mnt-drop n
+	mount_via_dropproxy drop "$mnt" "$S_PORT" "$S_USER" \
+		"$WORK/password" -- -o dir_cache_timeout=1 || return
 	names_in "$mnt/INBOX" >/dev/null
 	ft make ft-lost-answer "$WORK/ft-lost-answer.eml" || fail "ft.py make"
 	if t cp "$WORK/ft-lost-answer.eml" "$mnt/INBOX/" 2>"$WORK/drop.cp"; then
@@ -1131,7 +1145,7 @@ check_lost_append_answer()
 	fi
 	n=$(server_places | grep -c '^ft-lost-answer	INBOX$')
 	[ "$n" -eq 1 ] || fail "after the lost answer the server has $n copies"
-	kill -USR1 "$pid"
+	kill -USR1 "$DROP_PID"
 	sleep 2
 	# A lookup refreshes the listing, which now holds the arrived copy.
 	stat "$mnt/INBOX/no-such-message.eml" >/dev/null 2>&1
@@ -1142,8 +1156,7 @@ check_lost_append_answer()
 	names_in "$mnt/INBOX" | grep -q '^ft-lost-answer.eml$\|^[0-9]*\.eml$' ||
 		fail "nothing listed in INBOX"
 	unmount_imapfs "$mnt"
-	kill -TERM "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	stop_dropproxy
 }
 
 # A move whose command never reached the server (the proxy drops UID MOVE
@@ -1152,24 +1165,9 @@ check_lost_append_answer()
 # take that one for the moved copy and expunge the original.
 check_move_lookalike()
 {
-	local mnt=$WORK/mnt-twin pid line port i uid id twin mvpid places
-	python3 "$HARNESS/dropproxy.py" --target "127.0.0.1:$S_PORT" \
-		--drop '^\S+ UID MOVE ' --max-seconds 300 >"$WORK/twin.out" \
-		2>"$WORK/twin.err" &
-	pid=$!
-	for i in $(seq 1 50); do
-		line=$(head -n 1 "$WORK/twin.out")
-		[ -n "$line" ] && break
-		sleep 0.1
-	done
-	port=${line#PORT=}
-	if ! mount_imapfs "$mnt" "imap://$S_USER@localhost:$port/" \
-		-o allow_plaintext -o "password_file=$WORK/password" \
-		-o timeout=5; then
-		fail "$MOUNT_ERROR"
-		kill -TERM "$pid" 2>/dev/null
-		return
-	fi
+	local mnt=$WORK/mnt-twin i uid id twin mvpid places
+	mount_via_dropproxy twin "$mnt" "$S_PORT" "$S_USER" \
+		"$WORK/password" --drop '^\S+ UID MOVE ' || return
 	ft where >"$WORK/where.before"
 	uid=$(awk -F'\t' '$2 == "INBOX" && $4 == 0 { print $3; exit }' \
 		"$WORK/where.before")
@@ -1183,7 +1181,7 @@ check_move_lookalike()
 	done
 	grep -q DROPPED "$WORK/twin.out" || fail "the proxy saw no UID MOVE"
 	twin=$(ft lookalike INBOX "$uid" Archive) || fail "ft.py lookalike"
-	kill -USR1 "$pid"
+	kill -USR1 "$DROP_PID"
 	wait "$mvpid" || fail "mv failed: $(oneline <"$WORK/twin.mv")"
 	places=$(server_places)
 	[ "$(grep -c "^$id	" <<<"$places")" -eq 1 ] ||
@@ -1193,8 +1191,7 @@ check_move_lookalike()
 	grep -q "^$twin	Archive$" <<<"$places" ||
 		fail "the other client's $twin is gone from Archive"
 	unmount_imapfs "$mnt"
-	kill -TERM "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	stop_dropproxy
 }
 
 # A server that stops answering mid-response (every connection stalls
