@@ -3,13 +3,15 @@
 # die: a throwaway Dovecot is mounted through tests/tools/faultproxy while a
 # background loop cuts every connection every 0.3-0.7 s (SIGUSR1), and
 # ordinary tools (grep, rsync, cat, cp, mv, rm, mkdir, rmdir) work through
-# the mount; also with a second Dovecot that lacks MOVE, and with
+# the mount; also with a second server that lacks MOVE, and with
 # -o reconnect=no. What the server really holds is checked with an
-# independent client (imaplib, straight to Dovecot), messages identified by
-# their Message-ID.
+# independent client (imaplib, straight to the server), messages identified
+# by their Message-ID.
 #
 #   fault_test.sh BUILDDIR SOURCEDIR
 #
+# IMAP_SERVER=cyrus runs the same checks against Cyrus (tests/harness/
+# cyrus.sh, '.' as the hierarchy delimiter) instead of Dovecot.
 # Prints "ok - NAME" or "FAIL - NAME: details", and ends with "N passed,
 # M failed".
 # Exit 0 if nothing failed, 1 if something did, 77 if it cannot run here.
@@ -21,7 +23,8 @@
 # FT_ONLY: see main.
 # FT_DEBUG=1 runs the daemon under test in the foreground with -o debug_imap
 # (log in WORK/imapfs.log) and keeps WORK. Dovecot logs every save, copy
-# and expunge with its Message-ID (mail_log) in WORK/dovecot/dovecot.log.
+# and expunge with its Message-ID (mail_log) in WORK/dovecot/dovecot.log
+# (Cyrus logs only to syslog, so with it the stress prints no history).
 #
 # SC2016: single-quoted strings given to eval are meant to expand there.
 # shellcheck disable=SC2016
@@ -34,7 +37,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/mount_lib.sh"
 mount_test_init fault "$@"
 require_fuse "FUSE mounts, Dovecot"
-require_tools dovecot
+select_imap_server
 require_imapfs
 require_faultproxy
 require_tools python3 rsync timeout cmp grep
@@ -104,7 +107,7 @@ unexpected_problems()
 write_ft_py()
 {
 	cat >"$1" <<'PYEOF'
-"""ft.py - server-side tool of fault_test.sh (imaplib, straight to Dovecot).
+"""ft.py - server-side tool of fault_test.sh (imaplib, straight to the server).
 
   ft.py ENV seed OUTDIR      folders Work and Archive, 60 messages (some
                              ~1 MB); OUTDIR/needles lists paths with NEEDLE
@@ -766,10 +769,11 @@ check_rm()
 
 # --- folders under cuts --------------------------------------------------
 
-# The server's folders, one per line, sorted.
+# The server's folders, one per line, sorted, with '/' between levels
+# whatever the server's delimiter ('.' on Cyrus).
 server_folders()
 {
-	ic list | LC_ALL=C sort
+	ic list | tr "$S_DELIMITER" / | LC_ALL=C sort
 }
 
 # Folder lists (newline-separated, sorted) as a folder operation leaves
@@ -937,19 +941,30 @@ stop_dropproxy()
 	wait "$DROP_PID" 2>/dev/null
 }
 
-# The capabilities of the server without MOVE (FT_NOMOVE_CAPS: e.g. also
-# without UIDPLUS).
-NOMOVE_CAPS=${FT_NOMOVE_CAPS:-IMAP4rev1 LITERAL+ UIDPLUS ENABLE IDLE ESEARCH CONDSTORE QRESYNC}
+# The server without MOVE. Dovecot is given its whole capability list
+# (FT_NOMOVE_CAPS: e.g. also without UIDPLUS). Cyrus cannot be: it is told
+# which capabilities to leave out (FT_NOMOVE_SUPPRESS, e.g. "MOVE
+# UIDPLUS"); it still accepts a MOVE command, but the daemon only goes by
+# what is advertised, and check_move_without_move's dropproxy sees which
+# commands it sends.
+case $IMAP_SERVER in
+dovecot)
+	NOMOVE_OPTS=(--capability "${FT_NOMOVE_CAPS:-IMAP4rev1 LITERAL+ UIDPLUS ENABLE IDLE ESEARCH CONDSTORE QRESYNC}")
+	;;
+cyrus)
+	NOMOVE_OPTS=(--suppress-capabilities "${FT_NOMOVE_SUPPRESS:-MOVE}")
+	;;
+esac
 
 # Without MOVE, mv is a COPY and then the expunge of the original once the
 # copy is confirmed; cut in between, the check on the new connection must
-# finish the move, not copy again. A second Dovecot that does not offer
+# finish the move, not copy again. A second server that does not offer
 # MOVE: mv under cuts, and mv with the cut at the worst moment.
 check_move_without_move()
 {
 	local dir=$WORK/dovecot-nomove ENVF=$WORK/nomove.env user ca port pport
-	if ! start_imap_server "$dir" "$ENVF" --capability "$NOMOVE_CAPS"; then
-		fail "Dovecot without MOVE did not start: $SERVER_ERROR"
+	if ! start_imap_server "$dir" "$ENVF" "${NOMOVE_OPTS[@]}"; then
+		fail "$IMAP_SERVER without MOVE did not start: $SERVER_ERROR"
 		return
 	fi
 	user=$S_USER
@@ -1255,7 +1270,7 @@ check_stress()
 	mkdir -p "$WORK/stress"
 	echo "# stress: $FT_OPS operations, seed $FT_SEED (FT_SEED=...)"
 	start_cutter
-	STRESS_OUT=$(FT_DOVECOT_LOG=$DOVE/dovecot.log \
+	STRESS_OUT=$(FT_DOVECOT_LOG=$DOVECOT_LOG \
 		MT_TIMEOUT=$((FT_OPS * 10 + 120)) ft stress "$MNT" \
 		"$WORK/stress" "$FT_OPS" "$FT_SEED" 2>&1)
 	stop_cutter
@@ -1313,17 +1328,30 @@ fi
 
 write_mt_py "$WORK/mt.py"
 write_ft_py "$WORK/ft.py"
-cat >"$WORK/extra.conf" <<'EOF'
+# For the stress's history of a troubled message: Dovecot's mail_log. Cyrus
+# has no counterpart outside syslog (auditlog), which a test cannot count on.
+SERVER_OPTS=()
+DOVECOT_LOG=
+if [ "$IMAP_SERVER" = dovecot ]; then
+	cat >"$WORK/extra.conf" <<'EOF'
 mail_plugins = $mail_plugins mail_log notify
 plugin {
   mail_log_events = delete undelete expunge copy save mailbox_delete
   mail_log_fields = uid box msgid
 }
 EOF
-if ! start_imap_server "$DOVE" "$ENVF" --extra-conf "$WORK/extra.conf"; then
-	echo "Bail out! dovecot did not start: $SERVER_ERROR"
+	SERVER_OPTS=(--extra-conf "$WORK/extra.conf")
+	DOVECOT_LOG=$DOVE/dovecot.log
+fi
+start_imap_server "$DOVE" "$ENVF" "${SERVER_OPTS[@]}"
+rc=$?
+if [ $rc -eq 77 ]; then
+	skip "$SERVER_ERROR"
+elif [ $rc -ne 0 ]; then
+	echo "Bail out! $IMAP_SERVER did not start: $SERVER_ERROR"
 	exit 1
 fi
+echo "# server: $IMAP_SERVER, delimiter '$S_DELIMITER'"
 write_password "$WORK/password"
 
 run_check "seed the server" check_seed
