@@ -12,6 +12,7 @@
 #
 # IMAP_SERVER=cyrus runs the same checks against Cyrus (tests/harness/
 # cyrus.sh, '.' as the hierarchy delimiter) instead of Dovecot.
+#
 # Prints "ok - NAME" or "FAIL - NAME: details", and ends with "N passed,
 # M failed".
 # Exit 0 if nothing failed, 1 if something did, 77 if it cannot run here.
