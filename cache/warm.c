@@ -1015,6 +1015,8 @@ warm_status_json(MailStore *s, guint first, gsize max_bytes)
 	json_str_field(o, "account", ctl->account);
 	g_mutex_unlock(&ctl->lock);
 	json_u64(o, "pid", (guint64)getpid());
+	/* For showing mailbox names as the mount's paths ("" when flat). */
+	json_str_field(o, "delimiter", (char[2]){store_delimiter(s), '\0'});
 	connection_json(o, s);
 	cache_json(o, s);
 	jobs_json(o, s);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cache/warm.h"
+#include "fs/path.h"
 #include "ctl_client.h"
 
 #define XA_STATUS   "user.imapfs.status"
@@ -622,8 +623,24 @@ read_status(const char *path)
 	return all;
 }
 
+/* A mailbox as the mount shows it ("Archive/2023", not the server's
+ * "Archive.2023"); the server's name when no directory can show it. */
+static char *
+mount_name(const char *mailbox, const JNode *status)
+{
+	const char *d = jstr(status, "delimiter");
+	char *path = NULL;
+
+	if (mailbox == NULL)
+		return g_strdup("?");
+	if (d == NULL || fs_path_from_mailbox(mailbox, d[0], &path) != 0)
+		return g_strdup(mailbox);
+	memmove(path, path + 1, strlen(path)); /* no leading '/' */
+	return path;
+}
+
 static void
-print_connection(GString *o, const JNode *c)
+print_connection(GString *o, const JNode *c, const JNode *status)
 {
 	const char *state = jstr(c, "state");
 	const JNode *w = jget(c, "watchers");
@@ -651,8 +668,10 @@ print_connection(GString *o, const JNode *c)
 
 		if (i > 0)
 			g_string_append(o, "; ");
-		if (mbox != NULL)
-			g_string_append_printf(o, "%s ", mbox);
+		if (mbox != NULL) {
+			g_autofree char *name = mount_name(mbox, status);
+			g_string_append_printf(o, "%s ", name);
+		}
 		g_string_append(o, jstr(x, "state") ? jstr(x, "state") : "?");
 	}
 	g_string_append_c(o, '\n');
@@ -698,15 +717,17 @@ print_jobs(GString *o, const JNode *jobs)
 }
 
 static void
-print_mailboxes(GString *o, const JNode *list)
+print_mailboxes(GString *o, const JNode *list, const JNode *status)
 {
+	g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
 	guint width = 7;
 
 	for (guint i = 0; i < list->vals->len; i++) {
-		const char *name = jstr(list->vals->pdata[i], "name");
-		glong n = name != NULL ? g_utf8_strlen(name, -1) : 0;
+		char *name =
+		    mount_name(jstr(list->vals->pdata[i], "name"), status);
 
-		width = MAX(width, (guint)MIN(n, 40));
+		g_ptr_array_add(names, name);
+		width = MAX(width, (guint)MIN(g_utf8_strlen(name, -1), 40));
 	}
 	g_string_append_c(o, '\n');
 	pad(o, "MAILBOX", width, FALSE);
@@ -714,12 +735,12 @@ print_mailboxes(GString *o, const JNode *list)
 	                   "VIA        BODIES\n");
 	for (guint i = 0; i < list->vals->len; i++) {
 		const JNode *m = list->vals->pdata[i];
-		const char *name = jstr(m, "name");
+		const char *name = names->pdata[i];
 		g_autofree char *msgs = NULL, *uv = NULL, *when = NULL;
 		g_autofree char *bodies = NULL;
 		const char *via = jstr(m, "sync");
 
-		pad(o, name != NULL ? name : "?", width, FALSE);
+		pad(o, name, width, FALSE);
 		if (!jhas_num(m, "messages")) {
 			g_string_append(o,
 			                "         -            -  not listed "
@@ -785,10 +806,10 @@ cmd_status(const char *path, gboolean json)
 		g_string_append_printf(o, "Account:      %s\n",
 		                       jstr(st, "account") ? jstr(st, "account")
 		                                           : "?");
-		print_connection(o, jget(st, "connection"));
+		print_connection(o, jget(st, "connection"), st);
 		print_cache(o, jget(st, "cache"));
 		print_jobs(o, jget(st, "prefetch"));
-		print_mailboxes(o, jget(st, "mailboxes"));
+		print_mailboxes(o, jget(st, "mailboxes"), st);
 	}
 	fputs(o->str, stdout);
 	jnode_free(st);

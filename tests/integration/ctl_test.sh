@@ -78,7 +78,7 @@ write_srv_py()
                          selectable mailboxes with the server's counts
   check-cached FILE MBOX...  in FILE every MBOX has all bodies cached
 Mailbox names are written with "/", whatever the server's delimiter;
-imapfs status names them as the server does (Cyrus: "Archive.2023").
+imapfs status --json names them as the server does (Cyrus: "Archive.2023").
 """
 import imaplib
 import json
@@ -279,8 +279,9 @@ j = json.load(open(sys.argv[1]))
 print(*[m.get(sys.argv[3]) for m in j["mailboxes"] if m["name"] == sys.argv[2]])' "$@"
 }
 
-# A mailbox ('/'-separated, as on the mount) as imapfs status names it: as
-# the server does, with its delimiter.
+# A mailbox ('/'-separated, as on the mount) as imapfs status --json names
+# it: as the server does, with its delimiter. (The table shows the mount's
+# names.)
 sname() { printf '%s' "${1//\//$S_DELIMITER}"; }
 
 # "N fetched now" and "N were cached already" of a prefetch summary.
@@ -320,13 +321,13 @@ check_status_counts()
 		fail "mountpoint $(json "$WORK/st1.json" 'j["mountpoint"]')"
 	[ "$(json "$WORK/st1.json" 'j["connection"]["state"]')" = connected ] ||
 		fail "connection $(json "$WORK/st1.json" 'j["connection"]')"
-	# The table for people: every mailbox with its count.
+	# The table for people: every mailbox, named as on the mount, with its
+	# count.
 	imapfs status "$MNT" >"$WORK/table" 2>"$WORK/status.err" ||
 		fail "status: $(oneline <"$WORK/status.err")"
 	for m in INBOX Archive Archive/2023 Slow Empty; do
-		n=$(sname "$m")
-		grep -qE "^${n//./\\.} +$(ic count "$m") " "$WORK/table" ||
-			fail "table has no line '$n $(ic count "$m")': $(oneline <"$WORK/table")"
+		grep -qE "^$m +$(ic count "$m") " "$WORK/table" ||
+			fail "table has no line '$m $(ic count "$m")': $(oneline <"$WORK/table")"
 	done
 	# Last sync per mailbox: this session's first look at each, so a full
 	# UID FETCH, between the first ls and the status; the table shows the
@@ -342,8 +343,8 @@ check_status_counts()
 		[ "$at" -ge "$t0" ] && [ "$at" -le "$t1" ] ||
 			fail "$m: synced_at $at outside $t0..$t1"
 		when=$(date -d "@$at" '+%Y-%m-%d %H:%M:%S')
-		grep -qE "^${n//./\\.} +[0-9]+ +[0-9]+  $when  full " "$WORK/table" ||
-			fail "table has no '$n ... $when  full': $(grep -F "$n " "$WORK/table" | oneline)"
+		grep -qE "^$m +[0-9]+ +[0-9]+  $when  full " "$WORK/table" ||
+			fail "table has no '$m ... $when  full': $(grep -F "$m " "$WORK/table" | oneline)"
 	done
 	grep -q "^Account: *$S_USER@$S_CERT_NAME:$S_TLS_PORT" "$WORK/table" ||
 		fail "no account line: $(head -3 "$WORK/table" | oneline)"
