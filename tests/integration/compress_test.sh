@@ -38,14 +38,7 @@ if [ "$IMAP_SERVER" = dovecot ]; then
 		>"$WORK/zlib.conf"
 	SERVER_OPTS=(--extra-conf "$WORK/zlib.conf")
 fi
-start_imap_server "$DOVE" "$ENVF" "${SERVER_OPTS[@]}"
-rc=$?
-if [ $rc -eq 77 ]; then
-	skip "$SERVER_ERROR"
-elif [ $rc -ne 0 ]; then
-	echo "FAIL - $IMAP_SERVER did not start: $SERVER_ERROR"
-	exit 1
-fi
+start_main_server "$DOVE" "$ENVF" "${SERVER_OPTS[@]}"
 echo "# $IMAP_SERVER started"
 write_password "$WORK/password"
 

@@ -564,14 +564,7 @@ check_man_page()
 
 # --- main ---------------------------------------------------------------
 
-start_imap_server "$DOVE" "$ENVF"
-rc=$?
-if [ $rc -eq 77 ]; then
-	skip "$SERVER_ERROR"
-elif [ $rc -ne 0 ]; then
-	echo "Bail out! $IMAP_SERVER did not start: $SERVER_ERROR"
-	exit 1
-fi
+start_main_server "$DOVE" "$ENVF"
 # Says which server answers: a -cyrus run that silently ran Dovecot passed.
 echo "# $IMAP_SERVER started"
 write_password "$WORK/password"

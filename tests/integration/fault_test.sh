@@ -875,19 +875,28 @@ check_folders()
 
 # start_side_proxy NAME PORT [faultproxy options...]: another faultproxy,
 # to 127.0.0.1:PORT, for one check; sets SIDE_PID and SIDE_PORT.
+# first_line FILE: the first line a proxy writes to FILE ("PORT=N"), once it
+# is there (up to 5 s); empty if it never comes.
+first_line()
+{
+	local i line
+	for i in $(seq 1 50); do
+		line=$(head -n 1 "$1")
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	printf '%s' "$line"
+}
+
 start_side_proxy()
 {
-	local name=$1 port=$2 line i
+	local name=$1 port=$2 line
 	shift 2
 	"$FAULTPROXY" --target "127.0.0.1:$port" --max-seconds 600 "$@" \
 		>"$WORK/$name.out" 2>"$WORK/$name.err" &
 	SIDE_PID=$!
 	BG_PIDS+=("$SIDE_PID")
-	for i in $(seq 1 50); do
-		line=$(head -n 1 "$WORK/$name.out")
-		[ -n "$line" ] && break
-		sleep 0.1
-	done
+	line=$(first_line "$WORK/$name.out")
 	SIDE_PORT=${line#PORT=}
 	[ -n "$line" ] || fail "faultproxy did not start: $(oneline \
 		<"$WORK/$name.err")"
@@ -907,7 +916,7 @@ stop_side_proxy()
 # and stops the proxy.
 mount_via_dropproxy()
 {
-	local name=$1 mnt=$2 port=$3 user=$4 pwfile=$5 line i opts=()
+	local name=$1 mnt=$2 port=$3 user=$4 pwfile=$5 line opts=()
 	shift 5
 	while [ $# -gt 0 ] && [ "$1" != -- ]; do
 		opts+=("$1")
@@ -919,11 +928,7 @@ mount_via_dropproxy()
 		2>"$WORK/$name.err" &
 	DROP_PID=$!
 	BG_PIDS+=("$DROP_PID")
-	for i in $(seq 1 50); do
-		line=$(head -n 1 "$WORK/$name.out")
-		[ -n "$line" ] && break
-		sleep 0.1
-	done
+	line=$(first_line "$WORK/$name.out")
 	if [ -z "$line" ]; then
 		fail "dropproxy.py did not start: $(oneline <"$WORK/$name.err")"
 	elif mount_imapfs "$mnt" "imap://$user@localhost:${line#PORT=}/" \
@@ -1220,11 +1225,7 @@ check_stall()
 		--max-seconds 600 >"$WORK/stall.out" 2>/dev/null &
 	pid=$!
 	STALL_PID=$pid
-	for i in $(seq 1 50); do
-		line=$(head -n 1 "$WORK/stall.out")
-		[ -n "$line" ] && break
-		sleep 0.1
-	done
+	line=$(first_line "$WORK/stall.out")
 	port=${line#PORT=}
 	if ! mount_imapfs "$mnt" "imaps://$S_USER@localhost:$port/" \
 		-o "tls_ca_file=$S_CA_FILE" -o "password_file=$WORK/password" \
@@ -1344,14 +1345,7 @@ EOF
 	SERVER_OPTS=(--extra-conf "$WORK/extra.conf")
 	DOVECOT_LOG=$DOVE/dovecot.log
 fi
-start_imap_server "$DOVE" "$ENVF" "${SERVER_OPTS[@]}"
-rc=$?
-if [ $rc -eq 77 ]; then
-	skip "$SERVER_ERROR"
-elif [ $rc -ne 0 ]; then
-	echo "Bail out! $IMAP_SERVER did not start: $SERVER_ERROR"
-	exit 1
-fi
+start_main_server "$DOVE" "$ENVF" "${SERVER_OPTS[@]}"
 echo "# server: $IMAP_SERVER, delimiter '$S_DELIMITER'"
 write_password "$WORK/password"
 

@@ -421,6 +421,20 @@ start_imap_server()
 	read_server_env "$lines"
 }
 
+# start_main_server DIR ENVF [options...]: start_imap_server for the
+# test's own server, which it cannot do without: skips the test when the
+# server cannot run here (77), ends it on any other failure.
+start_main_server()
+{
+	local rc
+	start_imap_server "$@"
+	rc=$?
+	[ $rc -eq 0 ] && return 0
+	[ $rc -eq 77 ] && skip "$SERVER_ERROR"
+	echo "Bail out! $IMAP_SERVER did not start: $SERVER_ERROR"
+	exit 1
+}
+
 # read_server_env ENVF: sets the S_ variables (see start_imap_server) from
 # the KEY=value lines of a server's ENVF; a test with a second server uses
 # it to go back to the first.

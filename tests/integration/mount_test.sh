@@ -1199,14 +1199,7 @@ check_unmount()
 
 write_mt_py "$WORK/mt.py"
 T0=$(date +%s.%N)
-start_imap_server "$DOVE" "$ENVF" --quota-kb 100000
-rc=$?
-if [ $rc -eq 77 ]; then
-	skip "$SERVER_ERROR"
-elif [ $rc -ne 0 ]; then
-	echo "Bail out! $IMAP_SERVER did not start: $SERVER_ERROR"
-	exit 1
-fi
+start_main_server "$DOVE" "$ENVF" --quota-kb 100000
 echo "# $IMAP_SERVER started in $(python3 -c "import sys, time
 print('%.1f' % (time.time() - float(sys.argv[1])))" "$T0") s"
 write_password "$WORK/password"
