@@ -25,7 +25,8 @@ void imap_pool_free(ImapPool *pool);
  * set. Called from whichever thread found the refusal, one call at a
  * time. */
 typedef char *(*ImapPoolSecretFn)(void *user, ImapError **err);
-/* Without a source (the default) a refused secret stays refused. */
+/* Without a source (the default) a refused secret stays refused. Set it
+ * before the pool is first used. */
 void imap_pool_set_secret_source(ImapPool *pool, ImapPoolSecretFn fn,
                                  void *user);
 
