@@ -765,7 +765,8 @@ store_quota(MailStore *s, guint64 *used_kb, guint64 *limit_kb, ImapError **err)
 		return st;
 	}
 	g_mutex_unlock(&s->lock);
-	if (!imap_pool_has_cap(s->pool, "QUOTA"))
+	/* Offline there is no pool to ask; with_conn says so. */
+	if (s->pool != NULL && !imap_pool_has_cap(s->pool, "QUOTA"))
 		st = imap_error_set(err, IMAP_EUNSUPPORTED, 0,
 		                    "server has no QUOTA");
 	else
