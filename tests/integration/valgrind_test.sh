@@ -514,6 +514,22 @@ check_ctl()
 		fail "prefetch Reçus: $(oneline <"$WORK/pf.out")"
 }
 
+# -o offline: from the cache alone, no connection (no pool at all). df
+# went through to the pool's capabilities and crashed here once.
+check_offline()
+{
+	local big=INBOX/$SEED_UID_big.eml got
+	vg_mount third -o offline || return
+	got=$(eml_names "$MNT/INBOX" | grep -vx "$SEED_UID_deleted.eml")
+	same_list "ls INBOX offline" "$(ic uids INBOX |
+		grep -vx "$SEED_UID_deleted" | sed 's/$/.eml/')" "$got"
+	t cat "$MNT/$big" >"$WORK/off.got" 2>&1
+	same_bytes "cat $big offline" "$REF/$big" "$WORK/off.got"
+	expect_ok "df offline" t df "$MNT"
+	expect_error "mkdir offline" 'Read-only file system' t mkdir "$MNT/Off"
+	need_mount
+}
+
 run_check "seeded Dovecot" check_server
 run_check "imapfs -f under valgrind mounts" check_mount
 run_check "ls -l of every folder" check_ls
@@ -535,6 +551,9 @@ run_check "imapfs status and prefetch" check_ctl
 run_check "second unmount ends valgrind with status 0" check_unmount
 run_check "second run: 0 errors, nothing definitely lost" \
 	check_valgrind_log
+run_check "offline remount: ls, cat, df" check_offline
+run_check "third unmount ends valgrind with status 0" check_unmount
+run_check "third run: 0 errors, nothing definitely lost" check_valgrind_log
 
 if [ "$FAILED" -ne 0 ]; then
 	# Kept for a look at the whole logs.
