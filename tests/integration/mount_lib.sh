@@ -571,6 +571,29 @@ ic()
 	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"
 }
 
+# Flags as a sorted, space-separated set.
+norm_flags()
+{
+	tr ' ' '\n' | grep -v '^$' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+
+# Reads the UID_<key>=N lines of the seed into SEED_UID_<key>.
+load_seed()
+{
+	local k v
+	while IFS='=' read -r k v; do
+		case $k in
+		UID_*) printf -v "SEED_$k" '%s' "$v" ;;
+		esac
+	done <"$WORK/seed.env"
+}
+
+# manifest_field PATH N: field N (2 size, 3 epoch, 4 flags) of PATH.
+manifest_field()
+{
+	awk -F'\t' -v p="$1" -v n="$2" '$1 == p { print $n }' "$MANIFEST"
+}
+
 # mt ARGS...: WORK/mt.py (see write_mt_py) on the server of ENVF.
 mt()
 {

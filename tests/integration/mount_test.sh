@@ -88,12 +88,6 @@ ic()
 
 # --- small assertions (each records a problem through fail) ----------------
 
-# Flags as a sorted, space-separated set.
-norm_flags()
-{
-	tr ' ' '\n' | grep -v '^$' | sort | tr '\n' ' ' | sed 's/ $//'
-}
-
 # Server-side UIDs of MAILBOX, one per line.
 server_uids()
 {
@@ -118,23 +112,6 @@ need_mount()
 		return 1
 	fi
 	return 0
-}
-
-# Reads the UID_<key>=N lines of the seed into SEED_UID_<key>.
-load_seed()
-{
-	local k v
-	while IFS='=' read -r k v; do
-		case $k in
-		UID_*) printf -v "SEED_$k" '%s' "$v" ;;
-		esac
-	done <"$WORK/seed.env"
-}
-
-# manifest_field PATH N: field N (2 size, 3 epoch, 4 flags) of PATH.
-manifest_field()
-{
-	awk -F'\t' -v p="$1" -v n="$2" '$1 == p { print $n }' "$MANIFEST"
 }
 
 is_deleted_path()

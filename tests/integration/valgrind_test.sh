@@ -63,23 +63,6 @@ MT_TIMEOUT=120
 
 # --- helpers --------------------------------------------------------------
 
-# Reads the UID_<key>=N lines of the seed into SEED_UID_<key>.
-load_seed()
-{
-	local k v
-	while IFS='=' read -r k v; do
-		case $k in
-		UID_*) printf -v "SEED_$k" '%s' "$v" ;;
-		esac
-	done <"$WORK/seed.env"
-}
-
-# manifest_field PATH N: field N (2 size, 3 epoch, 4 flags) of PATH.
-manifest_field()
-{
-	awk -F'\t' -v p="$1" -v n="$2" '$1 == p { print $n }' "$MANIFEST"
-}
-
 # The messages of mailbox directory BOX on the server, as UID.eml lines
 # (the seed's \Deleted message left out: the mount may or may not show it).
 manifest_names()
@@ -88,12 +71,6 @@ manifest_names()
 		substr($1, length(b) + 1) !~ /\// {
 		print substr($1, length(b) + 1) }' "$MANIFEST" |
 		grep -vx "${SEED_UID_deleted:-none}.eml"
-}
-
-# Flags as a sorted, space-separated set.
-norm_flags()
-{
-	tr ' ' '\n' | grep -v '^$' | sort | tr '\n' ' ' | sed 's/ $//'
 }
 
 # The mount must still be there and the daemon alive: later checks would
