@@ -285,17 +285,10 @@ do_resync(ImapConn *c, void *data, ImapError **err)
 			return st;
 	}
 	st = imap_status(c, r->mailbox, &r->status, err);
-	if (st == IMAP_ENO && imap_conn_has_selected(c, r->mailbox)) {
-		/* The selected mailbox was deleted (and maybe recreated) by
-		 * someone else: this session is stuck on the old one. */
-		imap_conn_forget_mailbox(c, r->mailbox);
-		imap_error_clear(err);
-		st = imap_conn_use_mailbox(c, r->mailbox, NULL, NULL, err);
-		if (st == IMAP_OK) {
-			imap_conn_release_mailbox(c);
-			st = imap_status(c, r->mailbox, &r->status, err);
-		}
-	}
+	/* Deleted (and maybe recreated) by someone else since this session
+	 * selected it: only another session sees it as it is now. */
+	if (st == IMAP_ENO && imap_conn_had_selected(c, r->mailbox))
+		return imap_conn_abandon_stale(c, err);
 	if (st != IMAP_OK)
 		return st;
 	if (r->old == NULL || r->status.uidvalidity != r->old->uidvalidity)

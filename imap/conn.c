@@ -63,6 +63,9 @@ struct ImapConn {
 
 	/* Selected mailbox and its leases. */
 	char *selected;
+	/* Every mailbox this session has selected ("INBOX" upper-case): see
+	 * imap_conn_had_selected(). */
+	GHashTable *ever_selected;
 	gboolean selected_readonly;
 	/* When the last SELECT ended, if no command was sent since: until
 	 * then the session's view of the mailbox is as fresh as a NOOP would
@@ -996,6 +999,8 @@ conn_new(const ImapConnectOptions *opts)
 	c->debug = opts->debug;
 	c->limits = opts->limits;
 	c->compress = opts->compress;
+	c->ever_selected =
+	    g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	g_mutex_init(&c->lock);
 	g_mutex_init(&c->send_lock);
 	g_cond_init(&c->cond);
@@ -1021,6 +1026,7 @@ conn_free(ImapConn *c)
 	imap_error_free(c->failure);
 	g_free(c->bye_text);
 	g_free(c->selected);
+	g_hash_table_destroy(c->ever_selected);
 	imap_select_info_clear(&c->sel);
 	g_mutex_clear(&c->lock);
 	g_mutex_clear(&c->send_lock);
@@ -1208,6 +1214,39 @@ select_command(const char *name, const ImapSelectParams *p)
 	return cmd;
 }
 
+static const char *
+mailbox_key(const char *name)
+{
+	return g_ascii_strcasecmp(name, "INBOX") == 0 ? "INBOX" : name;
+}
+
+gboolean
+imap_conn_had_selected(ImapConn *c, const char *name)
+{
+	gboolean had;
+
+	g_mutex_lock(&c->lock);
+	had = g_hash_table_contains(c->ever_selected, mailbox_key(name));
+	g_mutex_unlock(&c->lock);
+	return had;
+}
+
+ImapStatus
+imap_conn_abandon_stale(ImapConn *c, ImapError **err)
+{
+	ImapError *why = NULL;
+
+	imap_error_set(&why, IMAP_ECLOSED, 0,
+	               "session's view of a mailbox is stale: %s",
+	               err != NULL && *err != NULL ? (*err)->text : "refused");
+	if (err != NULL) {
+		imap_error_clear(err);
+		*err = error_copy(why);
+	}
+	fail_connection(c, why);
+	return IMAP_ECLOSED;
+}
+
 /* The one function that changes the selected mailbox. Called with no
  * leases outstanding and c->selecting set. */
 static ImapStatus
@@ -1238,6 +1277,7 @@ conn_select(ImapConn *c, const char *name, const ImapSelectParams *p,
 	if (st == IMAP_OK) {
 		c->sel = s.info;
 		c->selected = g_strdup(name);
+		g_hash_table_add(c->ever_selected, g_strdup(mailbox_key(name)));
 		c->selected_readonly = p->readonly;
 		c->view_synced_at = g_get_monotonic_time();
 	} else {
@@ -1246,6 +1286,8 @@ conn_select(ImapConn *c, const char *name, const ImapSelectParams *p,
 	g_mutex_unlock(&c->lock);
 	if (st != IMAP_OK)
 		imap_error_prefix(err, "SELECT %s", name);
+	if (st == IMAP_ENO && imap_conn_had_selected(c, name))
+		return imap_conn_abandon_stale(c, err);
 	return st;
 }
 

@@ -179,6 +179,17 @@ guint imap_conn_holders(ImapConn *c);
 /* TRUE if the selected mailbox was SELECTed at most max_age_us ago and
  * no command was sent since: the view is then already up to date. */
 gboolean imap_conn_view_fresh(ImapConn *c, gint64 max_age_us);
+/* TRUE if this session has selected utf8_name at some time, now or
+ * before. Dovecot refuses a mailbox that someone else deleted (and maybe
+ * recreated) since, to every session that ever had it selected, for the
+ * rest of that session ("NO Mailbox was deleted under us", also to
+ * STATUS and after UNSELECT); a new session sees it as it is now. */
+gboolean imap_conn_had_selected(ImapConn *c, const char *utf8_name);
+/* For a NO of that kind (*err): marks c dead, so that the pool replaces
+ * it, and turns *err into IMAP_ECLOSED, which callers retry on another
+ * connection like any lost one. Returns IMAP_ECLOSED. conn_select does
+ * this itself for a refused SELECT. */
+ImapStatus imap_conn_abandon_stale(ImapConn *c, ImapError **err);
 /* Forgets the selection if it is mailbox utf8_name (after DELETE/RENAME). */
 void imap_conn_forget_mailbox(ImapConn *c, const char *utf8_name);
 void imap_select_info_clear(ImapSelectInfo *info);

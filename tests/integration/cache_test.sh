@@ -89,6 +89,9 @@ umount_fg()
 # Server lines logged since mark (a line count of $LOG).
 log_since() { tail -n +"$(($1 + 1))" "$LOG"; }
 log_mark() { wc -l <"$LOG"; }
+# The daemon's log since MARK as TAP comments (the last 60 lines), for a
+# failure that the test alone cannot explain.
+show_log_since() { log_since "$1" | tail -n 60 | sed 's/^/#   /'; }
 
 # Whether the server advertises capability CAP.
 has_cap() { [[ " $SERVER_CAPS " == *" $1 "* ]]; }
@@ -430,7 +433,11 @@ watch_by_listing()
 {
 	local mark
 	mark=$(log_mark)
-	ls "$MNT/$1" >/dev/null || { fail "ls $1"; return 1; }
+	ls "$MNT/$1" >/dev/null || {
+		fail "ls $1"
+		show_log_since "$mark"
+		return 1
+	}
 	wait_for 5 watching "$mark" "$1" ||
 		{ fail "no IDLE on $1 within 5 s of listing it"; return 1; }
 }

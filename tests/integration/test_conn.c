@@ -632,6 +632,52 @@ test_bye_mid_command(void **state)
 	fake_finish(&f);
 }
 
+/* Dovecot, after another client deleted and recreated Box: a session that
+ * had Box selected is refused it for good ("deleted under us"), to STATUS
+ * and to SELECT alike. A refused SELECT of a mailbox the session had
+ * selected ends the connection (ECLOSED, retried elsewhere by callers);
+ * a refused SELECT of another mailbox is an ordinary NO. */
+static void
+test_stale_session_abandoned(void **state)
+{
+	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+	                    "C ^(\\S+) SELECT Box$\n"
+	                    "S * 1 EXISTS\n"
+	                    "S * OK [UIDVALIDITY 7] ok\n"
+	                    "S $TAG OK [READ-WRITE] selected\n"
+	                    "C ^(\\S+) SELECT INBOX$\n"
+	                    "S * 0 EXISTS\n"
+	                    "S * OK [UIDVALIDITY 1] ok\n"
+	                    "S $TAG OK [READ-WRITE] selected\n"
+	                    "C ^(\\S+) SELECT Never$\n"
+	                    "S $TAG NO [NONEXISTENT] no such mailbox\n"
+	                    "C ^(\\S+) SELECT Box$\n"
+	                    "S $TAG NO Mailbox was deleted under us\n"
+	                    "CLOSE\n");
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c = fake_connect(&f, 0);
+
+	assert_int_equal(imap_conn_use_mailbox(c, "Box", NULL, NULL, &err),
+	                 IMAP_OK);
+	imap_conn_release_mailbox(c);
+	assert_int_equal(imap_conn_use_mailbox(c, "inbox", NULL, NULL, &err),
+	                 IMAP_OK);
+	imap_conn_release_mailbox(c);
+	assert_true(imap_conn_had_selected(c, "Box"));
+	assert_true(imap_conn_had_selected(c, "INBOX"));
+	assert_false(imap_conn_had_selected(c, "Never"));
+	assert_int_equal(imap_conn_use_mailbox(c, "Never", NULL, NULL, &err),
+	                 IMAP_ENO);
+	assert_true(imap_conn_is_alive(c));
+	imap_error_clear(&err);
+	assert_int_equal(imap_conn_use_mailbox(c, "Box", NULL, NULL, &err),
+	                 IMAP_ECLOSED);
+	assert_non_null(strstr(err->text, "deleted under us"));
+	assert_false(imap_conn_is_alive(c));
+	imap_conn_close(c);
+	fake_finish(&f);
+}
+
 static void
 test_bad_distinct_from_no(void **state)
 {
@@ -919,6 +965,7 @@ main(void)
 	    cmocka_unit_test(test_xoauth2_login),
 	    cmocka_unit_test(test_command_timeout),
 	    cmocka_unit_test(test_shared_readers_uid_last),
+	    cmocka_unit_test(test_stale_session_abandoned),
 	};
 	int failed = 0;
 
