@@ -690,7 +690,8 @@ class Bench:
                      "`ls -l`", med([(a - b) * 1024.0 / count
                                      for b, a in fuse_rss]),
                      "", None, "libfuse's node per inode the kernel "
-                     "knows, paid by any high-level libfuse daemon; "
+                     "knows, paid by any high-level libfuse daemon "
+                     "(not imapfs: computed message inodes); "
                      "VmRSS (KiB): %s"
                      % ", ".join("%d->%d" % r for r in fuse_rss),
                      ratio=None, unit="B")

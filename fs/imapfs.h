@@ -2,8 +2,9 @@
 #ifndef FS_IMAPFS_H
 #define FS_IMAPFS_H
 
-#define FUSE_USE_VERSION 31
+#define FUSE_USE_VERSION 312
 #include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <glib.h>
 
 #include "cache/store.h"
@@ -18,7 +19,6 @@ typedef struct {
 	gboolean exact_sizes; /* trust RFC822.SIZE (no direct_io) */
 	guint dir_cache_timeout;
 	gint64 mounted_at; /* directories show this time */
-	struct fuse *fuse; /* for invalidations from other threads */
 	GMutex uploads_lock;
 	GHashTable *uploads; /* path -> Upload *, not yet sent */
 } Imapfs;
@@ -34,17 +34,20 @@ typedef struct {
 	gint64 mtime; /* 0: not set by the writer */
 	char *flags;  /* from user.imap.flags, or NULL */
 	gboolean dirty;
-	gboolean committed; /* sent: the file is a message now */
-	gboolean in_doubt;  /* a send failed; it may have arrived */
+	gboolean committed;            /* sent: the file is a message now */
+	gboolean in_doubt;             /* a send failed; it may have arrived */
 	StoreAppendBaseline *baseline; /* what the first send saw */
-	gboolean failed;    /* the last send failed */
-	gboolean deferred;  /* rsync-style temp name: sent at rename */
+	gboolean failed;               /* the last send failed */
+	gboolean deferred; /* rsync-style temp name: sent at rename */
 } Upload;
+
+/* The mounted filesystem: one per process. */
+extern Imapfs *imapfs_instance;
 
 static inline Imapfs *
 imapfs_get(void)
 {
-	return fuse_get_context()->private_data;
+	return imapfs_instance;
 }
 
 /* errmap.c: the errno for an ImapError, logging one line with the
@@ -76,6 +79,16 @@ void imapfs_notify_init(Imapfs *fs);
 void imapfs_refresh_if_requested(Imapfs *fs);
 void imapfs_on_change(void *user, const char *mailbox, const guint32 *removed,
                       guint n_removed);
+
+/* lowlevel.c: serves ops (path-based) on libfuse's low-level API until
+ * unmount; init runs when the kernel's first request arrives. Entries and
+ * attributes are cached by the kernel for timeout seconds. */
+int imapfs_lowlevel_main(struct fuse_args *args,
+                         const struct fuse_operations *ops,
+                         void (*init)(struct fuse_conn_info *conn),
+                         double timeout, void *data);
+/* Drops the kernel's cached attributes and pages of path, if it knows it. */
+void imapfs_lowlevel_invalidate(const char *path);
 
 /* Operation tables split by file. */
 void imapfs_dir_ops(struct fuse_operations *ops);

@@ -302,8 +302,10 @@ setup_conn(ImapConn *c, void *user, ImapError **err)
 	return imap_enable(c, exts, err);
 }
 
+Imapfs *imapfs_instance;
+
 /* We daemonize ourselves, before the first connection, rather than let
- * fuse_main() fork after it: threads do not survive a fork, so the
+ * libfuse fork (fuse_daemonize) after it: threads do not survive a fork, so the
  * connection that checked the account (TCP, TLS, login, ENABLE: several
  * round trips) would be thrown away and the first file operation would
  * wait for a new one. The parent exits 0 once the mount answers, or with
@@ -368,24 +370,17 @@ detach_finish(void)
 	detach_fd = -1;
 }
 
-static void *
-op_init(struct fuse_conn_info *conn, struct fuse_config *fcfg)
+static void
+op_init(struct fuse_conn_info *conn)
 {
 	Imapfs *fs = imapfs_get();
 
 	/* Runs in the loop, once the mount answers. */
 	fs_log_detached();
 	detach_finish();
-	fcfg->entry_timeout = fs->dir_cache_timeout;
-	fcfg->attr_timeout = fs->dir_cache_timeout;
-	fcfg->negative_timeout = 0;
-	fcfg->use_ino = 0;
-	fcfg->nullpath_ok = 0;
 	conn->max_read = 0;
 	imapfs_notify_init(fs);
-	/* Threads must start after fuse_main()'s fork, so here. */
 	store_start_watch(fs->store);
-	return fs;
 }
 
 static void
@@ -621,11 +616,8 @@ run(FsConfig *cfg, struct fuse_args *args)
 		        cfg->compress);
 		return 1;
 	}
-	if (!cfg->foreground) {
-		/* fuse_main() must not fork again. */
+	if (!cfg->foreground)
 		detach_start();
-		fuse_opt_add_arg(args, "-f");
-	}
 	if (!cfg->offline) {
 		secret = get_secret(cfg, url, user, mech, &error);
 		if (secret == NULL) {
@@ -657,9 +649,10 @@ run(FsConfig *cfg, struct fuse_args *args)
 		imapfs_dir_ops(&ops);
 		imapfs_file_ops(&ops);
 		imapfs_xattr_ops(&ops);
-		ops.init = op_init;
 		ops.destroy = op_destroy;
-		rc = fuse_main(args->argc, args->argv, &ops, &fs);
+		imapfs_instance = &fs;
+		rc = imapfs_lowlevel_main(args, &ops, op_init,
+		                          fs.dir_cache_timeout, &fs);
 	}
 out:
 	store_free(fs.store);
@@ -671,21 +664,20 @@ out:
 
 /* --help and --version: ours first, then libfuse's. */
 static int
-show_info(const Cmdline *cl, struct fuse_args *args, const char *prog)
+show_info(const Cmdline *cl, const char *prog)
 {
-	struct fuse_operations no_ops = {0};
-
 	if (cl->show_version) {
 		printf("imapfs %s\n", IMAPFS_VERSION);
-		fuse_opt_add_arg(args, "--version");
-	} else {
-		usage(prog);
-		fuse_opt_add_arg(args, "--help");
-		args->argv[0][0] = '\0';
+		printf("FUSE library version %s\n", fuse_pkgversion());
+		fflush(stdout);
+		fuse_lowlevel_version();
+		return 0;
 	}
-	/* Before libfuse's fusermount3 child writes to the same stdout. */
+	usage(prog);
+	printf("\nFUSE options:\n");
 	fflush(stdout);
-	fuse_main(args->argc, args->argv, &no_ops, NULL);
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
 	return 0;
 }
 
@@ -698,12 +690,7 @@ fuse_log_line(enum fuse_log_level level, const char *line)
 	/* The domain says it already. */
 	if (g_str_has_prefix(line, "fuse: "))
 		line += strlen("fuse: ");
-	/* libfuse 3.14's fuse_main() hands its own "unset" (-1) to
-	 * fuse_loop_cfg_set_max_threads() and complains about it on every
-	 * mount: not ours to act on. */
-	if (g_str_has_prefix(line, "Ignoring invalid max threads value"))
-		flags = G_LOG_LEVEL_DEBUG;
-	else if (level <= FUSE_LOG_ERR)
+	if (level <= FUSE_LOG_ERR)
 		flags = G_LOG_LEVEL_CRITICAL;
 	else if (level == FUSE_LOG_WARNING)
 		flags = G_LOG_LEVEL_WARNING;
@@ -783,7 +770,7 @@ main(int argc, char **argv)
 	if (!parse_cmdline(&cl, &args, argv[0]))
 		goto out;
 	if (cl.show_version || cl.show_help) {
-		rc = show_info(&cl, &args, argv[0]);
+		rc = show_info(&cl, argv[0]);
 		goto out;
 	}
 	fs_log_init(cl.cfg.log_level, cl.cfg.foreground);

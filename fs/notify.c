@@ -22,7 +22,6 @@ imapfs_notify_init(Imapfs *fs)
 {
 	struct sigaction sa = {0};
 
-	fs->fuse = fuse_get_context()->fuse;
 	/* libfuse installed its own SIGHUP handler (exit); refreshing is
 	 * what a network filesystem user expects from it. */
 	sa.sa_handler = on_sighup;
@@ -51,15 +50,14 @@ imapfs_on_change(void *user, const char *mailbox, const guint32 *removed,
 	g_autofree char *dir = NULL;
 	char name[FS_MESSAGE_NAME_SIZE];
 
-	if (fs->fuse == NULL ||
-	    fs_path_from_mailbox(mailbox, store_delimiter(fs->store), &dir) !=
-	        0)
+	if (fs_path_from_mailbox(mailbox, store_delimiter(fs->store), &dir) !=
+	    0)
 		return;
 	for (guint i = 0; i < n_removed; i++) {
 		g_autofree char *path = NULL;
 		if (!fs_message_name_format(removed[i], name))
 			continue;
 		path = g_strconcat(dir, "/", name, NULL);
-		fuse_invalidate_path(fs->fuse, path);
+		imapfs_lowlevel_invalidate(path);
 	}
 }

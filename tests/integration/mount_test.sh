@@ -227,6 +227,30 @@ check_stat()
 	[ $rows -ge 8 ] || fail "ls -l INBOX gave $rows rows, want 8 or 9"
 }
 
+# Inode numbers are computed for messages (fs/nodes.c): every file and
+# directory must still have its own, the same each time it is asked, and
+# readdir (ls -i) must agree with stat.
+check_inodes()
+{
+	local all dups n again lsi
+	need_mount || return
+	all=$(t find "$MNT" -printf '%i %y %P\n' 2>&1 | sort) || {
+		fail "find: $(oneline <<<"$all")"
+		return
+	}
+	n=$(grep -c . <<<"$all")
+	[ "$n" -ge 20 ] || fail "find listed $n entries, want 20 or more"
+	dups=$(cut -d' ' -f1 <<<"$all" | uniq -d)
+	[ -z "$dups" ] || fail "inode numbers shared by several entries:" \
+		"$(grep -F -w -f <(echo "$dups") <<<"$all" | head -4 | oneline)"
+	again=$(t find "$MNT" -printf '%i %y %P\n' 2>&1 | sort)
+	[ "$all" = "$again" ] || fail "inode numbers changed between two walks"
+	lsi=$(t ls -i "$MNT/INBOX" | awk '{ print $1 " f INBOX/" $2 }' |
+		sort)
+	[ "$(grep ' f INBOX/[^/]*$' <<<"$all")" = "$lsi" ] ||
+		fail "ls -i INBOX differs from stat: $(oneline <<<"$lsi")"
+}
+
 # Bytes the daemons serving MNT have read so far (every read(2) and
 # recv(2), the server's TLS stream above all), from /proc/PID/io.
 daemon_rchar()
@@ -1192,6 +1216,7 @@ fi
 run_check "mount over TLS, daemonized" check_mount
 run_check "ls shows folders" check_ls
 run_check "stat: size and mtime" check_stat
+run_check "inode numbers: unique, stable" check_inodes
 run_check "partial reads" check_partial_read
 run_check "cat equals BODY[]" check_cat
 run_check "grep -rl NEEDLE" check_grep
