@@ -1,5 +1,6 @@
 /* body.c - reading message bodies: from the body cache when there, else
- * from the server in windows: 256 KiB first, then, while the reader stays
+ * from the server in windows: 256 KiB first (the whole body at once for a
+ * small one, or a reader whose first read is large), then, while it stays
  * sequential, the rest of the body in windows of up to 8 MiB (so
  * `head -c 200` of a 30 MB message fetches 256 KiB, and `cat` of it needs
  * few round trips). A body read in order from its first byte to its end
@@ -13,6 +14,12 @@
 #define WINDOW_MIN  (256u * 1024)
 #define WINDOW_MAX  (8u * 1024 * 1024)
 #define WHOLE_BELOW (1024u * 1024) /* smaller messages: one fetch */
+/* A first read this large is cat, grep or cp reading it all (128 KiB:
+ * their buffers, and the kernel's full readahead); head -c and file(1)
+ * ask for less (the kernel's first readahead of a small read is 16 KiB).
+ * Such a reader gets the whole body, up to WINDOW_MAX, in one round
+ * trip instead of two. */
+#define BULK_READ (128u * 1024)
 
 struct StoreBody {
 	MailStore *s;
@@ -171,8 +178,8 @@ window_size(StoreBody *b, guint64 off, guint64 len)
 	else if (off != b->next_off)
 		b->chunk = WINDOW_MIN;
 	want = MAX(len, b->chunk);
-	if (off == 0 && b->size_hint < WHOLE_BELOW)
-		want = MAX(want, b->size_hint + 4096);
+	if (off == 0 && (b->size_hint < WHOLE_BELOW || len >= BULK_READ))
+		want = MAX(want, MIN(b->size_hint + 4096, WINDOW_MAX));
 	return want;
 }
 

@@ -374,6 +374,32 @@ check_body_cache_hit()
 	return 0
 }
 
+# cat of a message over 1 MiB asks for its whole body at once (its first
+# read is large); the default window would take two round trips.
+check_bulk_read()
+{
+	local uid mark n
+	ic create Large >/dev/null || fail "create Large"
+	python3 -c 'import sys
+body = b"".join(b"line %06d of a large message, to be read whole\r\n" % i
+                for i in range(30000))
+sys.stdout.buffer.write(b"From: a@example.org\r\nSubject: large\r\n\r\n" + body)
+' >"$WORK/large.eml"
+	uid=$(ic append Large "$WORK/large.eml") || { fail "append"; return; }
+	setfattr -n user.imapfs.refresh -v 1 "$MNT" || fail "refresh xattr"
+	mark=$(log_mark)
+	cat "$MNT/Large/$uid.eml" >"$WORK/large.got" || fail "cat"
+	cmp -s "$WORK/large.eml" "$WORK/large.got" ||
+		fail "cat of Large/$uid.eml differs from what was appended"
+	n=$(log_since "$mark" |
+		grep -cE "C: A[0-9]+ UID FETCH $uid \(UID BODY\.PEEK")
+	if [ "$n" != 1 ]; then
+		fail "cat of a $(stat -c %s "$WORK/large.eml")-byte message" \
+			"took $n fetches, want 1"
+		show_log_since "$mark"
+	fi
+}
+
 check_uidvalidity_change()
 {
 	ls "$MNT/Recreated" >/dev/null
@@ -584,6 +610,7 @@ run_check "no-change remount fetches no message metadata" check_no_change_wire
 run_check "a walk after remount checks every listing in one go" \
 	check_walk_checks_at_once
 run_check "cached bodies are not fetched again" check_body_cache_hit
+run_check "cat of a large message: one fetch" check_bulk_read
 run_check "UIDVALIDITY change: fresh listing, no stale bytes" check_uidvalidity_change
 run_check "rm and mv act on exactly one message" check_rm_mv_exact
 run_check "IDLE: new mail listed within 2 s" check_idle
