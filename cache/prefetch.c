@@ -13,7 +13,15 @@
  * how far ahead the queue reaches, so a scan soon has enough in flight to
  * cover the round trip on several connections at once. A lone `cat`, or
  * two unrelated ones, never wait for a prefetch (on a stalling server
- * they would wait for its timeouts too). */
+ * they would wait for its timeouts too).
+ *
+ * A walk (grep -r, find) goes from folder to folder: once a long scan
+ * has queued the last message of its folder, a worker lists the folder
+ * the walk reaches next (our readdir order: a folder's subfolders before
+ * its messages) and goes on queueing there, so the next folder's bodies
+ * are on their way while the walk finishes this one, instead of each
+ * folder starting with a listing, a first open and a first batch (five
+ * round trips). Opens of the finished folder then change nothing. */
 #include <string.h>
 
 #include "store_internal.h"
@@ -26,6 +34,7 @@
 #define BATCH_BYTES     (4u * 1024 * 1024)
 #define LARGEST         (8u * 1024 * 1024) /* bigger bodies are left to readers */
 #define OWN_LARGEST     (1u * 1024 * 1024) /* the opened one, if no bigger */
+#define HOP_RUN         8 /* opens in order before a scan counts as a walk */
 
 typedef struct {
 	guint32 uid;
@@ -53,6 +62,11 @@ struct StorePrefetch {
 	GArray *names;        /* UIDs in name order */
 	GHashTable *name_pos; /* uid -> position in names + 1 */
 	const StoreListing *names_of;
+	/* walking on to the next folder */
+	gboolean scan_complete; /* the last message of this one is queued */
+	gboolean hop_started;
+	gboolean arrived;   /* a walk opened something where it is followed */
+	char *done_mailbox; /* the folder the walk left: opens are ignored */
 };
 
 static void
@@ -66,6 +80,7 @@ clear_queue_locked(struct StorePrefetch *p)
 	}
 	p->queue_bytes = 0;
 	p->frontier[0] = p->frontier[1] = 0;
+	p->scan_complete = p->hop_started = FALSE;
 	g_hash_table_remove_all(p->seen);
 }
 
@@ -191,6 +206,11 @@ queue_ahead_locked(struct StorePrefetch *p, StoreListing *l, ScanOrder order,
 		p->queue_bytes += m->size;
 		n++;
 	}
+	if (order == ORDER_UID && run >= HOP_RUN &&
+	    message_at(p, l, order, k) == NULL) {
+		p->scan_complete = TRUE;
+		n++; /* a worker may hop */
+	}
 	if (n > 0)
 		g_cond_broadcast(&p->cond);
 }
@@ -205,8 +225,20 @@ prefetch_note_open(struct StorePrefetch *p, const char *mailbox,
 	if (p == NULL)
 		return;
 	g_mutex_lock(&p->lock);
+	/* The rest of the folder a walk left: already fetched or on its way.
+	 * Once the walk arrives where it was expected, that folder is like
+	 * any other again. */
+	if (g_strcmp0(p->done_mailbox, mailbox) == 0) {
+		g_mutex_unlock(&p->lock);
+		return;
+	}
+	if (g_strcmp0(p->mailbox, mailbox) == 0) {
+		g_clear_pointer(&p->done_mailbox, g_free);
+		p->arrived = TRUE;
+	}
 	if (g_strcmp0(p->mailbox, mailbox) != 0 ||
 	    p->uidvalidity != l->uidvalidity) {
+		g_clear_pointer(&p->done_mailbox, g_free);
 		g_free(p->mailbox);
 		p->mailbox = g_strdup(mailbox);
 		p->uidvalidity = l->uidvalidity;
@@ -231,6 +263,15 @@ prefetch_note_open(struct StorePrefetch *p, const char *mailbox,
 	g_mutex_unlock(&p->lock);
 }
 
+/* Queued or in flight; the folder a walk left still has batches out. */
+static gboolean
+pending_locked(struct StorePrefetch *p, const char *mailbox, guint32 uid)
+{
+	return (g_strcmp0(p->mailbox, mailbox) == 0 ||
+	        g_strcmp0(p->done_mailbox, mailbox) == 0) &&
+	       g_hash_table_contains(p->queued, GUINT_TO_POINTER(uid));
+}
+
 gboolean
 prefetch_pending(struct StorePrefetch *p, const char *mailbox, guint32 uid)
 {
@@ -239,8 +280,7 @@ prefetch_pending(struct StorePrefetch *p, const char *mailbox, guint32 uid)
 	if (p == NULL)
 		return FALSE;
 	g_mutex_lock(&p->lock);
-	pending = g_strcmp0(p->mailbox, mailbox) == 0 &&
-	          g_hash_table_contains(p->queued, GUINT_TO_POINTER(uid));
+	pending = pending_locked(p, mailbox, uid);
 	g_mutex_unlock(&p->lock);
 	return pending;
 }
@@ -254,9 +294,7 @@ prefetch_wait(struct StorePrefetch *p, const char *mailbox, guint32 uid,
 
 	g_mutex_lock(&p->lock);
 	while (pending && g_get_monotonic_time() < deadline) {
-		pending =
-		    g_strcmp0(p->mailbox, mailbox) == 0 &&
-		    g_hash_table_contains(p->queued, GUINT_TO_POINTER(uid));
+		pending = pending_locked(p, mailbox, uid);
 		if (pending)
 			g_cond_wait_until(&p->cond, &p->lock, deadline);
 	}
@@ -357,6 +395,81 @@ next_job_locked(struct StorePrefetch *p)
 	return j;
 }
 
+/* The folder a walk (grep -r, find: our readdir order, subfolders
+ * before messages) reads next after finishing mailbox, or NULL. */
+static char *
+walk_next(MailStore *s, const char *mailbox)
+{
+	char delim = store_delimiter(s);
+	const char *cut = delim != 0 ? strrchr(mailbox, delim) : NULL;
+	g_autofree char *parent =
+	    cut ? g_strndup(mailbox, cut - mailbox) : NULL;
+	g_autoptr(GPtrArray) kids = NULL;
+	char *next = NULL;
+	guint i;
+
+	if (store_children(s, parent, &kids, NULL) != IMAP_OK)
+		return NULL;
+	for (i = 0; i < kids->len; i++)
+		if (strcmp(((StoreMailbox *)kids->pdata[i])->name, mailbox) ==
+		    0)
+			break;
+	if (i + 1 >= kids->len)
+		/* The last subfolder: the parent's own messages are next. */
+		return g_steal_pointer(&parent);
+	next = g_strdup(((StoreMailbox *)kids->pdata[i + 1])->name);
+	/* Into it, down its first subfolders. */
+	for (;;) {
+		g_autoptr(GPtrArray) sub = NULL;
+		if (store_children(s, next, &sub, NULL) != IMAP_OK ||
+		    sub->len == 0)
+			return next;
+		g_free(next);
+		next = g_strdup(((StoreMailbox *)sub->pdata[0])->name);
+	}
+}
+
+/* Goes on from the finished scan of from to the folder the walk reaches
+ * next: its listing, then its first messages, with the scan's pace. */
+static void
+hop(struct StorePrefetch *p, const char *from, guint32 uidvalidity)
+{
+	g_autofree char *next = walk_next(p->s, from);
+	StoreListing *l = NULL;
+	ImapError *err = NULL;
+	StoreMailbox mb = {0};
+	gboolean selectable;
+
+	if (next == NULL || store_mailbox(p->s, next, &mb, &err) != IMAP_OK) {
+		imap_error_free(err);
+		return;
+	}
+	selectable = !(mb.attrs & IMAP_MBOX_NOSELECT);
+	store_mailbox_clear(&mb);
+	if (!selectable ||
+	    store_messages(p->s, next, FALSE, &l, &err) != IMAP_OK) {
+		imap_error_free(err);
+		return;
+	}
+	g_mutex_lock(&p->lock);
+	if (!p->stop && g_strcmp0(p->mailbox, from) == 0 &&
+	    p->uidvalidity == uidvalidity) {
+		guint run = p->run[ORDER_UID];
+		g_debug("prefetch: the walk goes on from %s to %s", from, next);
+		g_free(p->done_mailbox);
+		p->done_mailbox = p->mailbox;
+		p->mailbox = g_strdup(next);
+		p->uidvalidity = l->uidvalidity;
+		p->last_pos[ORDER_UID] = p->last_pos[ORDER_NAME] = -1;
+		p->run[ORDER_NAME] = 0;
+		p->arrived = FALSE;
+		clear_queue_locked(p);
+		queue_ahead_locked(p, l, ORDER_UID, 0, run);
+	}
+	g_mutex_unlock(&p->lock);
+	store_listing_unref(l);
+}
+
 static gpointer
 worker_main(gpointer data)
 {
@@ -365,14 +478,37 @@ worker_main(gpointer data)
 	Job *j;
 
 	for (;;) {
+		char *hop_from = NULL;
+		guint32 hop_uidvalidity = 0;
+
 		j = NULL;
 		g_mutex_lock(&p->lock);
-		while (!p->stop && (p->active >= p->max_active ||
-		                    (j = next_job_locked(p)) == NULL))
+		while (!p->stop) {
+			if (p->active < p->max_active &&
+			    (j = next_job_locked(p)) != NULL)
+				break;
+			/* One folder ahead of the walk at most. */
+			if (p->scan_complete && !p->hop_started && p->arrived &&
+			    g_queue_is_empty(&p->queue)) {
+				p->hop_started = TRUE;
+				hop_from = g_strdup(p->mailbox);
+				hop_uidvalidity = p->uidvalidity;
+				break;
+			}
 			g_cond_wait(&p->cond, &p->lock);
+		}
 		g_mutex_unlock(&p->lock);
-		if (p->stop)
+		if (p->stop) {
+			g_free(hop_from);
 			break;
+		}
+		if (hop_from != NULL) {
+			hop(p, hop_from, hop_uidvalidity);
+			g_free(hop_from);
+			continue;
+		}
+		if (j == NULL)
+			continue;
 		if (with_conn(p->s, j->mailbox, TRUE, run_job, j, &err) !=
 		    IMAP_OK) {
 			g_debug("prefetch in %s: %s", j->mailbox, err->text);
@@ -443,5 +579,6 @@ prefetch_stop(struct StorePrefetch *p)
 	g_mutex_clear(&p->lock);
 	g_cond_clear(&p->cond);
 	g_free(p->mailbox);
+	g_free(p->done_mailbox);
 	g_free(p);
 }

@@ -291,6 +291,17 @@ def cmd_list(conn, args):
     out_lines(list_mailboxes(conn))
 
 
+def cmd_delimiter(conn, args):
+    need(args, 0, "delimiter")
+    typ, data = conn.list('""', '""')
+    if typ != "OK" or not data or data[0] is None:
+        raise CheckError("LIST \"\" \"\" failed: %r" % (data,))
+    m = re.match(r'\([^)]*\) (NIL|"((?:[^"\\]|\\.)*)")', data[0].decode())
+    if not m:
+        raise CheckError("cannot parse %r" % data[0])
+    print("" if m.group(1) == "NIL" else re.sub(r"\\(.)", r"\1", m.group(2)))
+
+
 def cmd_list_attrs(conn, args):
     need(args, 0, "list-attrs")
     for name, attrs in list_with_attrs(conn):
@@ -398,6 +409,7 @@ COMMANDS = {
     "flags": cmd_flags,
     "fetch": cmd_fetch,
     "list": cmd_list,
+    "delimiter": cmd_delimiter,
     "list-attrs": cmd_list_attrs,
     "create": cmd_create,
     "delete": cmd_delete,

@@ -374,6 +374,62 @@ check_body_cache_hit()
 	return 0
 }
 
+# Bodies of mailbox NAME in the body cache (files named by UID).
+cached_bodies()
+{
+	local hex
+	hex=$(printf '%s' "$1" | od -An -tx1 | tr -d ' \n')
+	find "$CACHE/bodies/mbox-$hex" -type f -name '[0-9]*' 2>/dev/null |
+		wc -l
+}
+
+# A walk that finishes one folder in order goes on to the next folder in
+# readdir order (subfolders first, then the parent's own messages):
+# the next folder's first bodies arrive before anything opens it.
+check_walk_goes_on()
+{
+	local d top a b i got mark
+	d=$(ic delimiter) || { fail "delimiter"; return; }
+	top=Walk
+	for box in "$top" "Walk${d}a" "Walk${d}b"; do
+		ic create "$box" >/dev/null || fail "create $box"
+	done
+	for i in $(seq 1 24); do
+		append "Walk${d}a" "walk-a-$i" >/dev/null &&
+			append "Walk${d}b" "walk-b-$i" >/dev/null || fail "append"
+	done
+	append "$top" "walk-top-1" >/dev/null
+	setfattr -n user.imapfs.refresh -v 1 "$MNT" || fail "refresh xattr"
+	# The walk's order is the directory's (the server's LIST order).
+	a=$(ls -f "$MNT/Walk" | grep -vx '\.\|\.\.\|.*\.eml' | head -1)
+	b=$(ls -f "$MNT/Walk" | grep -vx '\.\|\.\.\|.*\.eml' | tail -1)
+	[ "$a $b" = "a b" ] || [ "$a $b" = "b a" ] ||
+		{ fail "ls -f Walk: [$(ls -f "$MNT/Walk" | oneline)]"; return; }
+	ls "$MNT/Walk/$a" >/dev/null
+	[ "$(cached_bodies "$b")" = 0 ] || fail "b cached before the walk"
+	mark=$(log_mark)
+	# In listing order, as grep -r reads a folder.
+	for f in $(ls -f "$MNT/Walk/$a" | grep '\.eml$'); do
+		cat "$MNT/Walk/$a/$f" >/dev/null || fail "cat $a/$f"
+	done
+	if ! wait_for 5 eval '[ "$(cached_bodies "Walk$d$b")" -ge 8 ]'; then
+		fail "after a walk through Walk/$a," \
+			"$(cached_bodies "Walk$d$b") bodies of Walk/$b cached," \
+			"want 8 or more"
+		show_log_since "$mark"
+	fi
+	# One folder ahead at most: nothing of the folder after that (the
+	# parent's own message), until the walk gets there.
+	sleep 1
+	[ "$(cached_bodies "$top")" = 0 ] ||
+		fail "the walk's prefetch ran two folders ahead"
+	# What a walk reads next is right, cached or not.
+	got=$(grep -rl "walk-b-7 body" "$MNT/Walk" | sed "s|^$MNT/||")
+	[ "$got" = "Walk/b/7.eml" ] || fail "grep walk-b-7 found [$(oneline <<<"$got")]"
+	[ "$(grep -rh '^Subject: walk-' "$MNT/Walk" | sort -u | wc -l)" = 49 ] ||
+		fail "grep -r Walk did not see all 49 messages once"
+}
+
 # cat of a message over 1 MiB asks for its whole body at once (its first
 # read is large); the default window would take two round trips.
 check_bulk_read()
@@ -611,6 +667,7 @@ run_check "a walk after remount checks every listing in one go" \
 	check_walk_checks_at_once
 run_check "cached bodies are not fetched again" check_body_cache_hit
 run_check "cat of a large message: one fetch" check_bulk_read
+run_check "a walk goes on to the next folder" check_walk_goes_on
 run_check "UIDVALIDITY change: fresh listing, no stale bytes" check_uidvalidity_change
 run_check "rm and mv act on exactly one message" check_rm_mv_exact
 run_check "IDLE: new mail listed within 2 s" check_idle
