@@ -35,6 +35,9 @@
 #define LARGEST         (8u * 1024 * 1024) /* bigger bodies are left to readers */
 #define OWN_LARGEST     (1u * 1024 * 1024) /* the opened one, if no bigger */
 #define HOP_RUN         8 /* opens in order before a scan counts as a walk */
+/* What a hop queues before the walk arrives: a walk of one folder only
+ * (grep -r MNT/INBOX) costs at most this much of the next one. */
+#define HOP_AHEAD_RUN 3 /* ahead_bytes(3): 4 MiB */
 
 typedef struct {
 	guint32 uid;
@@ -464,7 +467,7 @@ hop(struct StorePrefetch *p, const char *from, guint32 uidvalidity)
 		p->run[ORDER_NAME] = 0;
 		p->arrived = FALSE;
 		clear_queue_locked(p);
-		queue_ahead_locked(p, l, ORDER_UID, 0, run);
+		queue_ahead_locked(p, l, ORDER_UID, 0, MIN(run, HOP_AHEAD_RUN));
 	}
 	g_mutex_unlock(&p->lock);
 	store_listing_unref(l);
