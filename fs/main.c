@@ -780,6 +780,10 @@ main(int argc, char **argv)
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	fuse_opt_add_arg(&args, "-ofsname=imapfs");
 	fuse_opt_add_arg(&args, "-osubtype=imapfs");
+	/* The kernel then refuses writes itself, with EROFS, before any
+	 * request: also for files it opens without asking (lowlevel.c). */
+	if (cl.cfg.read_only || cl.cfg.offline)
+		fuse_opt_add_arg(&args, "-oro");
 	rc = run(&cl.cfg, &args);
 out:
 	fuse_opt_free_args(&args);

@@ -824,6 +824,9 @@ check_read_only()
 		return
 	fi
 	need_mount "$MNT_RO" || return
+	awk -v m="$MNT_RO" '$2 == m && $4 ~ /^ro,/ { ok = 1 } END { exit !ok }' \
+		/proc/mounts || fail "the kernel's mount is not read-only:" \
+		"$(grep -F " $MNT_RO " /proc/mounts | oneline)"
 	for d in INBOX Archive/2023; do
 		got=$(t stat -c '%a %F' -- "$MNT_RO/$d" 2>&1)
 		[ "$got" = "700 directory" ] ||
@@ -884,6 +887,45 @@ check_read_only()
 			"$(manifest_field "$f" 2)-byte message and two small" \
 			"cats, want < 1 MiB"
 	fi
+}
+
+# -o read_only,exact_sizes: the kernel opens messages itself (FUSE
+# no_open). libfuse's -d log counts the requests: one OPEN (answered
+# ENOSYS) and one FLUSH (likewise) for the whole mount, no RELEASE, and
+# a second read of a file comes from the page cache.
+check_read_only_no_open()
+{
+	local mnt=$WORK/mnt-noopen log=$WORK/noopen.err f n reads
+	local files=(INBOX/$SEED_UID_small.eml INBOX/$SEED_UID_big.eml
+		INBOX/$SEED_UID_needle.eml Archive/2023/$SEED_UID_a23.eml)
+	mkdir -p "$mnt"
+	MOUNTS+=("$mnt")
+	"$IMAPFS" -d -o read_only,exact_sizes -o "tls_ca_file=$S_CA_FILE" \
+		-o "password_command=cat $WORK/password" \
+		"imaps://$S_USER@localhost:$S_TLS_PORT/" "$mnt" \
+		</dev/null >"$WORK/noopen.out" 2>"$log" &
+	wait_for 10 is_mounted "$mnt" ||
+		{ fail "no mount: $(tail -3 "$log" | oneline)"; return; }
+	for n in 1 2; do
+		for f in "${files[@]}"; do
+			t cat "$mnt/$f" >"$WORK/noopen.$n"
+			same_bytes "cat $f (round $n)" "$REF/$f" "$WORK/noopen.$n"
+		done
+		[ "$n" = 1 ] && reads=$(grep -c 'opcode: READ ' "$log")
+	done
+	[ "$(grep -c 'opcode: OPEN ' "$log")" = 1 ] ||
+		fail "OPEN requests: $(grep -c 'opcode: OPEN ' "$log"), want 1"
+	[ "$(grep -c 'opcode: FLUSH ' "$log")" = 1 ] ||
+		fail "FLUSH requests: $(grep -c 'opcode: FLUSH ' "$log"), want 1"
+	[ "$(grep -c 'opcode: RELEASE ' "$log")" = 0 ] ||
+		fail "RELEASE requests: $(grep -c 'opcode: RELEASE ' "$log")"
+	[ "$reads" -ge 4 ] && [ "$(grep -c 'opcode: READ ' "$log")" = "$reads" ] ||
+		fail "READ requests: $reads after the first round," \
+			"$(grep -c 'opcode: READ ' "$log") after the second"
+	# The kernel's mount is read-only: no open for writing reaches us.
+	expect_error "append to a message" 'Read-only file system' \
+		t sh -c "echo x >>'$mnt/INBOX/$SEED_UID_small.eml'"
+	unmount_imapfs "$mnt"
 }
 
 check_starttls()
@@ -1233,6 +1275,7 @@ run_check "changes by other clients show" check_other_clients
 run_check "rsync backup and restore" check_rsync
 run_check "a \\Noselect parent is a directory" check_noselect
 run_check "read_only mount" check_read_only
+run_check "read_only, exact_sizes: no OPEN per file" check_read_only_no_open
 run_check "STARTTLS mount" check_starttls
 run_check "rm with -o trash" check_trash
 run_check "cp over the quota: ENOSPC" check_enospc

@@ -1,0 +1,184 @@
+/* handles.c - file handles by inode number, for reads of files the kernel
+ * opened without an OPEN (see include/fs/handles.h). Least recently used
+ * handles not in use are released once more than max are kept. */
+#include "fs/handles.h"
+
+typedef struct {
+	guint64 ino;
+	guint64 fh;
+	guint refs;
+	GList link; /* in FsHandles.lru; data points back here */
+} Entry;
+
+struct FsHandles {
+	GMutex lock;
+	GHashTable *by_ino; /* guint64 * -> Entry * */
+	GQueue lru;         /* oldest first */
+	guint max;
+	FsHandleOpenFn open_fn;
+	FsHandleReleaseFn release_fn;
+	void *user;
+};
+
+FsHandles *
+fs_handles_new(guint max, FsHandleOpenFn open_fn, FsHandleReleaseFn release_fn,
+               void *user)
+{
+	FsHandles *h = g_new0(FsHandles, 1);
+
+	g_mutex_init(&h->lock);
+	h->by_ino = g_hash_table_new(g_int64_hash, g_int64_equal);
+	g_queue_init(&h->lru);
+	h->max = MAX(max, 1);
+	h->open_fn = open_fn;
+	h->release_fn = release_fn;
+	h->user = user;
+	return h;
+}
+
+void
+fs_handles_free(FsHandles *h)
+{
+	GList *l;
+
+	if (h == NULL)
+		return;
+	while ((l = g_queue_pop_head_link(&h->lru)) != NULL) {
+		Entry *e = l->data;
+		if (e->refs > 0)
+			g_critical("fs_handles_free: inode %" G_GUINT64_FORMAT
+			           " still in use",
+			           e->ino);
+		h->release_fn(e->fh, h->user);
+		g_free(e);
+	}
+	g_hash_table_destroy(h->by_ino);
+	g_mutex_clear(&h->lock);
+	g_free(h);
+}
+
+static void
+touch_locked(FsHandles *h, Entry *e)
+{
+	g_queue_unlink(&h->lru, &e->link);
+	g_queue_push_tail_link(&h->lru, &e->link);
+}
+
+/* Unlinks the oldest entries not in use while more than max are kept;
+ * returns them for releasing unlocked. */
+static GPtrArray *
+evict_locked(FsHandles *h)
+{
+	GPtrArray *out = g_ptr_array_new();
+	GList *l = h->lru.head;
+
+	while (l != NULL && g_hash_table_size(h->by_ino) > h->max) {
+		Entry *e = l->data;
+		l = l->next;
+		if (e->refs > 0)
+			continue;
+		g_queue_unlink(&h->lru, &e->link);
+		g_hash_table_remove(h->by_ino, &e->ino);
+		g_ptr_array_add(out, e);
+	}
+	return out;
+}
+
+static void
+release_all(FsHandles *h, GPtrArray *entries)
+{
+	for (guint i = 0; i < entries->len; i++) {
+		Entry *e = entries->pdata[i];
+		h->release_fn(e->fh, h->user);
+		g_free(e);
+	}
+	g_ptr_array_free(entries, TRUE);
+}
+
+/* A held entry for ino, or NULL (h->lock held). */
+static Entry *
+hold_locked(FsHandles *h, guint64 ino)
+{
+	Entry *e = g_hash_table_lookup(h->by_ino, &ino);
+
+	if (e == NULL)
+		return NULL;
+	e->refs++;
+	touch_locked(h, e);
+	return e;
+}
+
+int
+fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh)
+{
+	Entry *e;
+	guint64 opened;
+	GPtrArray *evicted;
+	int rc;
+
+	g_mutex_lock(&h->lock);
+	e = hold_locked(h, ino);
+	g_mutex_unlock(&h->lock);
+	if (e != NULL) {
+		*fh = e->fh;
+		return 0;
+	}
+	/* Opened unlocked: opening may wait for the network. */
+	rc = h->open_fn(ino, &opened, h->user);
+	if (rc != 0)
+		return rc;
+	g_mutex_lock(&h->lock);
+	e = hold_locked(h, ino);
+	if (e != NULL) {
+		/* Another reader of ino was quicker. */
+		g_mutex_unlock(&h->lock);
+		h->release_fn(opened, h->user);
+		*fh = e->fh;
+		return 0;
+	}
+	e = g_new0(Entry, 1);
+	e->ino = ino;
+	e->fh = opened;
+	e->refs = 1;
+	e->link.data = e;
+	g_hash_table_insert(h->by_ino, &e->ino, e);
+	g_queue_push_tail_link(&h->lru, &e->link);
+	evicted = evict_locked(h);
+	g_mutex_unlock(&h->lock);
+	release_all(h, evicted);
+	*fh = opened;
+	return 0;
+}
+
+void
+fs_handles_put(FsHandles *h, guint64 ino)
+{
+	Entry *e;
+	GPtrArray *evicted;
+
+	g_mutex_lock(&h->lock);
+	e = g_hash_table_lookup(h->by_ino, &ino);
+	if (e == NULL || e->refs == 0) {
+		g_mutex_unlock(&h->lock);
+		g_critical("fs_handles_put: inode %" G_GUINT64_FORMAT
+		           " not held",
+		           ino);
+		return;
+	}
+	e->refs--;
+	/* Over max while every handle was in use: catch up now. */
+	evicted = evict_locked(h);
+	g_mutex_unlock(&h->lock);
+	release_all(h, evicted);
+}
+
+guint
+fs_handles_count(FsHandles *h)
+{
+	guint n;
+
+	g_mutex_lock(&h->lock);
+	n = g_hash_table_size(h->by_ino);
+	g_mutex_unlock(&h->lock);
+	return n;
+}

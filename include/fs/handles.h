@@ -1,0 +1,34 @@
+/* handles.h - file handles for files the kernel opened without asking.
+ *
+ * With FUSE's no_open the kernel opens a file itself and sends no OPEN
+ * and no RELEASE: a warm `grep -r` then costs no request per file. Its
+ * reads come without a handle, so the daemon makes one at the first read
+ * of an inode and keeps the most recently used ones here, by inode
+ * number. A handle in use (got, not yet put) is never closed. Pure data
+ * structure, thread-safe: no FUSE, no I/O of its own. */
+#ifndef FS_HANDLES_H
+#define FS_HANDLES_H
+
+#include <glib.h>
+
+typedef struct FsHandles FsHandles;
+
+/* Opens inode ino: 0 and *fh set, or a negative errno. */
+typedef int (*FsHandleOpenFn)(guint64 ino, guint64 *fh, void *user);
+typedef void (*FsHandleReleaseFn)(guint64 fh, void *user);
+
+/* Keeps up to max handles not in use. */
+FsHandles *fs_handles_new(guint max, FsHandleOpenFn open_fn,
+                          FsHandleReleaseFn release_fn, void *user);
+/* Releases every handle; none may be in use. */
+void fs_handles_free(FsHandles *h);
+
+/* The handle of ino, opened if there is none, held until
+ * fs_handles_put: 0, or open_fn's negative errno. */
+int fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh);
+void fs_handles_put(FsHandles *h, guint64 ino);
+
+/* Handles kept, in use or not. */
+guint fs_handles_count(FsHandles *h);
+
+#endif

@@ -1,0 +1,153 @@
+/* test_handles.c - handles by inode for files opened without OPEN: one
+ * open per inode while kept, the least recently used released first,
+ * never one in use, open errors passed on. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+
+#include "fs/handles.h"
+
+/* What the callbacks saw: handle k of inode i is i * 1000 + k. */
+typedef struct {
+	guint opens[16];
+	gboolean released[16][8];
+	guint n_released;
+	int fail_ino; /* open_fn fails for it with -ENOENT */
+} Seen;
+
+static int
+fake_open(guint64 ino, guint64 *fh, void *user)
+{
+	Seen *s = user;
+
+	if ((int)ino == s->fail_ino)
+		return -ENOENT;
+	*fh = ino * 1000 + s->opens[ino]++;
+	return 0;
+}
+
+static void
+fake_release(guint64 fh, void *user)
+{
+	Seen *s = user;
+
+	assert_false(s->released[fh / 1000][fh % 1000]);
+	s->released[fh / 1000][fh % 1000] = TRUE;
+	s->n_released++;
+}
+
+static guint64
+get(FsHandles *h, guint64 ino)
+{
+	guint64 fh = 0;
+
+	assert_int_equal(fs_handles_get(h, ino, &fh), 0);
+	return fh;
+}
+
+/* Reads of a kept inode share its one handle. */
+static void
+test_one_open_per_inode(void **state)
+{
+	Seen s = {.fail_ino = -1};
+	FsHandles *h = fs_handles_new(4, fake_open, fake_release, &s);
+
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(get(h, 1), 1000);
+		fs_handles_put(h, 1);
+	}
+	assert_int_equal(s.opens[1], 1);
+	assert_int_equal(fs_handles_count(h), 1);
+	fs_handles_free(h);
+	assert_true(s.released[1][0]);
+	assert_int_equal(s.n_released, 1);
+}
+
+/* Past max, the least recently used goes first. */
+static void
+test_oldest_released_first(void **state)
+{
+	Seen s = {.fail_ino = -1};
+	FsHandles *h = fs_handles_new(3, fake_open, fake_release, &s);
+
+	(void)state;
+	for (guint64 ino = 1; ino <= 3; ino++) {
+		get(h, ino);
+		fs_handles_put(h, ino);
+	}
+	/* 1 is used again: 2 is now the oldest. */
+	get(h, 1);
+	fs_handles_put(h, 1);
+	get(h, 4);
+	fs_handles_put(h, 4);
+	assert_int_equal(fs_handles_count(h), 3);
+	assert_true(s.released[2][0]);
+	assert_int_equal(s.n_released, 1);
+	/* 2 again: a new handle; 3 goes. */
+	assert_int_equal(get(h, 2), 2001);
+	fs_handles_put(h, 2);
+	assert_true(s.released[3][0]);
+	assert_false(s.released[1][0]);
+	fs_handles_free(h);
+	assert_int_equal(s.n_released, 5);
+}
+
+/* A handle in use outlives max; it goes once put back. */
+static void
+test_in_use_is_kept(void **state)
+{
+	Seen s = {.fail_ino = -1};
+	FsHandles *h = fs_handles_new(1, fake_open, fake_release, &s);
+
+	(void)state;
+	get(h, 1);
+	get(h, 2);
+	assert_int_equal(fs_handles_count(h), 2);
+	assert_int_equal(s.n_released, 0);
+	fs_handles_put(h, 1);
+	assert_true(s.released[1][0]);
+	assert_int_equal(fs_handles_count(h), 1);
+	/* Held twice: the first put leaves it in use. */
+	assert_int_equal(get(h, 2), 2000);
+	fs_handles_put(h, 2);
+	get(h, 3);
+	assert_false(s.released[2][0]);
+	fs_handles_put(h, 2);
+	fs_handles_put(h, 3);
+	assert_true(s.released[2][0]);
+	assert_int_equal(fs_handles_count(h), 1);
+	fs_handles_free(h);
+	assert_int_equal(s.n_released, 3);
+}
+
+static void
+test_open_error(void **state)
+{
+	Seen s = {.fail_ino = 7};
+	FsHandles *h = fs_handles_new(2, fake_open, fake_release, &s);
+	guint64 fh = 42;
+
+	(void)state;
+	assert_int_equal(fs_handles_get(h, 7, &fh), -ENOENT);
+	assert_int_equal(fs_handles_count(h), 0);
+	fs_handles_free(h);
+	assert_int_equal(s.n_released, 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_one_open_per_inode),
+	    cmocka_unit_test(test_oldest_released_first),
+	    cmocka_unit_test(test_in_use_is_kept),
+	    cmocka_unit_test(test_open_error),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
