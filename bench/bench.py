@@ -196,8 +196,10 @@ class Bench:
                 capture=True).stdout.strip())
         helptext = run([self.imapfs, "--help"], 30, check=False,
                        capture=True)
-        self.has_cache_dir = b"cache_dir=" in helptext.stdout + \
-            helptext.stderr
+        helptext = helptext.stdout + helptext.stderr
+        self.has_cache_dir = b"cache_dir=" in helptext
+        # Older builds (a baseline binary) may lack it.
+        self.has_exact_sizes = b"exact_sizes" in helptext
 
     # --- lifecycle ----------------------------------------------------
 
@@ -302,11 +304,13 @@ class Bench:
         raise BenchError("no %s process serves %s" %
                          (os.path.basename(exe_path), path))
 
-    def mount_fusefloor(self, count):
+    def mount_fusefloor(self, *what):
+        """fusefloor N (a listing of N files) or fusefloor --mirror DIR
+        (a read-only copy of DIR served as cheaply as FUSE allows)."""
         self.nmounts += 1
         path = os.path.join(self.work, "mnt", "fusefloor-%d" % self.nmounts)
         os.makedirs(path)
-        run([self.fusefloor, str(count), path], 60,
+        run([self.fusefloor] + [str(w) for w in what] + [path], 60,
             stdin=subprocess.DEVNULL, capture=True)
         for _ in range(100):
             if mounted(path):
@@ -318,9 +322,10 @@ class Bench:
         self.mounts.append(m)
         return m
 
-    def mount(self, server, port, label, cache_dir=None):
+    def mount(self, server, port, label, cache_dir=None, opts=()):
         """Mounts a new daemon. Where imapfs has a persistent cache, it
-        gets cache_dir, else a new empty one: a fresh mount is cold."""
+        gets cache_dir, else a new empty one: a fresh mount is cold. opts:
+        more options, after --mount-opts."""
         self.nmounts += 1
         name = "%s-%d" % (label, self.nmounts)
         path = os.path.join(self.work, "mnt", name)
@@ -335,7 +340,7 @@ class Bench:
             r = run([self.imapfs, "-o",
                      "password_file=" + server.password_file,
                      "-o", "tls_ca_file=" + server.env["CA_FILE"]] +
-                    extra + self.mount_opts +
+                    extra + self.mount_opts + list(opts) +
                     ["imaps://alice@localhost:%d/" % port, path], 60,
                     check=False, stdin=subprocess.DEVNULL, stdout=err,
                     stderr=err)
@@ -493,6 +498,7 @@ class Bench:
         t0 = time.monotonic()
         # a. cold grep on fresh mounts; b. warm grep on the same mount.
         warm = []
+        warm_cache = []
         n_sync = [0]
 
         def cold():
@@ -500,6 +506,7 @@ class Bench:
             t = self.grep(m.path, stats["needles"])
             if not lat:
                 warm.append(self.grep(m.path, stats["needles"]))
+                warm_cache.append(m.cache_dir)
             self.unmount(m)
             return t
         def full_pull():
@@ -534,6 +541,11 @@ class Bench:
                      med(warm), "grep on local Maildir", med(local_t),
                      "runs %d/%d" % (len(warm), len(local_t)))
             local["maildir"] = maildir
+            if self.fusefloor:
+                self.fuse_floor_grep(maildir, stats["needles"], local_t)
+            if self.has_cache_dir and self.has_exact_sizes:
+                self.read_only_grep(srv, port, warm_cache[-1],
+                                    stats["needles"], local_t)
 
         # d. no-change rsync into a full backup vs no-change mbsync.
         t0 = time.monotonic()
@@ -567,6 +579,9 @@ class Bench:
         self.row("d2" + sfx, "no-change `rsync -a`, same mount again (%s)"
                  % tag, med(same), "mbsync no-change", med(nochange_t),
                  "listings cached (dir_cache_timeout)", target_key="d")
+        if not lat:
+            self.local_rsync_floor(local["maildir"], stats["messages"],
+                                   nochange_t)
 
         # e. 8 parallel readers of large messages vs 1 reading them all.
         t0 = time.monotonic()
@@ -600,6 +615,52 @@ class Bench:
                   nbytes / 1e6 / med(par_t)),
                  ratio=med(one_t) / med(par_t), target_key="e" + sfx,
                  unit="x")
+
+    def fuse_floor_grep(self, maildir, needles, local_t):
+        """b-fuse: warm grep over fusefloor --mirror of the Maildir."""
+        t0 = time.monotonic()
+        m = self.mount_fusefloor("--mirror", maildir)
+        self.grep(m.path, needles)  # fills the page cache through FUSE
+        fuse_t, = interleave([(lambda: self.grep(m.path, needles), CHEAP)],
+                             self.o.runs)
+        self.unmount(m)
+        self.phase("b-fuse grep", t0)
+        self.row("b-fuse", "warm `grep -rl` over a do-nothing FUSE mirror "
+                 "of the Maildir (bench/fusefloor.c --mirror)", med(fuse_t),
+                 "grep on local Maildir", med(local_t),
+                 "what any FUSE daemon that answers OPEN pays per file: "
+                 "OPEN and RELEASE (pages kept, no FLUSH); runs %d"
+                 % len(fuse_t))
+
+    def read_only_grep(self, srv, port, cache_dir, needles, local_t):
+        """b-ro: warm grep on a -o read_only,exact_sizes mount, where the
+        kernel opens messages without asking the daemon."""
+        t0 = time.monotonic()
+        m = self.mount(srv, port, "grep-ro", cache_dir=cache_dir,
+                       opts=["-o", "read_only,exact_sizes"])
+        self.grep(m.path, needles)  # bodies cached; fills the page cache
+        ro_t, = interleave([(lambda: self.grep(m.path, needles), CHEAP)],
+                           self.o.runs)
+        self.unmount(m)
+        self.phase("b-ro grep", t0)
+        self.row("b-ro", "warm `grep -rl`, `-o read_only,exact_sizes` "
+                 "(no OPEN per file)", med(ro_t), "grep on local Maildir",
+                 med(local_t), "remount of a cold run's cache, one grep "
+                 "to fill the page cache, then runs %d" % len(ro_t))
+
+    def local_rsync_floor(self, maildir, messages, nochange_t):
+        """d-local: no-change rsync -a between two local directories."""
+        t0 = time.monotonic()
+        backup = os.path.join(self.work, "backup-local")
+        self.rsync(maildir, backup)
+        local_t, = interleave([(lambda: self.rsync(maildir, backup,
+                                                   expect_changed=0),
+                                CHEAP)], self.o.runs)
+        self.phase("d-local rsync", t0)
+        self.row("d-local", "no-change `rsync -a` of the local Maildir into "
+                 "a local backup", med(local_t), "mbsync no-change",
+                 med(nochange_t), "rsync's own cost over %d local files "
+                 "(lstat both sides); runs %d" % (messages, len(local_t)))
 
     def scale_suite(self, srv, man):
         runs = self.o.runs
