@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -434,6 +435,51 @@ class Bench:
                              (n, expect))
         return t
 
+    def floor_readers(self, server, port, picked, expect_bytes):
+        """e's floor: the picked (size, folder, uid) bodies fetched by one
+        connection in turn, and by one connection each at once; all are
+        logged in before the clock starts, EXAMINE is timed (imapfs must
+        select too). Returns (one, parallel) seconds."""
+        def wire():
+            w = Wire("127.0.0.1", port, server.env["CA_FILE"])
+            w.login("alice", server.env["PASSWORD"])
+            return w
+
+        def fetch(w, folder, uid, select=True):
+            if select:
+                w.examine(folder)
+            w.run("UID FETCH %d BODY.PEEK[]" % uid, keep_lines=False)
+        one = wire()
+        many = [wire() for _ in picked]
+        t0 = time.monotonic()
+        current = None
+        for _, folder, uid in picked:
+            fetch(one, folder, uid, folder != current)
+            current = folder
+        one_t = time.monotonic() - t0
+        errors = []
+
+        def fetch_one(w, folder, uid):
+            try:
+                fetch(w, folder, uid)
+            except Exception as e:  # reported below, in this thread
+                errors.append(e)
+        threads = [threading.Thread(target=fetch_one, args=(w, f, u))
+                   for w, (_, f, u) in zip(many, picked)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        par_t = time.monotonic() - t0
+        for w in many + [one]:
+            w.logout()
+        got = one.literal_bytes, sum(w.literal_bytes for w in many)
+        if errors or got != (expect_bytes, expect_bytes):
+            raise BenchError("reader floor: %s, bytes %r, want %d" %
+                             (errors[:1], got, expect_bytes))
+        return one_t, par_t
+
     def ls_l(self, path, expect, timeout=300):
         t, r = timed(["ls", "-l", path], timeout)
         n = r.stdout.count(b"\n") - 1  # minus "total N"
@@ -602,9 +648,17 @@ class Bench:
             t = self.readers(m, paths, parallel)
             self.unmount(m)
             return t
-        one_t, par_t = interleave([
+        floor_one, floor_par = [], []
+
+        def floor_run():
+            one, par = self.floor_readers(srv, port, picked, nbytes)
+            floor_one.append(one)
+            floor_par.append(par)
+            return one
+        one_t, par_t, _ = interleave([
             (lambda: reader_run(False), CHEAP),
-            (lambda: reader_run(True), CHEAP)], runs)
+            (lambda: reader_run(True), CHEAP),
+            (floor_run, CHEAP)], runs)
         self.phase("e readers " + tag, t0)
         self.row("e" + sfx, "%d parallel `cat` vs 1 (%s), throughput ratio"
                  % (READERS, tag), med(one_t) / med(par_t), "", None,
@@ -615,6 +669,14 @@ class Bench:
                   nbytes / 1e6 / med(par_t)),
                  ratio=med(one_t) / med(par_t), target_key="e" + sfx,
                  unit="x")
+        self.row("e-floor" + sfx, "floor: %d connections fetching at once "
+                 "vs 1 in turn (%s), throughput ratio" % (READERS, tag),
+                 med(floor_one) / med(floor_par), "", None,
+                 "bench/imapwire.py, connections logged in before the "
+                 "clock, EXAMINE timed: 1 connection %.2f s, %d "
+                 "connections %.2f s; runs %d" %
+                 (med(floor_one), READERS, med(floor_par), len(floor_one)),
+                 ratio=med(floor_one) / med(floor_par), unit="x")
 
     def fuse_floor_grep(self, maildir, needles, local_t):
         """b-fuse: warm grep over fusefloor --mirror of the Maildir."""
