@@ -346,7 +346,9 @@ is_vanished(const Resync *r, guint32 uid)
 	return FALSE;
 }
 
-/* Old listing + changes -> new listing; *removed gets expunged UIDs.
+/* Old listing + changes -> new listing; *removed gets expunged UIDs,
+ * and all old ones when the UIDVALIDITY changed (a UID now names another
+ * message: the kernel's pages of the old one must go).
  * Messages fetched now win over what the old listing had for the same
  * UID (our own moves and uploads insert entries ahead of the server's
  * word), and new UIDs below ones we inserted are kept, not skipped. */
@@ -362,6 +364,10 @@ merge(Resync *r, GArray *removed)
 		                 g_array_index(r->added, StoreMessage, i).uid));
 	l = listing_new(r->full ? r->status.uidvalidity : r->old->uidvalidity,
 	                (r->full ? 0 : r->old->msgs->len) + r->added->len);
+	for (guint i = 0; r->full && r->old != NULL && i < r->old->msgs->len;
+	     i++)
+		g_array_append_val(
+		    removed, g_array_index(r->old->msgs, StoreMessage, i).uid);
 	if (!r->full) {
 		if (r->present != NULL)
 			g_array_sort(r->present, cmp_u32);

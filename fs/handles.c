@@ -3,11 +3,12 @@
  * handles not in use are released once more than max are kept. */
 #include "fs/handles.h"
 
-typedef struct {
+typedef struct FsHandleHold {
 	guint64 ino;
 	guint64 fh;
 	guint refs;
-	GList link; /* in FsHandles.lru; data points back here */
+	gboolean dropped; /* out of the table; released at the last put */
+	GList link;       /* in FsHandles.lru; data points back here */
 } Entry;
 
 struct FsHandles {
@@ -109,7 +110,7 @@ hold_locked(FsHandles *h, guint64 ino)
 }
 
 int
-fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh)
+fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh, FsHandleHold **hold)
 {
 	Entry *e;
 	guint64 opened;
@@ -121,6 +122,7 @@ fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh)
 	g_mutex_unlock(&h->lock);
 	if (e != NULL) {
 		*fh = e->fh;
+		*hold = e;
 		return 0;
 	}
 	/* Opened unlocked: opening may wait for the network. */
@@ -134,6 +136,7 @@ fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh)
 		g_mutex_unlock(&h->lock);
 		h->release_fn(opened, h->user);
 		*fh = e->fh;
+		*hold = e;
 		return 0;
 	}
 	e = g_new0(Entry, 1);
@@ -147,29 +150,57 @@ fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh)
 	g_mutex_unlock(&h->lock);
 	release_all(h, evicted);
 	*fh = opened;
+	*hold = e;
 	return 0;
 }
 
 void
-fs_handles_put(FsHandles *h, guint64 ino)
+fs_handles_put(FsHandles *h, FsHandleHold *hold)
 {
-	Entry *e;
-	GPtrArray *evicted;
+	Entry *e = hold;
+	GPtrArray *evicted = g_ptr_array_new();
 
 	g_mutex_lock(&h->lock);
-	e = g_hash_table_lookup(h->by_ino, &ino);
-	if (e == NULL || e->refs == 0) {
+	if (e->refs == 0) {
 		g_mutex_unlock(&h->lock);
 		g_critical("fs_handles_put: inode %" G_GUINT64_FORMAT
 		           " not held",
-		           ino);
+		           e->ino);
+		g_ptr_array_free(evicted, TRUE);
 		return;
 	}
 	e->refs--;
-	/* Over max while every handle was in use: catch up now. */
-	evicted = evict_locked(h);
+	if (e->dropped && e->refs == 0)
+		g_ptr_array_add(evicted, e);
+	else {
+		/* Over max while every handle was in use: catch up now. */
+		g_ptr_array_free(evicted, TRUE);
+		evicted = evict_locked(h);
+	}
 	g_mutex_unlock(&h->lock);
 	release_all(h, evicted);
+}
+
+void
+fs_handles_drop(FsHandles *h, guint64 ino)
+{
+	Entry *e;
+	gboolean unused;
+
+	g_mutex_lock(&h->lock);
+	e = g_hash_table_lookup(h->by_ino, &ino);
+	if (e != NULL) {
+		g_hash_table_remove(h->by_ino, &ino);
+		g_queue_unlink(&h->lru, &e->link);
+		e->dropped = TRUE;
+	}
+	/* Decided here: once unlocked, its last holder may free it. */
+	unused = e != NULL && e->refs == 0;
+	g_mutex_unlock(&h->lock);
+	if (unused) {
+		h->release_fn(e->fh, h->user);
+		g_free(e);
+	}
 }
 
 guint

@@ -9,7 +9,9 @@
  *   user.imapfs.prefetch    the root or a folder: set "start" or
  *                           "cancel"; get the job's progress as JSON
  *   user.imapfs.prefetch.start, .cancel  the same as a get, for read-only
- *                           (ro) mounts, where the kernel refuses sets */
+ *                           (ro) mounts, where the kernel refuses sets
+ *   user.imapfs.refresh     set (or, on a read-only mount, get): drop
+ *                           every cached listing */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +148,10 @@ get_control(const char *path, const char *name, char *buf, size_t size)
 		}
 		value = warm_status_json(fs->store, (guint)first, STATUS_PAGE);
 		return reply_control(path, name, value, buf, size);
+	}
+	if (strcmp(name, XA_REFRESH) == 0) {
+		store_invalidate(fs->store);
+		return reply_control(path, name, g_strdup("1"), buf, size);
 	}
 	if (!g_str_has_prefix(name, XA_PREFETCH))
 		return -ENOTSUP;

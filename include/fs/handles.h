@@ -23,10 +23,16 @@ FsHandles *fs_handles_new(guint max, FsHandleOpenFn open_fn,
 /* Releases every handle; none may be in use. */
 void fs_handles_free(FsHandles *h);
 
+/* One hold on a handle. */
+typedef struct FsHandleHold FsHandleHold;
+
 /* The handle of ino, opened if there is none, held until
- * fs_handles_put: 0, or open_fn's negative errno. */
-int fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh);
-void fs_handles_put(FsHandles *h, guint64 ino);
+ * fs_handles_put(*hold): 0, or open_fn's negative errno. */
+int fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh, FsHandleHold **hold);
+void fs_handles_put(FsHandles *h, FsHandleHold *hold);
+/* Forgets ino's handle (its file changed or is gone): the next get
+ * opens anew; a handle in use is released when put. */
+void fs_handles_drop(FsHandles *h, guint64 ino);
 
 /* Handles kept, in use or not. */
 guint fs_handles_count(FsHandles *h);

@@ -892,12 +892,19 @@ check_read_only()
 # -o read_only,exact_sizes: the kernel opens messages itself (FUSE
 # no_open). libfuse's -d log counts the requests: one OPEN (answered
 # ENOSYS) and one FLUSH (likewise) for the whole mount, no RELEASE, and
-# a second read of a file comes from the page cache.
+# a second read of a file comes from the page cache. A message replaced
+# under its UID (folder recreated: new UIDVALIDITY) is read anew.
 check_read_only_no_open()
 {
-	local mnt=$WORK/mnt-noopen log=$WORK/noopen.err f n reads
+	local mnt=$WORK/mnt-noopen log=$WORK/noopen.err f n reads uid
 	local files=(INBOX/$SEED_UID_small.eml INBOX/$SEED_UID_big.eml
 		INBOX/$SEED_UID_needle.eml Archive/2023/$SEED_UID_a23.eml)
+	printf 'Subject: first\r\n\r\nthe first message\r\n' \
+		>"$WORK/again1.eml"
+	printf 'Subject: second\r\n\r\nanother message, same UID\r\n' \
+		>"$WORK/again2.eml"
+	ic create Again && uid=$(ic append Again "$WORK/again1.eml") ||
+		{ fail "creating Again on the server"; return; }
 	mkdir -p "$mnt"
 	MOUNTS+=("$mnt")
 	"$IMAPFS" -d -o read_only,exact_sizes -o "tls_ca_file=$S_CA_FILE" \
@@ -925,7 +932,20 @@ check_read_only_no_open()
 	# The kernel's mount is read-only: no open for writing reaches us.
 	expect_error "append to a message" 'Read-only file system' \
 		t sh -c "echo x >>'$mnt/INBOX/$SEED_UID_small.eml'"
+	t cat "$mnt/Again/$uid.eml" >"$WORK/again.got"
+	same_bytes "cat Again/$uid.eml" "$WORK/again1.eml" "$WORK/again.got"
+	{ ic delete Again && ic create Again &&
+		[ "$(ic append Again "$WORK/again2.eml")" = "$uid" ]; } ||
+		fail "recreating Again on the server with UID $uid"
+	# setfattr is refused on a read-only mount; a get refreshes too.
+	t getfattr -n user.imapfs.refresh "$mnt" >/dev/null ||
+		fail "getfattr user.imapfs.refresh"
+	t ls "$mnt/Again" >/dev/null
+	t cat "$mnt/Again/$uid.eml" >"$WORK/again.got"
+	same_bytes "cat Again/$uid.eml after Again was recreated" \
+		"$WORK/again2.eml" "$WORK/again.got"
 	unmount_imapfs "$mnt"
+	ic delete Again
 }
 
 check_starttls()

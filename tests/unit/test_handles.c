@@ -1,6 +1,6 @@
 /* test_handles.c - handles by inode for files opened without OPEN: one
  * open per inode while kept, the least recently used released first,
- * never one in use, open errors passed on. */
+ * never one in use, dropped ones opened anew, open errors passed on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,13 +40,34 @@ fake_release(guint64 fh, void *user)
 	s->n_released++;
 }
 
+/* Holds taken by get(), by inode, for put(). */
+static FsHandleHold *holds[16][4];
+
 static guint64
 get(FsHandles *h, guint64 ino)
 {
+	FsHandleHold *hold = NULL;
 	guint64 fh = 0;
+	guint i = 0;
 
-	assert_int_equal(fs_handles_get(h, ino, &fh), 0);
+	assert_int_equal(fs_handles_get(h, ino, &fh, &hold), 0);
+	assert_non_null(hold);
+	while (holds[ino][i] != NULL)
+		i++;
+	holds[ino][i] = hold;
 	return fh;
+}
+
+static void
+put(FsHandles *h, guint64 ino)
+{
+	guint i = 0;
+
+	while (i + 1 < G_N_ELEMENTS(holds[ino]) && holds[ino][i + 1] != NULL)
+		i++;
+	assert_non_null(holds[ino][i]);
+	fs_handles_put(h, holds[ino][i]);
+	holds[ino][i] = NULL;
 }
 
 /* Reads of a kept inode share its one handle. */
@@ -59,7 +80,7 @@ test_one_open_per_inode(void **state)
 	(void)state;
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(get(h, 1), 1000);
-		fs_handles_put(h, 1);
+		put(h, 1);
 	}
 	assert_int_equal(s.opens[1], 1);
 	assert_int_equal(fs_handles_count(h), 1);
@@ -78,19 +99,19 @@ test_oldest_released_first(void **state)
 	(void)state;
 	for (guint64 ino = 1; ino <= 3; ino++) {
 		get(h, ino);
-		fs_handles_put(h, ino);
+		put(h, ino);
 	}
 	/* 1 is used again: 2 is now the oldest. */
 	get(h, 1);
-	fs_handles_put(h, 1);
+	put(h, 1);
 	get(h, 4);
-	fs_handles_put(h, 4);
+	put(h, 4);
 	assert_int_equal(fs_handles_count(h), 3);
 	assert_true(s.released[2][0]);
 	assert_int_equal(s.n_released, 1);
 	/* 2 again: a new handle; 3 goes. */
 	assert_int_equal(get(h, 2), 2001);
-	fs_handles_put(h, 2);
+	put(h, 2);
 	assert_true(s.released[3][0]);
 	assert_false(s.released[1][0]);
 	fs_handles_free(h);
@@ -109,19 +130,47 @@ test_in_use_is_kept(void **state)
 	get(h, 2);
 	assert_int_equal(fs_handles_count(h), 2);
 	assert_int_equal(s.n_released, 0);
-	fs_handles_put(h, 1);
+	put(h, 1);
 	assert_true(s.released[1][0]);
 	assert_int_equal(fs_handles_count(h), 1);
 	/* Held twice: the first put leaves it in use. */
 	assert_int_equal(get(h, 2), 2000);
-	fs_handles_put(h, 2);
+	put(h, 2);
 	get(h, 3);
 	assert_false(s.released[2][0]);
-	fs_handles_put(h, 2);
-	fs_handles_put(h, 3);
+	put(h, 2);
+	put(h, 3);
 	assert_true(s.released[2][0]);
 	assert_int_equal(fs_handles_count(h), 1);
 	fs_handles_free(h);
+	assert_int_equal(s.n_released, 3);
+}
+
+/* A dropped inode (its message changed) is opened anew; a hold on the
+ * old handle keeps it until put. */
+static void
+test_drop(void **state)
+{
+	Seen s = {.fail_ino = -1};
+	FsHandles *h = fs_handles_new(4, fake_open, fake_release, &s);
+
+	(void)state;
+	get(h, 1);
+	put(h, 1);
+	fs_handles_drop(h, 1);
+	assert_true(s.released[1][0]);
+	assert_int_equal(fs_handles_count(h), 0);
+	assert_int_equal(get(h, 1), 1001);
+	fs_handles_drop(h, 1);
+	assert_false(s.released[1][1]);
+	assert_int_equal(get(h, 1), 1002);
+	put(h, 1);
+	assert_false(s.released[1][2]);
+	put(h, 1);
+	assert_true(s.released[1][1]);
+	fs_handles_drop(h, 5); /* not kept: nothing happens */
+	fs_handles_free(h);
+	assert_true(s.released[1][2]);
 	assert_int_equal(s.n_released, 3);
 }
 
@@ -130,10 +179,11 @@ test_open_error(void **state)
 {
 	Seen s = {.fail_ino = 7};
 	FsHandles *h = fs_handles_new(2, fake_open, fake_release, &s);
+	FsHandleHold *hold = NULL;
 	guint64 fh = 42;
 
 	(void)state;
-	assert_int_equal(fs_handles_get(h, 7, &fh), -ENOENT);
+	assert_int_equal(fs_handles_get(h, 7, &fh, &hold), -ENOENT);
 	assert_int_equal(fs_handles_count(h), 0);
 	fs_handles_free(h);
 	assert_int_equal(s.n_released, 0);
@@ -146,6 +196,7 @@ main(void)
 	    cmocka_unit_test(test_one_open_per_inode),
 	    cmocka_unit_test(test_oldest_released_first),
 	    cmocka_unit_test(test_in_use_is_kept),
+	    cmocka_unit_test(test_drop),
 	    cmocka_unit_test(test_open_error),
 	};
 
