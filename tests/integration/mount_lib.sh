@@ -571,6 +571,28 @@ ic()
 	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"
 }
 
+# expect_one_new_message LABEL MAILBOX BEFORE EXPECTED_FILE: MAILBOX on the
+# server must hold exactly one UID that BEFORE (its UID list, one a line)
+# lacks, with the bytes of EXPECTED_FILE. Sets NEW_UID to that UID and
+# returns 0 when there is exactly one (even if its bytes differ, so the
+# caller can go on checking it), 1 otherwise. Not to be run in $(...): the
+# failures it records would be lost with the subshell.
+expect_one_new_message()
+{
+	local label=$1 box=$2 before=$3 exp=$4 new n
+	NEW_UID=
+	new=$(comm -13 <(sort <<<"$before") <(ic uids "$box" | sort))
+	n=$(grep -c . <<<"$new")
+	if [ "$n" -ne 1 ]; then
+		fail "$label: $box gained $n messages, want 1"
+		return 1
+	fi
+	NEW_UID=$new
+	ic fetch "$box" "$new" >"$WORK/new-message.srv"
+	same_bytes "$label" "$exp" "$WORK/new-message.srv"
+	return 0
+}
+
 # Flags as a sorted, space-separated set.
 norm_flags()
 {
