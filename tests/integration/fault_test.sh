@@ -43,14 +43,7 @@ require_imapfs
 require_faultproxy
 require_tools python3 rsync timeout cmp grep
 
-make_workdir
-# The daemon's persistent cache goes here, not into the real home.
-export XDG_CACHE_HOME=$WORK/xdg-cache
-DOVE=$WORK/dovecot
-ENVF=$WORK/server.env
-REF=$WORK/ref
-MANIFEST=$WORK/manifest
-MNT=$WORK/mnt
+make_mount_workdir
 MNT_REF=$WORK/mnt-ref
 FT_OPS=${FT_OPS:-300}
 FT_SEED=${FT_SEED:-$RANDOM$RANDOM}

@@ -126,6 +126,21 @@ make_workdir()
 	trap 'exit 1' INT TERM HUP
 }
 
+# make_mount_workdir: make_workdir, and the places in it of a test that
+# mounts an account it seeds: the daemon's persistent cache (not the real
+# home's), DOVE for the server, ENVF for its KEY=value lines, REF and
+# MANIFEST for the reference copy of the account, MNT for the main mount.
+make_mount_workdir()
+{
+	make_workdir
+	export XDG_CACHE_HOME=$WORK/xdg-cache
+	DOVE=$WORK/dovecot
+	ENVF=$WORK/server.env
+	REF=$WORK/ref
+	MANIFEST=$WORK/manifest
+	MNT=$WORK/mnt
+}
+
 # Under AddressSanitizer/UBSan (CI's second pass) a detached daemon's
 # stderr is /dev/null, so its reports (a leak found when it exits after
 # the unmount) would be lost: every sanitized program the test starts

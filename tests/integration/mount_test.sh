@@ -48,14 +48,7 @@ ODD_DIR=${ODD_BOX//%/%25}
 require_imapfs
 require_tools python3 rsync setfattr getfattr timeout cmp df setsid
 
-make_workdir
-# The daemon's persistent cache goes here, not into the real home.
-export XDG_CACHE_HOME=$WORK/xdg-cache
-DOVE=$WORK/dovecot
-ENVF=$WORK/server.env
-REF=$WORK/ref
-MANIFEST=$WORK/manifest
-MNT=$WORK/mnt
+make_mount_workdir
 MNT_RO=$WORK/mnt-ro
 MNT_TLS=$WORK/mnt-starttls
 MNT_BAD=$WORK/mnt-bad

@@ -39,12 +39,7 @@ if nm -D "$IMAPFS" 2>/dev/null | grep -q '__asan_init' ||
 	skip "$IMAPFS is built with AddressSanitizer (__asan_init)"
 fi
 
-make_workdir
-export XDG_CACHE_HOME=$WORK/xdg-cache
-ENVF=$WORK/server.env
-REF=$WORK/ref
-MANIFEST=$WORK/manifest
-MNT=$WORK/mnt
+make_mount_workdir
 MOUNTS+=("$MNT")
 # The current daemon's valgrind log and stderr (see vg_mount).
 VG_LOG=
