@@ -126,6 +126,8 @@ import time
 
 sys.path.insert(0, os.environ["MT_HARNESS"])
 import imapcheck as ic  # noqa: E402
+# write_mt_py puts mt.py next to this file; its run() is main() here too.
+import mt  # noqa: E402
 
 FOLDERS = ["INBOX", "Work", "Archive"]
 DOMAIN = "fault-test.example"
@@ -408,22 +410,10 @@ def cmd_stress(conn, mnt, work, ops, seed):
 
 
 def main():
-    envfile, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    table = {"seed": cmd_seed, "where": cmd_where, "make": cmd_make,
-             "fill": cmd_fill, "stress": cmd_stress,
-             "lookalike": cmd_lookalike}
-    try:
-        conn = connect(envfile)
-        try:
-            return table[cmd](conn, *args) or 0
-        finally:
-            try:
-                conn.logout()
-            except Exception:
-                pass
-    except (ic.CheckError, ic.imaplib.IMAP4.error, OSError) as e:
-        print("ft.py %s: %s" % (cmd, e), file=sys.stderr)
-        return 1
+    return mt.run("ft.py", {"seed": cmd_seed, "where": cmd_where,
+                            "make": cmd_make, "fill": cmd_fill,
+                            "stress": cmd_stress,
+                            "lookalike": cmd_lookalike}, connect)
 
 
 if __name__ == "__main__":

@@ -973,12 +973,12 @@ def cmd_seed(conn, outdir):
     return 0
 
 
-def main():
+def run(tool, table, connect=connect):
+    """The main() of a server-side tool (this one, and fault_test.sh's
+    ft.py, which imports it): ENV CMD ARGS... runs table[CMD](conn, *ARGS)
+    on connect(ENV); an IMAP or network failure ends it with status 1 and
+    a line naming the tool."""
     envfile, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    table = {"seed": cmd_seed, "dump": cmd_dump, "meta": cmd_meta,
-             "info": cmd_info, "verify-tree": cmd_verify_tree,
-             "same-messages": cmd_same_messages,
-             "append-dated": cmd_append_dated}
     try:
         conn = connect(envfile)
         try:
@@ -989,8 +989,16 @@ def main():
             except Exception:
                 pass
     except (ic.CheckError, ic.imaplib.IMAP4.error, OSError) as e:
-        print("mt.py %s: %s" % (cmd, e), file=sys.stderr)
+        print("%s %s: %s" % (tool, cmd, e), file=sys.stderr)
         return 1
+
+
+def main():
+    return run("mt.py", {"seed": cmd_seed, "dump": cmd_dump,
+                         "meta": cmd_meta, "info": cmd_info,
+                         "verify-tree": cmd_verify_tree,
+                         "same-messages": cmd_same_messages,
+                         "append-dated": cmd_append_dated})
 
 
 if __name__ == "__main__":
