@@ -43,14 +43,7 @@ require_imapfs
 require_faultproxy
 require_tools python3 rsync timeout cmp grep
 
-make_workdir
-# The daemon's persistent cache goes here, not into the real home.
-export XDG_CACHE_HOME=$WORK/xdg-cache
-DOVE=$WORK/dovecot
-ENVF=$WORK/server.env
-REF=$WORK/ref
-MANIFEST=$WORK/manifest
-MNT=$WORK/mnt
+make_mount_workdir
 MNT_REF=$WORK/mnt-ref
 FT_OPS=${FT_OPS:-300}
 FT_SEED=${FT_SEED:-$RANDOM$RANDOM}
@@ -133,6 +126,8 @@ import time
 
 sys.path.insert(0, os.environ["MT_HARNESS"])
 import imapcheck as ic  # noqa: E402
+# write_mt_py puts mt.py next to this file; its run() is main() here too.
+import mt  # noqa: E402
 
 FOLDERS = ["INBOX", "Work", "Archive"]
 DOMAIN = "fault-test.example"
@@ -415,22 +410,10 @@ def cmd_stress(conn, mnt, work, ops, seed):
 
 
 def main():
-    envfile, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    table = {"seed": cmd_seed, "where": cmd_where, "make": cmd_make,
-             "fill": cmd_fill, "stress": cmd_stress,
-             "lookalike": cmd_lookalike}
-    try:
-        conn = connect(envfile)
-        try:
-            return table[cmd](conn, *args) or 0
-        finally:
-            try:
-                conn.logout()
-            except Exception:
-                pass
-    except (ic.CheckError, ic.imaplib.IMAP4.error, OSError) as e:
-        print("ft.py %s: %s" % (cmd, e), file=sys.stderr)
-        return 1
+    return mt.run("ft.py", {"seed": cmd_seed, "where": cmd_where,
+                            "make": cmd_make, "fill": cmd_fill,
+                            "stress": cmd_stress,
+                            "lookalike": cmd_lookalike}, connect)
 
 
 if __name__ == "__main__":
@@ -941,6 +924,27 @@ mount_via_dropproxy()
 	return 1
 }
 
+# mv_until_dropped NAME MNT DST WHAT: moves, in the background, the first
+# message of INBOX not flagged \Deleted from MNT to MNT/DST, through the
+# dropproxy.py that mount_via_dropproxy NAME started, and waits until the
+# proxy has dropped the command it was told to (WHAT names it in the
+# failure). Sets MV_UID, MV_ID (the message's id for ft.py) and MV_PID; the
+# mv's stderr goes to WORK/NAME.mv.
+mv_until_dropped()
+{
+	local name=$1 mnt=$2 dst=$3 what=$4
+	ft where >"$WORK/where.before"
+	MV_UID=$(awk -F'\t' '$2 == "INBOX" && $4 == 0 { print $3; exit }' \
+		"$WORK/where.before")
+	MV_ID=$(msgid_of INBOX "$MV_UID")
+	names_in "$mnt/$dst" >/dev/null
+	t mv "$mnt/INBOX/$MV_UID.eml" "$mnt/$dst/" 2>"$WORK/$name.mv" &
+	MV_PID=$!
+	wait_for 10 grep -q DROPPED "$WORK/$name.out" && return 0
+	fail "the proxy saw no $what"
+	return 1
+}
+
 stop_dropproxy()
 {
 	kill -TERM "$DROP_PID" 2>/dev/null
@@ -1022,23 +1026,13 @@ nomove_under_cuts()
 # connection must find the copy and expunge the original: once, in Work.
 nomove_cut_before_expunge()
 {
-	local mnt=$WORK/mnt-nomove-drop i uid id mvpid places
+	local mnt=$WORK/mnt-nomove-drop id places
 	mount_via_dropproxy nmdrop "$mnt" "$pport" "$user" \
 		"$WORK/nomove.password" --drop '^\S+ (UID )?EXPUNGE' || return
-	ft where >"$WORK/where.before"
-	uid=$(awk -F'\t' '$2 == "INBOX" && $4 == 0 { print $3; exit }' \
-		"$WORK/where.before")
-	id=$(msgid_of INBOX "$uid")
-	names_in "$mnt/Work" >/dev/null
-	t mv "$mnt/INBOX/$uid.eml" "$mnt/Work/" 2>"$WORK/nmdrop.mv" &
-	mvpid=$!
-	for i in $(seq 1 100); do
-		grep -q DROPPED "$WORK/nmdrop.out" && break
-		sleep 0.1
-	done
-	grep -q DROPPED "$WORK/nmdrop.out" || fail "the proxy saw no UID EXPUNGE"
+	mv_until_dropped nmdrop "$mnt" Work "UID EXPUNGE"
+	id=$MV_ID
 	kill -USR1 "$DROP_PID"
-	wait "$mvpid" || fail "mv failed: $(oneline <"$WORK/nmdrop.mv")"
+	wait "$MV_PID" || fail "mv failed: $(oneline <"$WORK/nmdrop.mv")"
 	# Counted with copies flagged \Deleted: the original must be gone.
 	places=$(ft where | awk -F'\t' -v i="$id" '$1 == i {
 		print $2 ($4 ? " (\\Deleted)" : "") }')
@@ -1186,24 +1180,14 @@ check_lost_append_answer()
 # take that one for the moved copy and expunge the original.
 check_move_lookalike()
 {
-	local mnt=$WORK/mnt-twin i uid id twin mvpid places
+	local mnt=$WORK/mnt-twin id twin places
 	mount_via_dropproxy twin "$mnt" "$S_PORT" "$S_USER" \
 		"$WORK/password" --drop '^\S+ UID MOVE ' || return
-	ft where >"$WORK/where.before"
-	uid=$(awk -F'\t' '$2 == "INBOX" && $4 == 0 { print $3; exit }' \
-		"$WORK/where.before")
-	id=$(msgid_of INBOX "$uid")
-	names_in "$mnt/Archive" >/dev/null
-	t mv "$mnt/INBOX/$uid.eml" "$mnt/Archive/" 2>"$WORK/twin.mv" &
-	mvpid=$!
-	for i in $(seq 1 100); do
-		grep -q DROPPED "$WORK/twin.out" && break
-		sleep 0.1
-	done
-	grep -q DROPPED "$WORK/twin.out" || fail "the proxy saw no UID MOVE"
-	twin=$(ft lookalike INBOX "$uid" Archive) || fail "ft.py lookalike"
+	mv_until_dropped twin "$mnt" Archive "UID MOVE"
+	id=$MV_ID
+	twin=$(ft lookalike INBOX "$MV_UID" Archive) || fail "ft.py lookalike"
 	kill -USR1 "$DROP_PID"
-	wait "$mvpid" || fail "mv failed: $(oneline <"$WORK/twin.mv")"
+	wait "$MV_PID" || fail "mv failed: $(oneline <"$WORK/twin.mv")"
 	places=$(server_places)
 	[ "$(grep -c "^$id	" <<<"$places")" -eq 1 ] ||
 		fail "$id is on the server $(grep -c "^$id	" <<<"$places") times"

@@ -126,6 +126,21 @@ make_workdir()
 	trap 'exit 1' INT TERM HUP
 }
 
+# make_mount_workdir: make_workdir, and the places in it of a test that
+# mounts an account it seeds: the daemon's persistent cache (not the real
+# home's), DOVE for the server, ENVF for its KEY=value lines, REF and
+# MANIFEST for the reference copy of the account, MNT for the main mount.
+make_mount_workdir()
+{
+	make_workdir
+	export XDG_CACHE_HOME=$WORK/xdg-cache
+	DOVE=$WORK/dovecot
+	ENVF=$WORK/server.env
+	REF=$WORK/ref
+	MANIFEST=$WORK/manifest
+	MNT=$WORK/mnt
+}
+
 # Under AddressSanitizer/UBSan (CI's second pass) a detached daemon's
 # stderr is /dev/null, so its reports (a leak found when it exits after
 # the unmount) would be lost: every sanitized program the test starts
@@ -571,6 +586,28 @@ ic()
 	t python3 "$HARNESS/imapcheck.py" --env "$ENVF" "$@"
 }
 
+# expect_one_new_message LABEL MAILBOX BEFORE EXPECTED_FILE: MAILBOX on the
+# server must hold exactly one UID that BEFORE (its UID list, one a line)
+# lacks, with the bytes of EXPECTED_FILE. Sets NEW_UID to that UID and
+# returns 0 when there is exactly one (even if its bytes differ, so the
+# caller can go on checking it), 1 otherwise. Not to be run in $(...): the
+# failures it records would be lost with the subshell.
+expect_one_new_message()
+{
+	local label=$1 box=$2 before=$3 exp=$4 new n
+	NEW_UID=
+	new=$(comm -13 <(sort <<<"$before") <(ic uids "$box" | sort))
+	n=$(grep -c . <<<"$new")
+	if [ "$n" -ne 1 ]; then
+		fail "$label: $box gained $n messages, want 1"
+		return 1
+	fi
+	NEW_UID=$new
+	ic fetch "$box" "$new" >"$WORK/new-message.srv"
+	same_bytes "$label" "$exp" "$WORK/new-message.srv"
+	return 0
+}
+
 # Flags as a sorted, space-separated set.
 norm_flags()
 {
@@ -936,12 +973,12 @@ def cmd_seed(conn, outdir):
     return 0
 
 
-def main():
+def run(tool, table, connect=connect):
+    """The main() of a server-side tool (this one, and fault_test.sh's
+    ft.py, which imports it): ENV CMD ARGS... runs table[CMD](conn, *ARGS)
+    on connect(ENV); an IMAP or network failure ends it with status 1 and
+    a line naming the tool."""
     envfile, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    table = {"seed": cmd_seed, "dump": cmd_dump, "meta": cmd_meta,
-             "info": cmd_info, "verify-tree": cmd_verify_tree,
-             "same-messages": cmd_same_messages,
-             "append-dated": cmd_append_dated}
     try:
         conn = connect(envfile)
         try:
@@ -952,8 +989,16 @@ def main():
             except Exception:
                 pass
     except (ic.CheckError, ic.imaplib.IMAP4.error, OSError) as e:
-        print("mt.py %s: %s" % (cmd, e), file=sys.stderr)
+        print("%s %s: %s" % (tool, cmd, e), file=sys.stderr)
         return 1
+
+
+def main():
+    return run("mt.py", {"seed": cmd_seed, "dump": cmd_dump,
+                         "meta": cmd_meta, "info": cmd_info,
+                         "verify-tree": cmd_verify_tree,
+                         "same-messages": cmd_same_messages,
+                         "append-dated": cmd_append_dated})
 
 
 if __name__ == "__main__":

@@ -48,14 +48,7 @@ ODD_DIR=${ODD_BOX//%/%25}
 require_imapfs
 require_tools python3 rsync setfattr getfattr timeout cmp df setsid
 
-make_workdir
-# The daemon's persistent cache goes here, not into the real home.
-export XDG_CACHE_HOME=$WORK/xdg-cache
-DOVE=$WORK/dovecot
-ENVF=$WORK/server.env
-REF=$WORK/ref
-MANIFEST=$WORK/manifest
-MNT=$WORK/mnt
+make_mount_workdir
 MNT_RO=$WORK/mnt-ro
 MNT_TLS=$WORK/mnt-starttls
 MNT_BAD=$WORK/mnt-bad
@@ -456,7 +449,7 @@ check_rm()
 
 check_mv()
 {
-	local uid=$SEED_UID_mv src before after new n epoch
+	local uid=$SEED_UID_mv src before after epoch
 	src=INBOX/$uid.eml
 	need_mount || return
 	before=$(server_uids Archive)
@@ -474,19 +467,13 @@ check_mv()
 	fi
 	server_uids INBOX | grep -qx "$uid" && fail "still in INBOX on the server"
 	eml_names "$MNT/INBOX" | grep -qx "$uid.eml" && fail "ls INBOX still shows it"
-	after=$(server_uids Archive)
-	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
-	n=$(grep -c . <<<"$new")
-	if [ "$n" -ne 1 ]; then
-		fail "Archive gained $n messages, want 1"
+	expect_one_new_message "server copy" Archive "$before" "$REF/$src" ||
 		return
-	fi
-	ic fetch Archive "$new" >"$WORK/mv.srv"
-	same_bytes "server copy" "$REF/$src" "$WORK/mv.srv"
-	epoch=$(mt info Archive "$new" | cut -f2)
+	epoch=$(mt info Archive "$NEW_UID" | cut -f2)
 	[ "$epoch" = "$(manifest_field "$src" 3)" ] ||
 		fail "INTERNALDATE not kept: $epoch"
 	# Once settled, the folder lists each message once, by its new UID.
+	after=$(server_uids Archive)
 	if ! wait_for 5 eval '[ "$(eml_names "$MNT/Archive" | sed "s/\.eml$//" |
 		sort)" = "$(sort <<<"$after")" ]'; then
 		fail "ls Archive: [$(eml_names "$MNT/Archive" | oneline)]," \
@@ -586,7 +573,7 @@ check_bad_names()
 
 check_cp()
 {
-	local before after new n t0 epoch m
+	local before new t0 epoch m
 	need_mount || return
 	# Bare LFs, plus one CRLF line that must not gain a second CR.
 	printf 'From: Dave <dave@example.org>\nSubject: uploaded with LF\n' \
@@ -601,16 +588,9 @@ EOF
 	before=$(server_uids INBOX)
 	t0=$(date +%s)
 	expect_ok "cp LF file" t cp "$WORK/up-lf.eml" "$MNT/INBOX/" || return
-	after=$(server_uids INBOX)
-	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
-	n=$(grep -c . <<<"$new")
-	if [ "$n" -ne 1 ]; then
-		fail "cp made $n new messages, want 1"
-		return
-	fi
-	ic fetch INBOX "$new" >"$WORK/up-lf.srv"
-	same_bytes "uploaded bytes (LF->CRLF)" "$WORK/up-lf.exp" \
-		"$WORK/up-lf.srv"
+	expect_one_new_message "uploaded bytes (LF->CRLF)" INBOX "$before" \
+		"$WORK/up-lf.exp" || return
+	new=$NEW_UID
 	epoch=$(mt info INBOX "$new" | cut -f2)
 	if [ -z "$epoch" ] || [ "$epoch" -lt $((t0 - 5)) ] ||
 		[ "$epoch" -gt $(($(date +%s) + 5)) ]; then
@@ -629,13 +609,9 @@ EOF
 	touch -d @1623760496 "$WORK/up-dated.eml"
 	before=$(server_uids INBOX)
 	expect_ok "cp -p" t cp -p "$WORK/up-dated.eml" "$MNT/INBOX/"
-	after=$(server_uids INBOX)
-	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
-	if [ "$(grep -c . <<<"$new")" -ne 1 ]; then
-		fail "cp -p made $(grep -c . <<<"$new") new messages, want 1"
-	else
-		ic fetch INBOX "$new" >"$WORK/up-dated.srv"
-		same_bytes "cp -p bytes" "$WORK/up-dated.eml" "$WORK/up-dated.srv"
+	if expect_one_new_message "cp -p bytes" INBOX "$before" \
+		"$WORK/up-dated.eml"; then
+		new=$NEW_UID
 		epoch=$(mt info INBOX "$new" | cut -f2)
 		[ "$epoch" = 1623760496 ] ||
 			fail "cp -p INTERNALDATE $epoch, want 1623760496"
@@ -654,14 +630,7 @@ open(sys.argv[1], "wb").write(b"\r\n".join(lines) + b"\r\n")
 EOF
 	before=$(server_uids INBOX)
 	expect_ok "cp 1.5 MB" t cp "$WORK/up-big.eml" "$MNT/INBOX/"
-	after=$(server_uids INBOX)
-	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
-	if [ "$(grep -c . <<<"$new")" -ne 1 ]; then
-		fail "cp of 1.5 MB made $(grep -c . <<<"$new") new messages"
-	else
-		ic fetch INBOX "$new" >"$WORK/up-big.srv"
-		same_bytes "1.5 MB upload" "$WORK/up-big.eml" "$WORK/up-big.srv"
-	fi
+	expect_one_new_message "1.5 MB upload" INBOX "$before" "$WORK/up-big.eml"
 }
 
 check_no_write()
@@ -968,7 +937,7 @@ check_starttls()
 
 check_trash()
 {
-	local uid=$SEED_UID_utf8 mnt=$WORK/mnt-trash before after new
+	local uid=$SEED_UID_utf8 mnt=$WORK/mnt-trash before
 	ic create Trash || {
 		fail "CREATE Trash failed"
 		return
@@ -983,15 +952,8 @@ check_trash()
 	before=$(server_uids Trash)
 	expect_ok "rm" t rm "$mnt/INBOX/$uid.eml"
 	server_uids INBOX | grep -qx "$uid" && fail "still in INBOX"
-	after=$(server_uids Trash)
-	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
-	if [ "$(grep -c . <<<"$new")" -ne 1 ]; then
-		fail "Trash gained $(grep -c . <<<"$new") messages, want 1"
-	else
-		ic fetch Trash "$new" >"$WORK/trash.srv"
-		same_bytes "message in Trash" "$REF/INBOX/$uid.eml" \
-			"$WORK/trash.srv"
-	fi
+	expect_one_new_message "message in Trash" Trash "$before" \
+		"$REF/INBOX/$uid.eml"
 	unmount_imapfs "$mnt"
 	is_mounted "$mnt" && fail "still mounted"
 }

@@ -102,22 +102,25 @@ options(ImapTlsMode mode, const char *port, ImapCompressMode compress)
 	return o;
 }
 
+/* Connects with O and logs in as USER/SECRET, or fails the test. */
 static ImapConn *
-login(ImapConnectOptions o)
+login_as(ImapConnectOptions o, const char *user, const char *secret)
 {
-	ImapCredentials cred = {
-	    .mech = IMAP_AUTH_AUTO,
-	    .user = server->user,
-	    .secret = server->password,
-	};
+	ImapCredentials cred = {IMAP_AUTH_AUTO, user, secret};
 	ImapError *err = NULL;
 	ImapConn *c = imap_conn_connect(&o, &err);
 
 	if (c == NULL)
-		fail_msg("connect: %s", err->text);
+		fail_msg("connect to %s: %s", o.port, err->text);
 	if (imap_conn_login(c, &cred, &err) != IMAP_OK)
 		fail_msg("login: %s", err->text);
 	return c;
+}
+
+static ImapConn *
+login(ImapConnectOptions o)
+{
+	return login_as(o, server->user, server->password);
 }
 
 static gboolean
@@ -472,15 +475,8 @@ scripted_login(FakeServer *fake)
 	    .timeout_ms = 10000,
 	    .compress = IMAP_COMPRESS_YES,
 	};
-	ImapCredentials cred = {IMAP_AUTH_AUTO, "u", "p"};
-	ImapError *err = NULL;
-	ImapConn *c = imap_conn_connect(&o, &err);
 
-	if (c == NULL)
-		fail_msg("connect to fake server: %s", err->text);
-	if (imap_conn_login(c, &cred, &err) != IMAP_OK)
-		fail_msg("login: %s", err->text);
-	return c;
+	return login_as(o, "u", "p");
 }
 
 static void

@@ -512,64 +512,86 @@ fake_login(Fake *f, ImapAuthMech mech, const char *user, const char *secret,
 	return c;
 }
 
+/* Closes C and checks that the fake server saw the whole script. */
+static void
+fake_end(Fake *f, ImapConn *c)
+{
+	imap_conn_close(c);
+	fake_finish(f);
+}
+
+/* A plain-text session on a fake server that greets with PREAUTH and then
+ * plays SCRIPT; TIMEOUT_MS as for fake_connect. */
+static ImapConn *
+preauth_session(Fake *f, const char *script, int timeout_ms)
+{
+	g_autofree char *full = g_strconcat(
+	    "S * PREAUTH [CAPABILITY IMAP4rev1] hi\n", script, NULL);
+
+	*f = fake_start(full);
+	return fake_connect(f, timeout_ms);
+}
+
+/* Logs in with MECH as USER/SECRET to a fake server playing SCRIPT: the
+ * login must return WANT, and on success leave the connection
+ * authenticated, knowing capability CAP (unless NULL). */
+static void
+scripted_login(const char *script, ImapAuthMech mech, const char *user,
+               const char *secret, ImapStatus want, const char *cap)
+{
+	Fake f = fake_start(script);
+	ImapConn *c = fake_login(&f, mech, user, secret, want);
+
+	if (want == IMAP_OK)
+		assert_true(imap_conn_is_authenticated(c));
+	if (cap != NULL)
+		assert_true(imap_conn_has_cap(c, cap));
+	fake_end(&f, c);
+}
+
 static void
 test_plain_without_sasl_ir(void **state)
 {
 	/* base64("\0alice\0secret") */
-	Fake f = fake_start("S * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\n"
-	                    "C ^(\\S+) AUTHENTICATE PLAIN$\n"
-	                    "S +\n"
-	                    "C ^AGFsaWNlAHNlY3JldA==$\n"
-	                    "S $TAG OK logged in\n"
-	                    "C ^(\\S+) CAPABILITY$\n"
-	                    "S * CAPABILITY IMAP4rev1 UIDPLUS MOVE\n"
-	                    "S $TAG OK done\n"
-	                    "C ^(\\S+) LOGOUT$\n"
-	                    "S * BYE bye\n"
-	                    "S $TAG OK done\n");
-	ImapConn *c =
-	    fake_login(&f, IMAP_AUTH_AUTO, "alice", "secret", IMAP_OK);
-
-	assert_true(imap_conn_has_cap(c, "MOVE"));
-	imap_conn_close(c);
-	fake_finish(&f);
+	scripted_login("S * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\n"
+	               "C ^(\\S+) AUTHENTICATE PLAIN$\n"
+	               "S +\n"
+	               "C ^AGFsaWNlAHNlY3JldA==$\n"
+	               "S $TAG OK logged in\n"
+	               "C ^(\\S+) CAPABILITY$\n"
+	               "S * CAPABILITY IMAP4rev1 UIDPLUS MOVE\n"
+	               "S $TAG OK done\n"
+	               "C ^(\\S+) LOGOUT$\n"
+	               "S * BYE bye\n"
+	               "S $TAG OK done\n",
+	               IMAP_AUTH_AUTO, "alice", "secret", IMAP_OK, "MOVE");
 }
 
 static void
 test_xoauth2_error_challenge(void **state)
 {
 	/* base64("user=alice\1auth=Bearer tok\1\1") */
-	Fake f =
-	    fake_start("S * OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\n"
+	scripted_login("S * OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] hi\n"
 	               "C ^(\\S+) AUTHENTICATE XOAUTH2 "
 	               "dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==$\n"
 	               "S + eyJzdGF0dXMiOiI0MDEifQ==\n"
 	               "C ^$\n"
 	               "S $TAG NO [AUTHENTICATIONFAILED] Invalid credentials\n"
 	               "C ^(\\S+) LOGOUT$\n"
-	               "S $TAG OK done\n");
-	ImapConn *c =
-	    fake_login(&f, IMAP_AUTH_XOAUTH2, "alice", "tok", IMAP_EAUTH);
-
-	imap_conn_close(c);
-	fake_finish(&f);
+	               "S $TAG OK done\n",
+	               IMAP_AUTH_XOAUTH2, "alice", "tok", IMAP_EAUTH, NULL);
 }
 
 static void
 test_oauthbearer_caps_from_ok(void **state)
 {
-	Fake f = fake_start(
+	scripted_login(
 	    "S * OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] hi\n"
 	    "C ^(\\S+) AUTHENTICATE OAUTHBEARER [A-Za-z0-9+/=]+$\n"
 	    "S $TAG OK [CAPABILITY IMAP4rev1 QRESYNC] welcome\n"
 	    "C ^(\\S+) LOGOUT$\n"
-	    "S $TAG OK done\n");
-	ImapConn *c =
-	    fake_login(&f, IMAP_AUTH_OAUTHBEARER, "alice", "tok", IMAP_OK);
-
-	assert_true(imap_conn_has_cap(c, "QRESYNC"));
-	imap_conn_close(c);
-	fake_finish(&f);
+	    "S $TAG OK done\n",
+	    IMAP_AUTH_OAUTHBEARER, "alice", "tok", IMAP_OK, "QRESYNC");
 }
 
 static void
@@ -577,21 +599,18 @@ test_sync_literal_waits_for_continuation(void **state)
 {
 	/* "pässword" is 9 bytes of UTF-8: not quotable without UTF8=ACCEPT,
 	 * and without LITERAL+ the client must wait for "+". */
-	Fake f = fake_start("S * OK [CAPABILITY IMAP4rev1] hi\n"
-	                    "C ^(\\S+) LOGIN alice \\{9\\}$\n"
-	                    "SLEEP 300\n"
-	                    "S + go ahead\n"
-	                    "READ 11\n"
-	                    "S $TAG OK logged in\n"
-	                    "C ^(\\S+) CAPABILITY$\n"
-	                    "S $TAG OK done\n"
-	                    "C ^(\\S+) LOGOUT$\n"
-	                    "S $TAG OK done\n");
-	ImapConn *c = fake_login(&f, IMAP_AUTH_LOGIN, "alice",
-	                         "p\xc3\xa4ssword", IMAP_OK);
-
-	imap_conn_close(c);
-	fake_finish(&f);
+	scripted_login("S * OK [CAPABILITY IMAP4rev1] hi\n"
+	               "C ^(\\S+) LOGIN alice \\{9\\}$\n"
+	               "SLEEP 300\n"
+	               "S + go ahead\n"
+	               "READ 11\n"
+	               "S $TAG OK logged in\n"
+	               "C ^(\\S+) CAPABILITY$\n"
+	               "S $TAG OK done\n"
+	               "C ^(\\S+) LOGOUT$\n"
+	               "S $TAG OK done\n",
+	               IMAP_AUTH_LOGIN, "alice", "p\xc3\xa4ssword", IMAP_OK,
+	               NULL);
 }
 
 static void
@@ -599,27 +618,25 @@ test_refused_literal_not_sent(void **state)
 {
 	/* The next line after the refusal must be LOGOUT, not the
 	 * literal's bytes. */
-	Fake f = fake_start("S * OK [CAPABILITY IMAP4rev1] hi\n"
-	                    "C ^(\\S+) LOGIN alice \\{9\\}$\n"
-	                    "S $TAG NO [AUTHENTICATIONFAILED] nope\n"
-	                    "C ^(\\S+) LOGOUT$\n"
-	                    "S $TAG OK done\n");
-	ImapConn *c = fake_login(&f, IMAP_AUTH_LOGIN, "alice",
-	                         "p\xc3\xa4ssword", IMAP_EAUTH);
-
-	imap_conn_close(c);
-	fake_finish(&f);
+	scripted_login("S * OK [CAPABILITY IMAP4rev1] hi\n"
+	               "C ^(\\S+) LOGIN alice \\{9\\}$\n"
+	               "S $TAG NO [AUTHENTICATIONFAILED] nope\n"
+	               "C ^(\\S+) LOGOUT$\n"
+	               "S $TAG OK done\n",
+	               IMAP_AUTH_LOGIN, "alice", "p\xc3\xa4ssword", IMAP_EAUTH,
+	               NULL);
 }
 
 static void
 test_bye_mid_command(void **state)
 {
-	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
-	                    "C ^(\\S+) NOOP$\n"
-	                    "S * BYE server shutting down\n"
-	                    "CLOSE\n");
+	Fake f;
 	g_autoptr(ImapError) err = NULL;
-	ImapConn *c = fake_connect(&f, 0);
+	ImapConn *c = preauth_session(&f,
+	                              "C ^(\\S+) NOOP$\n"
+	                              "S * BYE server shutting down\n"
+	                              "CLOSE\n",
+	                              0);
 
 	assert_true(imap_conn_is_authenticated(c));
 	assert_int_equal(imap_noop(c, &err), IMAP_EBYE);
@@ -628,8 +645,7 @@ test_bye_mid_command(void **state)
 	/* Later commands fail at once instead of hanging. */
 	imap_error_clear(&err);
 	assert_int_equal(imap_noop(c, &err), IMAP_ECLOSED);
-	imap_conn_close(c);
-	fake_finish(&f);
+	fake_end(&f, c);
 }
 
 /* Dovecot, after another client deleted and recreated Box: a session that
@@ -640,7 +656,10 @@ test_bye_mid_command(void **state)
 static void
 test_stale_session_abandoned(void **state)
 {
-	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+	Fake f;
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c =
+	    preauth_session(&f,
 	                    "C ^(\\S+) SELECT Box$\n"
 	                    "S * 1 EXISTS\n"
 	                    "S * OK [UIDVALIDITY 7] ok\n"
@@ -653,9 +672,8 @@ test_stale_session_abandoned(void **state)
 	                    "S $TAG NO [NONEXISTENT] no such mailbox\n"
 	                    "C ^(\\S+) SELECT Box$\n"
 	                    "S $TAG NO Mailbox was deleted under us\n"
-	                    "CLOSE\n");
-	g_autoptr(ImapError) err = NULL;
-	ImapConn *c = fake_connect(&f, 0);
+	                    "CLOSE\n",
+	                    0);
 
 	assert_int_equal(imap_conn_use_mailbox(c, "Box", NULL, NULL, &err),
 	                 IMAP_OK);
@@ -674,14 +692,16 @@ test_stale_session_abandoned(void **state)
 	                 IMAP_ECLOSED);
 	assert_non_null(strstr(err->text, "deleted under us"));
 	assert_false(imap_conn_is_alive(c));
-	imap_conn_close(c);
-	fake_finish(&f);
+	fake_end(&f, c);
 }
 
 static void
 test_bad_distinct_from_no(void **state)
 {
-	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+	Fake f;
+	g_autoptr(ImapError) err = NULL;
+	ImapConn *c =
+	    preauth_session(&f,
 	                    "C ^(\\S+) NOOP$\n"
 	                    "S $TAG BAD [CLIENTBUG] Unknown command X\n"
 	                    "C ^(\\S+) NOOP$\n"
@@ -690,9 +710,8 @@ test_bad_distinct_from_no(void **state)
 	                    "S $TAG OK still here\n"
 	                    "C ^(\\S+) LOGOUT$\n"
 	                    "S * BYE bye\n"
-	                    "S $TAG OK done\n");
-	g_autoptr(ImapError) err = NULL;
-	ImapConn *c = fake_connect(&f, 0);
+	                    "S $TAG OK done\n",
+	                    0);
 
 	assert_int_equal(imap_noop(c, &err), IMAP_EBAD);
 	assert_int_equal(err->code, IMAP_CODE_CLIENTBUG);
@@ -706,8 +725,7 @@ test_bad_distinct_from_no(void **state)
 	assert_non_null(strstr(err->text, "Try again later"));
 	imap_error_clear(&err);
 	assert_int_equal(imap_noop(c, &err), IMAP_OK);
-	imap_conn_close(c);
-	fake_finish(&f);
+	fake_end(&f, c);
 }
 
 /* One line per untagged response, e.g. "FETCH 1 UID 5 FLAGS \Seen". */
@@ -746,7 +764,11 @@ log_unsolicited(void *user, const ImapResponse *r)
 static void
 test_unsolicited_reported(void **state)
 {
-	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+	Fake f;
+	g_autoptr(ImapError) err = NULL;
+	GString *log = g_string_new(NULL);
+	ImapConn *c =
+	    preauth_session(&f,
 	                    "C ^(\\S+) NOOP$\n"
 	                    "S * 4 EXISTS\n"
 	                    "S * 2 EXPUNGE\n"
@@ -760,10 +782,8 @@ test_unsolicited_reported(void **state)
 	                    "S $TAG OK noop\n"
 	                    "C ^(\\S+) NOOP$\n"
 	                    "S * BYE shutting down\n"
-	                    "CLOSE\n");
-	g_autoptr(ImapError) err = NULL;
-	GString *log = g_string_new(NULL);
-	ImapConn *c = fake_connect(&f, 0);
+	                    "CLOSE\n",
+	                    0);
 
 	imap_conn_set_unsolicited(c, log_unsolicited, log);
 	assert_int_equal(imap_noop(c, &err), IMAP_OK);
@@ -778,9 +798,8 @@ test_unsolicited_reported(void **state)
 	                              "EXISTS 5\n"
 	                              "FETCH 3 FLAGS\n"
 	                              "BYE shutting down\n");
-	imap_conn_close(c);
+	fake_end(&f, c);
 	g_string_free(log, TRUE);
-	fake_finish(&f);
 }
 
 /* Without SASL-IR the response waits for the "+"; with it, it rides on the
@@ -800,14 +819,8 @@ xoauth2_login_ok(const char *caps, const char *exchange)
 	                    "S * BYE bye\n"
 	                    "S $TAG OK done\n",
 	                    caps, exchange);
-	Fake f = fake_start(script);
-	ImapConn *c =
-	    fake_login(&f, IMAP_AUTH_XOAUTH2, "alice", "tok", IMAP_OK);
-
-	assert_true(imap_conn_is_authenticated(c));
-	assert_true(imap_conn_has_cap(c, "X-AFTER-AUTH"));
-	imap_conn_close(c);
-	fake_finish(&f);
+	scripted_login(script, IMAP_AUTH_XOAUTH2, "alice", "tok", IMAP_OK,
+	               "X-AFTER-AUTH");
 }
 
 static void
@@ -825,16 +838,16 @@ test_xoauth2_login(void **state)
 static void
 test_command_timeout(void **state)
 {
-	Fake f = fake_start("S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
-	                    "C ^(\\S+) NOOP$\n"
-	                    "SLEEP 8000\n"
-	                    "CLOSE\n");
+	Fake f;
 	g_autoptr(ImapError) err = NULL;
-	ImapConn *c = fake_connect(&f, 1000);
+	ImapConn *c = preauth_session(&f,
+	                              "C ^(\\S+) NOOP$\n"
+	                              "SLEEP 8000\n"
+	                              "CLOSE\n",
+	                              1000);
 
 	assert_int_equal(imap_noop(c, &err), IMAP_ETIMEOUT);
-	imap_conn_close(c);
-	fake_finish(&f);
+	fake_end(&f, c);
 }
 
 /* ------------------------------------------- readers sharing a connection */

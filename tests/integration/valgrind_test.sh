@@ -39,12 +39,7 @@ if nm -D "$IMAPFS" 2>/dev/null | grep -q '__asan_init' ||
 	skip "$IMAPFS is built with AddressSanitizer (__asan_init)"
 fi
 
-make_workdir
-export XDG_CACHE_HOME=$WORK/xdg-cache
-ENVF=$WORK/server.env
-REF=$WORK/ref
-MANIFEST=$WORK/manifest
-MNT=$WORK/mnt
+make_mount_workdir
 MOUNTS+=("$MNT")
 # The current daemon's valgrind log and stderr (see vg_mount).
 VG_LOG=
@@ -261,27 +256,22 @@ check_grep()
 
 check_cp()
 {
-	local before after new
+	local before new
 	need_mount || return
 	printf 'From: Dave <dave@example.org>\r\nSubject: uploaded\r\n\r\n%s\r\n' \
 		"$(seq 1 2000 | tr '\n' ' ')" >"$WORK/up.eml"
 	before=$(ic uids INBOX)
 	expect_ok "cp up.eml" t cp "$WORK/up.eml" "$MNT/INBOX/" || return
-	after=$(ic uids INBOX)
-	new=$(comm -13 <(sort <<<"$before") <(sort <<<"$after"))
-	if [ "$(grep -c . <<<"$new")" -ne 1 ]; then
-		fail "cp made $(grep -c . <<<"$new") new messages, want 1"
-		return
-	fi
-	ic fetch INBOX "$new" >"$WORK/up.srv"
-	same_bytes "uploaded bytes on the server" "$WORK/up.eml" "$WORK/up.srv"
+	expect_one_new_message "uploaded bytes on the server" INBOX "$before" \
+		"$WORK/up.eml" || return
+	new=$NEW_UID
 	t cat "$MNT/INBOX/$new.eml" >"$WORK/up.got" 2>&1
 	same_bytes "cat $new.eml" "$WORK/up.eml" "$WORK/up.got"
 }
 
 check_mv()
 {
-	local uid=$SEED_UID_mv inbox archive new
+	local uid=$SEED_UID_mv inbox archive
 	need_mount || return
 	inbox=$(ic count INBOX)
 	archive=$(ic uids Archive)
@@ -289,13 +279,8 @@ check_mv()
 	[ "$(ic count INBOX)" = $((inbox - 1)) ] ||
 		fail "INBOX holds $(ic count INBOX), want $((inbox - 1))"
 	ic uids INBOX | grep -qx "$uid" && fail "UID $uid still in INBOX"
-	new=$(comm -13 <(sort <<<"$archive") <(ic uids Archive | sort))
-	if [ "$(grep -c . <<<"$new")" -ne 1 ]; then
-		fail "Archive gained $(grep -c . <<<"$new") messages, want 1"
-		return
-	fi
-	ic fetch Archive "$new" >"$WORK/mv.srv"
-	same_bytes "moved bytes" "$REF/INBOX/$uid.eml" "$WORK/mv.srv"
+	expect_one_new_message "moved bytes" Archive "$archive" \
+		"$REF/INBOX/$uid.eml"
 }
 
 check_rm()

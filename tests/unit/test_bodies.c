@@ -15,6 +15,7 @@
 
 #include "cache/bodies.h"
 #include "cache/disk.h"
+#include "testutil.h"
 
 typedef struct {
 	char *dir;
@@ -30,26 +31,6 @@ setup(void **state)
 	assert_non_null(f->dir);
 	*state = f;
 	return 0;
-}
-
-static void
-remove_tree(const char *path)
-{
-	GDir *d = g_dir_open(path, 0, NULL);
-	const char *name;
-
-	if (d != NULL) {
-		while ((name = g_dir_read_name(d)) != NULL) {
-			char *child = g_build_filename(path, name, NULL);
-
-			remove_tree(child);
-			g_free(child);
-		}
-		g_dir_close(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
 }
 
 static int

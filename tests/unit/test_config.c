@@ -13,27 +13,7 @@
 
 #include "fs/config.h"
 #include "fs/log.h"
-
-static char *tmpdir;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	tmpdir = g_dir_make_tmp("test_config.XXXXXX", NULL);
-	return tmpdir == NULL ? -1 : 0;
-}
-
-static int
-teardown(void **state)
-{
-	g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
-
-	(void)state;
-	g_assert_true(system(cmd) == 0);
-	g_free(tmpdir);
-	return 0;
-}
+#include "testutil.h"
 
 /* Writes text to tmpdir/name with mode; returns the path. */
 static char *
@@ -560,5 +540,5 @@ main(void)
 	    cmocka_unit_test(test_log_format),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "cache/disk.h"
+#include "testutil.h"
 
 #define BIG_COUNT 100000
 
@@ -46,26 +47,6 @@ setup(void **state)
 	assert_non_null(f->dc);
 	*state = f;
 	return 0;
-}
-
-static void
-remove_tree(const char *path)
-{
-	GDir *d = g_dir_open(path, 0, NULL);
-	const char *name;
-
-	if (d != NULL) {
-		while ((name = g_dir_read_name(d)) != NULL) {
-			char *child = g_build_filename(path, name, NULL);
-
-			remove_tree(child);
-			g_free(child);
-		}
-		g_dir_close(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
 }
 
 static int

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "fs/secret.h"
+#include "testutil.h"
 
 #define NO_TTY "/nonexistent/tty"
 
@@ -27,27 +28,6 @@
 #define CTRL_U  "\025"
 #define DEL     "\177"
 #define E_ACUTE "\303\251"
-
-static char *tmpdir;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	tmpdir = g_dir_make_tmp("test_secret.XXXXXX", NULL);
-	return tmpdir == NULL ? -1 : 0;
-}
-
-static int
-teardown(void **state)
-{
-	g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
-
-	(void)state;
-	g_assert_true(system(cmd) == 0);
-	g_free(tmpdir);
-	return 0;
-}
 
 /* Each test starts without IMAPFS_PASSWORD. */
 static int
@@ -643,5 +623,5 @@ main(void)
 	    cmocka_unit_test_setup(test_free_null, clear_env),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }
