@@ -36,6 +36,7 @@ struct StoreBody {
 	guint64 chunk;
 	BodyWriter *writer; /* streaming into the body cache */
 	guint64 written;    /* bytes given to writer, from offset 0 */
+	gboolean stored;    /* all of it went into the body cache */
 };
 
 StoreBody *
@@ -161,7 +162,29 @@ feed_cache(StoreBody *b, gboolean at_end)
 	if (at_end) {
 		body_writer_commit(b->writer);
 		b->writer = NULL;
+		b->stored = TRUE;
 	}
+}
+
+/* Once the whole body is in the body cache, reads come from there and
+ * the window (up to 8 MiB) goes: a handle can stay open long after the
+ * read, and on a no_open mount (fs/lowlevel.c) dozens are kept. Called
+ * with b->lock held, after the reader copied what it wanted. */
+static void
+switch_to_cache(StoreBody *b)
+{
+	guint64 size;
+	int fd;
+
+	if (!b->stored || b->fd >= 0)
+		return;
+	fd = body_cache_open_body(b->s->bodies, b->mailbox, b->uidvalidity,
+	                          b->uid, &size);
+	if (fd < 0)
+		return; /* evicted already: the window still serves */
+	b->fd = fd;
+	g_clear_pointer(&b->win, g_free);
+	b->win_cap = b->win_off = b->win_len = 0;
 }
 
 static guint64
@@ -231,9 +254,12 @@ store_body_read(StoreBody *b, guint64 off, guint64 len, char *buf, guint64 *got,
 	guint64 n = 0, pos, take;
 
 	*got = 0;
-	if (b->fd >= 0)
-		return read_cached(b, off, len, buf, got, err);
 	g_mutex_lock(&b->lock);
+	if (b->fd >= 0) {
+		/* Set once, kept until close: no lock needed to read it. */
+		g_mutex_unlock(&b->lock);
+		return read_cached(b, off, len, buf, got, err);
+	}
 	while (n < len) {
 		pos = off + n;
 		if (b->size_known && pos >= b->size)
@@ -248,6 +274,7 @@ store_body_read(StoreBody *b, guint64 off, guint64 len, char *buf, guint64 *got,
 		n += take;
 		b->next_off = off + n;
 	}
+	switch_to_cache(b);
 	g_mutex_unlock(&b->lock);
 	*got = n;
 	if (n > 0 && st != IMAP_OK) {

@@ -865,21 +865,34 @@ check_read_only()
 # under its UID (folder recreated: new UIDVALIDITY) is read anew.
 check_read_only_no_open()
 {
-	local mnt=$WORK/mnt-noopen log=$WORK/noopen.err f n reads uid
+	local mnt=$WORK/mnt-noopen log=$WORK/noopen.err f n reads uid pid old
 	local files=(INBOX/$SEED_UID_small.eml INBOX/$SEED_UID_big.eml
 		INBOX/$SEED_UID_needle.eml Archive/2023/$SEED_UID_a23.eml)
 	printf 'Subject: first\r\n\r\nthe first message\r\n' \
 		>"$WORK/again1.eml"
 	printf 'Subject: second\r\n\r\nanother message, same UID\r\n' \
 		>"$WORK/again2.eml"
-	ic create Again && uid=$(ic append Again "$WORK/again1.eml") ||
+	printf 'Subject: filler\r\n\r\nfiller\r\n' >"$WORK/filler.eml"
+	# UID 6: a recreated folder may not start again at UID 1 (Dovecot
+	# sometimes goes on counting), but it starts below 6.
+	ic create Again && ic append Again "$WORK/filler.eml" >/dev/null &&
+		ic append Again "$WORK/filler.eml" >/dev/null &&
+		ic append Again "$WORK/filler.eml" >/dev/null &&
+		ic append Again "$WORK/filler.eml" >/dev/null &&
+		ic append Again "$WORK/filler.eml" >/dev/null &&
+		uid=$(ic append Again "$WORK/again1.eml") ||
 		{ fail "creating Again on the server"; return; }
 	mkdir -p "$mnt"
 	MOUNTS+=("$mnt")
+	# Its own cache: the main mount holds the account's default one. One
+	# connection: with the main mount's, ic's must stay within Dovecot's
+	# 10 per user and address.
 	"$IMAPFS" -d -o read_only,exact_sizes -o "tls_ca_file=$S_CA_FILE" \
+		-o "cache_dir=$WORK/noopen-cache" -o max_conns=1 \
 		-o "password_command=cat $WORK/password" \
 		"imaps://$S_USER@localhost:$S_TLS_PORT/" "$mnt" \
 		</dev/null >"$WORK/noopen.out" 2>"$log" &
+	pid=$!
 	wait_for 10 is_mounted "$mnt" ||
 		{ fail "no mount: $(tail -3 "$log" | oneline)"; return; }
 	for n in 1 2; do
@@ -898,14 +911,29 @@ check_read_only_no_open()
 	[ "$reads" -ge 4 ] && [ "$(grep -c 'opcode: READ ' "$log")" = "$reads" ] ||
 		fail "READ requests: $reads after the first round," \
 			"$(grep -c 'opcode: READ ' "$log") after the second"
+	# The kept handles read from the body cache, not from the windows
+	# (up to 8 MiB each) their first reads were fetched into.
+	n=$(find "/proc/$pid/fd" -lname '*/bodies/*' 2>/dev/null | grep -c .)
+	[ "$n" -ge "${#files[@]}" ] ||
+		fail "kept handles on cached bodies: $n, want ${#files[@]}"
 	# The kernel's mount is read-only: no open for writing reaches us.
 	expect_error "append to a message" 'Read-only file system' \
 		t sh -c "echo x >>'$mnt/INBOX/$SEED_UID_small.eml'"
 	t cat "$mnt/Again/$uid.eml" >"$WORK/again.got"
 	same_bytes "cat Again/$uid.eml" "$WORK/again1.eml" "$WORK/again.got"
-	{ ic delete Again && ic create Again &&
-		[ "$(ic append Again "$WORK/again2.eml")" = "$uid" ]; } ||
-		fail "recreating Again on the server with UID $uid"
+	old=$(ic status Again 2>&1)
+	n=$({ ic rename Again Again-old && ic create Again; } 2>&1) ||
+		fail "recreating Again on the server: $(oneline <<<"$old $n")"
+	n=$(ic status Again | awk '{ print $4 }')
+	while [ -n "$n" ] && [ "$n" -lt "$uid" ]; do
+		ic append Again "$WORK/filler.eml" >/dev/null || break
+		n=$(ic status Again | awk '{ print $4 }')
+	done
+	n=$(ic append Again "$WORK/again2.eml")
+	[ "$n" = "$uid" ] && [ "$(ic status Again | awk '{ print $6 }')" != \
+		"$(awk '{ print $6 }' <<<"$old")" ] ||
+		fail "recreated Again: UID ${n:-none} (want $uid), $(ic status \
+			Again) (was $old)"
 	# setfattr is refused on a read-only mount; a get refreshes too.
 	t getfattr -n user.imapfs.refresh "$mnt" >/dev/null ||
 		fail "getfattr user.imapfs.refresh"
@@ -915,6 +943,7 @@ check_read_only_no_open()
 		"$WORK/again2.eml" "$WORK/again.got"
 	unmount_imapfs "$mnt"
 	ic delete Again
+	ic delete Again-old
 }
 
 check_starttls()
