@@ -166,25 +166,38 @@ feed_cache(StoreBody *b, gboolean at_end)
 	}
 }
 
-/* Once the whole body is in the body cache, reads come from there and
- * the window (up to 8 MiB) goes: a handle can stay open long after the
- * read, and on a no_open mount (fs/lowlevel.c) dozens are kept. Called
+static void
+drop_window(StoreBody *b)
+{
+	g_clear_pointer(&b->win, g_free);
+	b->win_cap = b->win_off = b->win_len = 0;
+}
+
+/* A handle can stay open long after its reads, and on a no_open mount
+ * (fs/lowlevel.c) dozens are kept: the window (up to 8 MiB) goes once
+ * the whole body is in the body cache (reads come from there), or once
+ * a reader reached the end of a body the cache did not take. Called
  * with b->lock held, after the reader copied what it wanted. */
 static void
-switch_to_cache(StoreBody *b)
+settle_window(StoreBody *b)
 {
 	guint64 size;
 	int fd;
 
-	if (!b->stored || b->fd >= 0)
+	if (b->fd >= 0 || b->win == NULL)
 		return;
+	if (!b->stored) {
+		if (b->writer == NULL && b->size_known &&
+		    b->next_off >= b->size)
+			drop_window(b);
+		return;
+	}
 	fd = body_cache_open_body(b->s->bodies, b->mailbox, b->uidvalidity,
 	                          b->uid, &size);
 	if (fd < 0)
 		return; /* evicted already: the window still serves */
 	b->fd = fd;
-	g_clear_pointer(&b->win, g_free);
-	b->win_cap = b->win_off = b->win_len = 0;
+	drop_window(b);
 }
 
 static guint64
@@ -274,7 +287,7 @@ store_body_read(StoreBody *b, guint64 off, guint64 len, char *buf, guint64 *got,
 		n += take;
 		b->next_off = off + n;
 	}
-	switch_to_cache(b);
+	settle_window(b);
 	g_mutex_unlock(&b->lock);
 	*got = n;
 	if (n > 0 && st != IMAP_OK) {

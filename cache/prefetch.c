@@ -425,6 +425,9 @@ next_job_locked(struct StorePrefetch *p)
 		g_ptr_array_add(j->wants, w);
 	}
 	p->active++;
+	/* The last batch is out: an idle worker may hop on now. */
+	if (g_queue_is_empty(&p->queue) && p->scan_complete)
+		g_cond_broadcast(&p->work);
 	return j;
 }
 

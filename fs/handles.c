@@ -16,6 +16,7 @@ struct FsHandles {
 	GHashTable *by_ino; /* guint64 * -> Entry * */
 	GQueue lru;         /* oldest first */
 	guint max;
+	guint64 drops; /* fs_handles_drop calls so far */
 	FsHandleOpenFn open_fn;
 	FsHandleReleaseFn release_fn;
 	void *user;
@@ -109,16 +110,22 @@ hold_locked(FsHandles *h, guint64 ino)
 	return e;
 }
 
+/* Tries to open ino once more when a drop came while it was opened:
+ * the open may have seen the file as it was before. */
+#define OPEN_TRIES 3
+
 int
 fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh, FsHandleHold **hold)
 {
 	Entry *e;
-	guint64 opened;
+	guint64 opened, drops;
 	GPtrArray *evicted;
-	int rc;
+	int rc, tries = 0;
 
+again:
 	g_mutex_lock(&h->lock);
 	e = hold_locked(h, ino);
+	drops = h->drops;
 	g_mutex_unlock(&h->lock);
 	if (e != NULL) {
 		*fh = e->fh;
@@ -130,6 +137,11 @@ fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh, FsHandleHold **hold)
 	if (rc != 0)
 		return rc;
 	g_mutex_lock(&h->lock);
+	if (h->drops != drops && ++tries < OPEN_TRIES) {
+		g_mutex_unlock(&h->lock);
+		h->release_fn(opened, h->user);
+		goto again;
+	}
 	e = hold_locked(h, ino);
 	if (e != NULL) {
 		/* Another reader of ino was quicker. */
@@ -188,6 +200,7 @@ fs_handles_drop(FsHandles *h, guint64 ino)
 	gboolean unused;
 
 	g_mutex_lock(&h->lock);
+	h->drops++;
 	e = g_hash_table_lookup(h->by_ino, &ino);
 	if (e != NULL) {
 		g_hash_table_remove(h->by_ino, &ino);

@@ -37,7 +37,12 @@ static struct {
 	double timeout; /* entries and attributes */
 	void (*init)(struct fuse_conn_info *conn);
 	FsHandles *handles; /* set when the kernel opens files itself */
+	GAsyncQueue *inval; /* inode numbers (guint64 *) to invalidate */
+	GThread *notifier;
 } ll;
+
+/* Tells the notifier thread to end. */
+#define NOTIFIER_STOP G_MAXUINT64
 
 /* Handles kept for reads without OPEN: a few readers at once each, and
  * a walk's recent files. */
@@ -641,6 +646,49 @@ loop(struct fuse_session *se, const struct fuse_cmdline_opts *o)
 	return rc;
 }
 
+/* Invalidations are the notifier's: the kernel locks the inode's pages
+ * to drop them, and a READ holds some of those until it is answered. A
+ * read that refreshes a listing (a no_open mount opens the body at its
+ * first read) would wait for itself if it invalidated there, and a
+ * thread holding a folder's refresh lock for a read waiting on that
+ * lock. */
+static gpointer
+notifier_main(gpointer data)
+{
+	for (;;) {
+		guint64 *ino = g_async_queue_pop(ll.inval);
+		guint64 n = *ino;
+
+		g_free(ino);
+		if (n == NOTIFIER_STOP)
+			return NULL;
+		fuse_lowlevel_notify_inval_inode(ll.se, n, 0, 0);
+	}
+}
+
+static void
+start_notifier(void)
+{
+	ll.inval = g_async_queue_new();
+	ll.notifier = g_thread_new("fuse-notify", notifier_main, NULL);
+	g_mutex_lock(&ll.notify_lock);
+	ll.serving = TRUE;
+	g_mutex_unlock(&ll.notify_lock);
+}
+
+static void
+stop_notifier(void)
+{
+	guint64 stop = NOTIFIER_STOP;
+
+	g_mutex_lock(&ll.notify_lock);
+	ll.serving = FALSE;
+	g_mutex_unlock(&ll.notify_lock);
+	g_async_queue_push(ll.inval, g_memdup2(&stop, sizeof(stop)));
+	g_thread_join(g_steal_pointer(&ll.notifier));
+	g_async_queue_unref(g_steal_pointer(&ll.inval));
+}
+
 int
 imapfs_lowlevel_main(struct fuse_args *args, const struct fuse_operations *ops,
                      void (*init)(struct fuse_conn_info *conn), double timeout,
@@ -662,13 +710,9 @@ imapfs_lowlevel_main(struct fuse_args *args, const struct fuse_operations *ops,
 		goto out_session;
 	if (fuse_session_mount(ll.se, o.mountpoint) != 0)
 		goto out_signals;
-	g_mutex_lock(&ll.notify_lock);
-	ll.serving = TRUE;
-	g_mutex_unlock(&ll.notify_lock);
+	start_notifier();
 	rc = loop(ll.se, &o) != 0 ? 1 : 0;
-	g_mutex_lock(&ll.notify_lock);
-	ll.serving = FALSE;
-	g_mutex_unlock(&ll.notify_lock);
+	stop_notifier();
 	fuse_session_unmount(ll.se);
 out_signals:
 	fuse_remove_signal_handlers(ll.se);
@@ -690,11 +734,12 @@ imapfs_lowlevel_invalidate(const char *path)
 	g_mutex_lock(&ll.notify_lock);
 	if (ll.serving) {
 		ino = fs_nodes_find(ll.nodes, path);
-		if (ino != 0)
-			fuse_lowlevel_notify_inval_inode(ll.se, ino, 0, 0);
 		/* A message gone, or another under its UID now. */
 		if (ino != 0 && ll.handles != NULL)
 			fs_handles_drop(ll.handles, ino);
+		if (ino != 0)
+			g_async_queue_push(ll.inval,
+			                   g_memdup2(&ino, sizeof(ino)));
 	}
 	g_mutex_unlock(&ll.notify_lock);
 }

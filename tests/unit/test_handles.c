@@ -16,7 +16,8 @@ typedef struct {
 	guint opens[16];
 	gboolean released[16][8];
 	guint n_released;
-	int fail_ino; /* open_fn fails for it with -ENOENT */
+	int fail_ino;            /* open_fn fails for it with -ENOENT */
+	FsHandles *drop_in_open; /* open_fn's first call drops its inode */
 } Seen;
 
 static int
@@ -27,6 +28,9 @@ fake_open(guint64 ino, guint64 *fh, void *user)
 	if ((int)ino == s->fail_ino)
 		return -ENOENT;
 	*fh = ino * 1000 + s->opens[ino]++;
+	/* As if the file changed while it was being opened. */
+	if (s->drop_in_open != NULL && s->opens[ino] == 1)
+		fs_handles_drop(s->drop_in_open, ino);
 	return 0;
 }
 
@@ -174,6 +178,26 @@ test_drop(void **state)
 	assert_int_equal(s.n_released, 3);
 }
 
+/* A drop while the inode was being opened: that open may have seen the
+ * old file, so it is released and the inode opened again. */
+static void
+test_drop_while_opening(void **state)
+{
+	Seen s = {.fail_ino = -1};
+	FsHandles *h = fs_handles_new(4, fake_open, fake_release, &s);
+
+	(void)state;
+	s.drop_in_open = h;
+	assert_int_equal(get(h, 9), 9001);
+	assert_int_equal(s.opens[9], 2);
+	assert_true(s.released[9][0]);
+	put(h, 9);
+	assert_int_equal(get(h, 9), 9001);
+	put(h, 9);
+	fs_handles_free(h);
+	assert_int_equal(s.n_released, 2);
+}
+
 static void
 test_open_error(void **state)
 {
@@ -197,6 +221,7 @@ main(void)
 	    cmocka_unit_test(test_oldest_released_first),
 	    cmocka_unit_test(test_in_use_is_kept),
 	    cmocka_unit_test(test_drop),
+	    cmocka_unit_test(test_drop_while_opening),
 	    cmocka_unit_test(test_open_error),
 	};
 
