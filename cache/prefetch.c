@@ -49,8 +49,7 @@ struct StorePrefetch {
 	GMutex lock;
 	GCond work;    /* workers: a batch queued, a slot free, stop */
 	GCond arrival; /* prefetch_wait: a queued body arrived or failed */
-	guint waiting; /* threads in prefetch_wait */
-	GHashTable *awaited; /* uid -> how many of them wait for it */
+	GHashTable *awaited; /* uid -> threads in prefetch_wait for it */
 	gboolean stop;
 	GThread *workers[WORKERS];
 	/* the scan being followed */
@@ -80,7 +79,7 @@ clear_queue_locked(struct StorePrefetch *p)
 {
 	/* In-flight UIDs stay in queued until their batch ends; a reader
 	 * waiting for one of the others fetches it itself. */
-	if (!g_queue_is_empty(&p->queue) && p->waiting > 0)
+	if (!g_queue_is_empty(&p->queue) && g_hash_table_size(p->awaited) > 0)
 		g_cond_broadcast(&p->arrival);
 	while (!g_queue_is_empty(&p->queue)) {
 		Want *w = g_queue_pop_head(&p->queue);
@@ -308,7 +307,6 @@ count_awaited_locked(struct StorePrefetch *p, guint32 uid, gint delta)
 		g_hash_table_remove(p->awaited, key);
 	else
 		g_hash_table_insert(p->awaited, key, GUINT_TO_POINTER(n));
-	p->waiting = (guint)((gint)p->waiting + delta);
 }
 
 gboolean
