@@ -7,9 +7,11 @@
  * how many readers have it open (pins). It is rebuilt at open by scanning
  * DIR, ordered by the files' mtimes, which readers refresh (at most once a
  * minute per body) so the order survives restarts. One mutex guards it;
- * the file operations that must agree with it (rename, unlink, open) run
+ * the file operations that change what it describes (rename, unlink) run
  * under that mutex too, so the index and the directory never disagree for
- * another thread.
+ * another thread. Opening a body pins its entry instead, and temporary
+ * files are created unlocked: those are the slow calls, and every reader
+ * and writer of the cache would queue behind them.
  *
  * A body removed while open (evicted cannot happen, but forgotten or
  * replaced can) is unlinked at once and its entry lives on, out of the
@@ -368,45 +370,71 @@ body_cache_close(BodyCache *bc)
 
 /* -------------------------------------------------------------- reading */
 
+/* Caller holds the lock and a pin on e; takes the pin back. */
+static void
+unpin_locked(BodyCache *bc, BodyEntry *e)
+{
+	e->pins--;
+	if (e->pins == 0 && !e->indexed)
+		entry_free(e);
+	else
+		evict_locked(bc);
+}
+
+/* The file is opened outside the lock, the entry pinned meanwhile so that
+ * eviction leaves it alone. If forget or a replacement removed it first,
+ * the open fails and the body counts as not cached; if they come after,
+ * the reader keeps the old file, whose bytes are the same. */
 int
 body_cache_open_body(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
                      guint32 uid, guint64 *size)
 {
 	char *key = body_key(mailbox, uidvalidity, uid);
+	gboolean touch = FALSE;
 	BodyEntry *e;
 	struct stat st;
-	int fd = -1;
+	int fd;
 
 	g_mutex_lock(&bc->lock);
 	e = g_hash_table_lookup(bc->index, key);
+	if (e != NULL)
+		e->pins++;
+	g_mutex_unlock(&bc->lock);
+	g_free(key);
 	if (e == NULL)
-		goto out;
-	fd = openat(bc->dir_fd, key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		/* Removed behind our back: forget it. */
-		if (fd >= 0)
-			close(fd);
+		return -1;
+	fd = openat(bc->dir_fd, e->key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
 		fd = -1;
-		drop_body(bc, e);
-		goto out;
 	}
-	if ((guint64)st.st_size != e->size) {
+	g_mutex_lock(&bc->lock);
+	if (fd < 0) {
+		/* Removed behind our back: forget it. */
+		if (e->indexed)
+			drop_body(bc, e);
+		unpin_locked(bc, e);
+		g_mutex_unlock(&bc->lock);
+		return -1;
+	}
+	if (e->indexed && (guint64)st.st_size != e->size) {
 		bc->total = bc->total - e->size + (guint64)st.st_size;
 		e->size = (guint64)st.st_size;
 	}
-	e->pins++;
 	g_hash_table_insert(bc->open_fds, GINT_TO_POINTER(fd), e);
-	g_queue_unlink(&bc->lru, &e->link);
-	g_queue_push_tail_link(&bc->lru, &e->link);
-	if (now_s() - e->touched >= TOUCH_INTERVAL_S) {
-		/* Remember the use across restarts, cheaply. */
-		futimens(fd, NULL);
-		e->touched = now_s();
+	if (e->indexed) {
+		g_queue_unlink(&bc->lru, &e->link);
+		g_queue_push_tail_link(&bc->lru, &e->link);
 	}
-	*size = e->size;
-out:
+	if (now_s() - e->touched >= TOUCH_INTERVAL_S) {
+		e->touched = now_s();
+		touch = TRUE;
+	}
+	*size = (guint64)st.st_size;
 	g_mutex_unlock(&bc->lock);
-	g_free(key);
+	/* Remember the use across restarts, cheaply. */
+	if (touch)
+		futimens(fd, NULL);
 	return fd;
 }
 
@@ -422,19 +450,47 @@ body_cache_release(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
 	e = g_hash_table_lookup(bc->open_fds, GINT_TO_POINTER(fd));
 	if (e != NULL) {
 		g_hash_table_remove(bc->open_fds, GINT_TO_POINTER(fd));
-		e->pins--;
-		if (e->pins == 0 && !e->indexed)
-			entry_free(e);
-		else
-			evict_locked(bc);
+		unpin_locked(bc, e);
 	}
-	/* Closed under the lock: until then no other open can get this fd
-	 * number and confuse open_fds. */
-	close(fd);
+	/* Out of open_fds already, so an open that reuses the number once
+	 * it is closed cannot be confused with this one. */
 	g_mutex_unlock(&bc->lock);
+	close(fd);
 }
 
 /* -------------------------------------------------------------- writing */
+
+/* Makes the temporary file, unlocked (see the top of the file), and its
+ * directories only when missing. forget_mailbox may remove them between
+ * our mkdir and our open; we then make them again, a few times at most (it
+ * runs when a folder's UIDVALIDITY changes, not in a loop). A body stored
+ * under a forgotten UIDVALIDITY is correct, merely never asked for, and
+ * evicted in time. */
+static int
+create_temp(BodyCache *bc, const char *safe, const char *uv_dir,
+            const char *tmp)
+{
+	int fd;
+
+	for (int tries = 1;; tries++) {
+		fd = openat(
+		    bc->dir_fd, tmp,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != ENOENT || tries == 3)
+			break;
+		if ((mkdirat(bc->dir_fd, safe, 0700) != 0 && errno != EEXIST) ||
+		    (mkdirat(bc->dir_fd, uv_dir, 0700) != 0 &&
+		     errno != EEXIST)) {
+			g_message("cannot create %s/%s: %s", bc->dir, uv_dir,
+			          g_strerror(errno));
+			return -1;
+		}
+	}
+	if (fd < 0)
+		g_message("cannot create %s/%s: %s", bc->dir, tmp,
+		          g_strerror(errno));
+	return fd;
+}
 
 BodyWriter *
 body_cache_begin(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
@@ -443,36 +499,20 @@ body_cache_begin(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
 	char *safe = disk_cache_safe_name(mailbox);
 	char *uv_dir = g_strdup_printf("%s/%u", safe, uidvalidity);
 	BodyWriter *w = NULL;
-	char *tmp = NULL;
+	char *tmp;
 	int fd;
 
-	/* Under the lock: forget_mailbox must not remove the directories
-	 * between their creation and the temp file's. */
-	g_mutex_lock(&bc->lock);
-	if ((mkdirat(bc->dir_fd, safe, 0700) != 0 && errno != EEXIST) ||
-	    (mkdirat(bc->dir_fd, uv_dir, 0700) != 0 && errno != EEXIST)) {
-		g_message("cannot create %s/%s: %s", bc->dir, uv_dir,
-		          g_strerror(errno));
-		goto out;
-	}
 	tmp = g_strdup_printf("%s/" TMP_PREFIX "%u.%ld.%08x", uv_dir, uid,
 	                      (long)getpid(), g_random_int());
-	fd = openat(bc->dir_fd, tmp,
-	            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		g_message("cannot create %s/%s: %s", bc->dir, tmp,
-		          g_strerror(errno));
-		goto out;
+	fd = create_temp(bc, safe, uv_dir, tmp);
+	if (fd >= 0) {
+		w = g_new0(BodyWriter, 1);
+		w->bc = bc;
+		w->fd = fd;
+		w->tmp = g_steal_pointer(&tmp);
+		w->key = g_strdup_printf("%s/%u", uv_dir, uid);
+		w->uidvalidity = uidvalidity;
 	}
-	w = g_new0(BodyWriter, 1);
-	w->bc = bc;
-	w->fd = fd;
-	w->tmp = tmp;
-	tmp = NULL;
-	w->key = g_strdup_printf("%s/%u", uv_dir, uid);
-	w->uidvalidity = uidvalidity;
-out:
-	g_mutex_unlock(&bc->lock);
 	g_free(tmp);
 	g_free(uv_dir);
 	g_free(safe);
