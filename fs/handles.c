@@ -1,11 +1,13 @@
 /* handles.c - file handles by inode number, for reads of files the kernel
  * opened without an OPEN (see include/fs/handles.h). Least recently used
- * handles not in use are released once more than max are kept. */
+ * handles not in use are released once more than max, or more than
+ * max_bytes of files, are kept. */
 #include "fs/handles.h"
 
 typedef struct FsHandleHold {
 	guint64 ino;
 	guint64 fh;
+	guint64 bytes;
 	guint refs;
 	gboolean dropped; /* out of the table; released at the last put */
 	GList link;       /* in FsHandles.lru; data points back here */
@@ -16,6 +18,8 @@ struct FsHandles {
 	GHashTable *by_ino; /* guint64 * -> Entry * */
 	GQueue lru;         /* oldest first */
 	guint max;
+	guint64 max_bytes;
+	guint64 bytes; /* of the entries in by_ino */
 	guint64 drops; /* fs_handles_drop calls so far */
 	FsHandleOpenFn open_fn;
 	FsHandleReleaseFn release_fn;
@@ -23,8 +27,8 @@ struct FsHandles {
 };
 
 FsHandles *
-fs_handles_new(guint max, FsHandleOpenFn open_fn, FsHandleReleaseFn release_fn,
-               void *user)
+fs_handles_new(guint max, guint64 max_bytes, FsHandleOpenFn open_fn,
+               FsHandleReleaseFn release_fn, void *user)
 {
 	FsHandles *h = g_new0(FsHandles, 1);
 
@@ -32,6 +36,7 @@ fs_handles_new(guint max, FsHandleOpenFn open_fn, FsHandleReleaseFn release_fn,
 	h->by_ino = g_hash_table_new(g_int64_hash, g_int64_equal);
 	g_queue_init(&h->lru);
 	h->max = MAX(max, 1);
+	h->max_bytes = max_bytes;
 	h->open_fn = open_fn;
 	h->release_fn = release_fn;
 	h->user = user;
@@ -66,7 +71,21 @@ touch_locked(FsHandles *h, Entry *e)
 	g_queue_push_tail_link(&h->lru, &e->link);
 }
 
-/* Unlinks the oldest entries not in use while more than max are kept;
+static gboolean
+over_limits_locked(FsHandles *h)
+{
+	return g_hash_table_size(h->by_ino) > h->max || h->bytes > h->max_bytes;
+}
+
+static void
+unlink_locked(FsHandles *h, Entry *e)
+{
+	g_queue_unlink(&h->lru, &e->link);
+	g_hash_table_remove(h->by_ino, &e->ino);
+	h->bytes -= e->bytes;
+}
+
+/* Unlinks the oldest entries not in use while over max or max_bytes;
  * returns them for releasing unlocked. */
 static GPtrArray *
 evict_locked(FsHandles *h)
@@ -74,13 +93,12 @@ evict_locked(FsHandles *h)
 	GPtrArray *out = g_ptr_array_new();
 	GList *l = h->lru.head;
 
-	while (l != NULL && g_hash_table_size(h->by_ino) > h->max) {
+	while (l != NULL && over_limits_locked(h)) {
 		Entry *e = l->data;
 		l = l->next;
 		if (e->refs > 0)
 			continue;
-		g_queue_unlink(&h->lru, &e->link);
-		g_hash_table_remove(h->by_ino, &e->ino);
+		unlink_locked(h, e);
 		g_ptr_array_add(out, e);
 	}
 	return out;
@@ -118,7 +136,7 @@ int
 fs_handles_get(FsHandles *h, guint64 ino, guint64 *fh, FsHandleHold **hold)
 {
 	Entry *e;
-	guint64 opened, drops;
+	guint64 opened, bytes = 0, drops;
 	GPtrArray *evicted;
 	int rc, tries = 0;
 
@@ -133,7 +151,7 @@ again:
 		return 0;
 	}
 	/* Opened unlocked: opening may wait for the network. */
-	rc = h->open_fn(ino, &opened, h->user);
+	rc = h->open_fn(ino, &opened, &bytes, h->user);
 	if (rc != 0)
 		return rc;
 	g_mutex_lock(&h->lock);
@@ -154,9 +172,11 @@ again:
 	e = g_new0(Entry, 1);
 	e->ino = ino;
 	e->fh = opened;
+	e->bytes = bytes;
 	e->refs = 1;
 	e->link.data = e;
 	g_hash_table_insert(h->by_ino, &e->ino, e);
+	h->bytes += bytes;
 	g_queue_push_tail_link(&h->lru, &e->link);
 	evicted = evict_locked(h);
 	g_mutex_unlock(&h->lock);
@@ -185,7 +205,7 @@ fs_handles_put(FsHandles *h, FsHandleHold *hold)
 	if (e->dropped && e->refs == 0)
 		g_ptr_array_add(evicted, e);
 	else {
-		/* Over max while every handle was in use: catch up now. */
+		/* Over a limit while every handle was in use: catch up. */
 		g_ptr_array_free(evicted, TRUE);
 		evicted = evict_locked(h);
 	}
@@ -203,8 +223,7 @@ fs_handles_drop(FsHandles *h, guint64 ino)
 	h->drops++;
 	e = g_hash_table_lookup(h->by_ino, &ino);
 	if (e != NULL) {
-		g_hash_table_remove(h->by_ino, &ino);
-		g_queue_unlink(&h->lru, &e->link);
+		unlink_locked(h, e);
 		e->dropped = TRUE;
 	}
 	/* Decided here: once unlocked, its last holder may free it. */

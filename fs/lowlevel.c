@@ -45,8 +45,10 @@ static struct {
 #define NOTIFIER_STOP G_MAXUINT64
 
 /* Handles kept for reads without OPEN: a few readers at once each, and
- * a walk's recent files. */
-#define HANDLES_KEPT 64
+ * a walk's recent files; not so many bytes of them that the body cache,
+ * which cannot evict a body a handle holds, grows far past its limit. */
+#define HANDLES_KEPT       64
+#define HANDLES_KEPT_BYTES (64u << 20)
 
 static int
 path_of(fuse_ino_t ino, const char *child, char **path)
@@ -82,15 +84,19 @@ make_entry(fuse_ino_t parent, const char *name, const char *path,
 }
 
 static int
-open_for_read(guint64 ino, guint64 *fh, void *user)
+open_for_read(guint64 ino, guint64 *fh, guint64 *bytes, void *user)
 {
 	struct fuse_file_info fi = {.flags = O_RDONLY};
 	g_autofree char *path = NULL;
+	struct stat st;
 	int rc = path_of(ino, NULL, &path);
 
 	if (rc == 0)
 		rc = ll.ops->open(path, &fi);
 	*fh = fi.fh;
+	/* exact_sizes: the listing's size is the body's. */
+	if (rc == 0 && ll.ops->getattr(path, &st, &fi) == 0)
+		*bytes = (guint64)st.st_size;
 	return rc;
 }
 
@@ -111,8 +117,9 @@ ll_init(void *data, struct fuse_conn_info *conn)
 	/* Kernels without it would fail the open that gets ENOSYS. */
 	if (fs->read_only && fs->exact_sizes &&
 	    (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
-		ll.handles = fs_handles_new(HANDLES_KEPT, open_for_read,
-		                            release_for_read, NULL);
+		ll.handles =
+		    fs_handles_new(HANDLES_KEPT, HANDLES_KEPT_BYTES,
+		                   open_for_read, release_for_read, NULL);
 		g_info("files are opened without asking the daemon "
 		       "(read_only, exact_sizes)");
 	}

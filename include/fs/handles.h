@@ -13,12 +13,16 @@
 
 typedef struct FsHandles FsHandles;
 
-/* Opens inode ino: 0 and *fh set, or a negative errno. */
-typedef int (*FsHandleOpenFn)(guint64 ino, guint64 *fh, void *user);
+/* Opens inode ino: 0 with *fh and *bytes (the file's size) set, or a
+ * negative errno. */
+typedef int (*FsHandleOpenFn)(guint64 ino, guint64 *fh, guint64 *bytes,
+                              void *user);
 typedef void (*FsHandleReleaseFn)(guint64 fh, void *user);
 
-/* Keeps up to max handles not in use. */
-FsHandles *fs_handles_new(guint max, FsHandleOpenFn open_fn,
+/* Keeps up to max handles, of files of up to max_bytes together, beyond
+ * those in use. The byte bound matters because a kept handle holds its
+ * body in the body cache, where eviction must leave it. */
+FsHandles *fs_handles_new(guint max, guint64 max_bytes, FsHandleOpenFn open_fn,
                           FsHandleReleaseFn release_fn, void *user);
 /* Releases every handle; none may be in use. */
 void fs_handles_free(FsHandles *h);

@@ -1,6 +1,7 @@
 /* test_handles.c - handles by inode for files opened without OPEN: one
- * open per inode while kept, the least recently used released first,
- * never one in use, dropped ones opened anew, open errors passed on. */
+ * open per inode while kept, the least recently used released first
+ * (past a count or a byte total), never one in use, dropped ones opened
+ * anew, open errors passed on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +12,8 @@
 
 #include "fs/handles.h"
 
-/* What the callbacks saw: handle k of inode i is i * 1000 + k. */
+/* What the callbacks saw: handle k of inode i is i * 1000 + k, of a file
+ * of i * 10 bytes. */
 typedef struct {
 	guint opens[16];
 	gboolean released[16][8];
@@ -21,13 +23,14 @@ typedef struct {
 } Seen;
 
 static int
-fake_open(guint64 ino, guint64 *fh, void *user)
+fake_open(guint64 ino, guint64 *fh, guint64 *bytes, void *user)
 {
 	Seen *s = user;
 
 	if ((int)ino == s->fail_ino)
 		return -ENOENT;
 	*fh = ino * 1000 + s->opens[ino]++;
+	*bytes = ino * 10;
 	/* As if the file changed while it was being opened. */
 	if (s->drop_in_open != NULL && s->opens[ino] == 1)
 		fs_handles_drop(s->drop_in_open, ino);
@@ -43,6 +46,8 @@ fake_release(guint64 fh, void *user)
 	s->released[fh / 1000][fh % 1000] = TRUE;
 	s->n_released++;
 }
+
+#define NO_BYTE_LIMIT G_MAXUINT64
 
 /* Holds taken by get(), by inode, for put(). */
 static FsHandleHold *holds[16][4];
@@ -79,7 +84,8 @@ static void
 test_one_open_per_inode(void **state)
 {
 	Seen s = {.fail_ino = -1};
-	FsHandles *h = fs_handles_new(4, fake_open, fake_release, &s);
+	FsHandles *h =
+	    fs_handles_new(4, NO_BYTE_LIMIT, fake_open, fake_release, &s);
 
 	(void)state;
 	for (int i = 0; i < 5; i++) {
@@ -98,7 +104,8 @@ static void
 test_oldest_released_first(void **state)
 {
 	Seen s = {.fail_ino = -1};
-	FsHandles *h = fs_handles_new(3, fake_open, fake_release, &s);
+	FsHandles *h =
+	    fs_handles_new(3, NO_BYTE_LIMIT, fake_open, fake_release, &s);
 
 	(void)state;
 	for (guint64 ino = 1; ino <= 3; ino++) {
@@ -127,7 +134,8 @@ static void
 test_in_use_is_kept(void **state)
 {
 	Seen s = {.fail_ino = -1};
-	FsHandles *h = fs_handles_new(1, fake_open, fake_release, &s);
+	FsHandles *h =
+	    fs_handles_new(1, NO_BYTE_LIMIT, fake_open, fake_release, &s);
 
 	(void)state;
 	get(h, 1);
@@ -156,7 +164,8 @@ static void
 test_drop(void **state)
 {
 	Seen s = {.fail_ino = -1};
-	FsHandles *h = fs_handles_new(4, fake_open, fake_release, &s);
+	FsHandles *h =
+	    fs_handles_new(4, NO_BYTE_LIMIT, fake_open, fake_release, &s);
 
 	(void)state;
 	get(h, 1);
@@ -184,7 +193,8 @@ static void
 test_drop_while_opening(void **state)
 {
 	Seen s = {.fail_ino = -1};
-	FsHandles *h = fs_handles_new(4, fake_open, fake_release, &s);
+	FsHandles *h =
+	    fs_handles_new(4, NO_BYTE_LIMIT, fake_open, fake_release, &s);
 
 	(void)state;
 	s.drop_in_open = h;
@@ -198,11 +208,54 @@ test_drop_while_opening(void **state)
 	assert_int_equal(s.n_released, 2);
 }
 
+/* Past max_bytes, the least recently used go until the rest fit; a
+ * handle in use stays whatever its size. */
+static void
+test_byte_limit(void **state)
+{
+	Seen s = {.fail_ino = -1};
+	FsHandles *h = fs_handles_new(8, 100, fake_open, fake_release, &s);
+
+	(void)state;
+	for (guint64 ino = 1; ino <= 4; ino++) { /* 10+20+30+40 bytes */
+		get(h, ino);
+		put(h, ino);
+	}
+	assert_int_equal(s.n_released, 0);
+	get(h, 5); /* 150 bytes: 1 and 2 go, 120; then 3 as well, 90 */
+	assert_true(s.released[1][0]);
+	assert_true(s.released[2][0]);
+	assert_true(s.released[3][0]);
+	assert_false(s.released[4][0]);
+	assert_int_equal(fs_handles_count(h), 2);
+	get(h, 9); /* in use: 4 goes, 5 and 9 (140 bytes) stay while held */
+	assert_true(s.released[4][0]);
+	assert_int_equal(fs_handles_count(h), 2);
+	put(h, 5); /* the oldest unused goes: 90 bytes left */
+	assert_true(s.released[5][0]);
+	assert_int_equal(fs_handles_count(h), 1);
+	/* A drop gives its bytes back at once, though 9 is still held: 1
+	 * and 2 (30 bytes) fit again. */
+	fs_handles_drop(h, 9);
+	assert_false(s.released[9][0]);
+	get(h, 1);
+	put(h, 1);
+	get(h, 2);
+	put(h, 2);
+	assert_int_equal(s.n_released, 5);
+	put(h, 9);
+	assert_true(s.released[9][0]);
+	assert_int_equal(fs_handles_count(h), 2);
+	fs_handles_free(h);
+	assert_int_equal(s.n_released, 8);
+}
+
 static void
 test_open_error(void **state)
 {
 	Seen s = {.fail_ino = 7};
-	FsHandles *h = fs_handles_new(2, fake_open, fake_release, &s);
+	FsHandles *h =
+	    fs_handles_new(2, NO_BYTE_LIMIT, fake_open, fake_release, &s);
 	FsHandleHold *hold = NULL;
 	guint64 fh = 42;
 
@@ -222,6 +275,7 @@ main(void)
 	    cmocka_unit_test(test_in_use_is_kept),
 	    cmocka_unit_test(test_drop),
 	    cmocka_unit_test(test_drop_while_opening),
+	    cmocka_unit_test(test_byte_limit),
 	    cmocka_unit_test(test_open_error),
 	};
 
