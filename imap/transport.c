@@ -49,7 +49,8 @@ struct ImapTransport {
 	SSL_CTX *ctx;
 	SSL *ssl;
 	GMutex tls_lock;
-	gint closed; /* atomic */
+	gint closed;         /* atomic */
+	char *drain_failure; /* tls_lock; why a drained record failed */
 
 	GMutex z_lock; /* z_tag, rtt and counters */
 	char *z_tag;   /* COMPRESS sent with this tag; reply not yet read */
@@ -496,16 +497,20 @@ imap_transport_has_pending(ImapTransport *t)
 /* The records read-ahead has already taken off the socket (tls_lock
  * held): one SSL_read returns one record, and handing the parser a few
  * KiB at a time costs a parse call and a cache write per record. Stops
- * at anything but data; the next read_once meets it again. */
+ * at anything but data. The bytes before a record that fails are good,
+ * so they are returned and the failure kept for the next read_once: a
+ * TLS error is not seen again by the next SSL_read, only its aftermath. */
 static gsize
-drain_records(SSL *ssl, char *buf, gsize len)
+drain_records(ImapTransport *t, char *buf, gsize len)
 {
 	gsize got = 0;
 	int n;
 
-	while (got < len && SSL_has_pending(ssl)) {
-		n = SSL_read(ssl, buf + got, (int)MIN(len - got, G_MAXINT));
+	while (got < len && SSL_has_pending(t->ssl)) {
+		n = SSL_read(t->ssl, buf + got, (int)MIN(len - got, G_MAXINT));
 		if (n <= 0) {
+			if (SSL_get_error(t->ssl, n) == SSL_ERROR_SSL)
+				t->drain_failure = tls_error_text();
 			ERR_clear_error();
 			break;
 		}
@@ -536,13 +541,18 @@ read_once(ImapTransport *t, char *buf, gsize len, short *want, ImapError **err)
 		return -2;
 	}
 	g_mutex_lock(&t->tls_lock);
+	why = g_steal_pointer(&t->drain_failure);
+	if (why != NULL) {
+		g_mutex_unlock(&t->tls_lock);
+		goto failed;
+	}
 	ERR_clear_error();
 	n = SSL_read(t->ssl, buf, (int)MIN(len, G_MAXINT));
 	e = n > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, (int)n);
 	if (e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL)
 		why = tls_error_text();
 	if (e == SSL_ERROR_NONE)
-		n += drain_records(t->ssl, buf + n, len - (gsize)n);
+		n += drain_records(t, buf + n, len - (gsize)n);
 	g_mutex_unlock(&t->tls_lock);
 	switch (e) {
 	case SSL_ERROR_NONE:
@@ -562,6 +572,7 @@ read_once(ImapTransport *t, char *buf, gsize len, short *want, ImapError **err)
 	default:
 		break;
 	}
+failed:
 	/* After the handshake a TLS failure is a broken connection, to be
 	 * retried like any other (certificate problems surface earlier). */
 	imap_error_set(err, IMAP_ENET, 0, "TLS read failed: %s", why);
@@ -1025,6 +1036,7 @@ imap_transport_free(ImapTransport *t)
 	g_mutex_clear(&t->z_lock);
 	g_free(t->z_tag);
 	g_free(t->armed_tag);
+	g_free(t->drain_failure);
 	imap_deflater_free(t->deflater);
 	imap_inflater_free(t->inflater);
 	g_byte_array_free(t->rbuf, TRUE);

@@ -1,7 +1,8 @@
 /* test_tls.c - certificate and protocol checks of the TLS transport against
  * scripted servers: expired, wrong-host and self-signed certificates must be
- * refused, a pinned self-signed one and a good one accepted, and a server
- * that speaks at most TLS 1.1 refused. Needs openssl and python3, not root. */
+ * refused, a pinned self-signed one and a good one accepted, a server
+ * that speaks at most TLS 1.1 refused, and a corrupt record reported as
+ * such. Needs openssl and python3, not root. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -104,6 +105,45 @@ static const char tls11_server_script[] =
     "    except OSError:\n"
     "        pass\n"
     "    s.close()\n";
+
+/* Implicit TLS: after the handshake, sends the greeting and a second
+ * record whose last byte (the AEAD tag's) is flipped, both in one write,
+ * so that the client reads them together. Prints "sent" once done. */
+static const char bad_record_server_script[] =
+    "import signal, socket, ssl, sys\n"
+    "signal.alarm(30)\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+    "ls = socket.socket()\n"
+    "ls.bind(('127.0.0.1', 0))\n"
+    "ls.listen(1)\n"
+    "print('PORT=%d' % ls.getsockname()[1], flush=True)\n"
+    "c, _ = ls.accept()\n"
+    "inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()\n"
+    "s = ctx.wrap_bio(inc, out, server_side=True)\n"
+    "while True:\n"
+    "    try:\n"
+    "        s.do_handshake()\n"
+    "        break\n"
+    "    except ssl.SSLWantReadError:\n"
+    "        c.sendall(out.read())\n"
+    "        data = c.recv(65536)\n"
+    "        if not data:\n"
+    "            sys.exit(1)\n"
+    "        inc.write(data)\n"
+    "head = out.read()\n"
+    "s.write(b'* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\\r\\n')\n"
+    "good = out.read()\n"
+    "s.write(b'* OK never seen\\r\\n')\n"
+    "bad = bytearray(out.read())\n"
+    "bad[-1] ^= 1\n"
+    "c.sendall(head + good + bytes(bad))\n"
+    "print('sent', flush=True)\n"
+    "try:\n"
+    "    while c.recv(4096):\n"
+    "        pass\n"
+    "except OSError:\n"
+    "    pass\n";
 
 static TestCerts *certs;
 
@@ -438,6 +478,63 @@ test_tls11_refused(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A record that fails to decrypt, read in the same read(2) as the good
+ * one before it: the good one is parsed, then the connection fails as a
+ * TLS failure that says why (not as a server that hung up). */
+static void
+test_bad_record_after_good(void **state)
+{
+	g_autofree char *cert = cert_path("certs/server.pem");
+	g_autofree char *key = cert_path("certs/server.key");
+	char *argv[] = {"python3", "-c", (char *)bad_record_server_script,
+	                cert,      key,  NULL};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(ImapError) err = NULL;
+	g_autoptr(ImapError) failure = NULL;
+	g_autofree char *port_line = NULL, *sent = NULL;
+	ImapConnectOptions o;
+	ImapConn *c;
+	GPid pid;
+	int out_fd;
+	FILE *out;
+
+	if (!g_spawn_async_with_pipes(
+	        NULL, argv, NULL,
+	        G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+	        &pid, NULL, &out_fd, NULL, &error))
+		fail_msg("cannot start python3: %s", error->message);
+	out = fdopen(out_fd, "r");
+	assert_non_null(out);
+	port_line = read_line(out);
+	if (!g_str_has_prefix(port_line, "PORT=")) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail_msg("bad-record server did not start: \"%s\"", port_line);
+	}
+	o = options_for(port_line + 5, IMAP_TLS_IMPLICIT, certs->ca_file, NULL);
+	c = imap_conn_connect(&o, &err);
+	sent = read_line(out);
+	if (c == NULL)
+		fail_msg("connect: %s", err->text);
+	/* The greeting came through. */
+	assert_true(imap_conn_has_cap(c, "AUTH=PLAIN"));
+	for (int i = 0; i < 1000 && imap_conn_is_alive(c); i++)
+		g_usleep(10 * 1000);
+	assert_false(imap_conn_is_alive(c));
+	failure = imap_conn_failure(c);
+	imap_conn_close(c);
+	kill(pid, SIGKILL);
+	fclose(out);
+	waitpid(pid, NULL, 0);
+	g_spawn_close_pid(pid);
+
+	assert_string_equal(sent, "sent");
+	assert_non_null(failure);
+	if (strstr(failure->text, "TLS read failed") == NULL ||
+	    strstr(failure->text, "bad record mac") == NULL)
+		fail_msg("failure \"%s\" is not the bad record", failure->text);
+}
+
 int
 main(void)
 {
@@ -451,6 +548,7 @@ main(void)
 	    cmocka_unit_test(test_self_signed_pinned),
 	    cmocka_unit_test(test_pin_mismatch_refused),
 	    cmocka_unit_test(test_tls11_refused),
+	    cmocka_unit_test(test_bad_record_after_good),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
