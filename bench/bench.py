@@ -85,6 +85,27 @@ def interleave(contenders, runs):
     return times
 
 
+def cpu_ticks():
+    """(busy, all) clock ticks of the whole machine so far (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    idle = v[3] + v[4]  # idle, iowait
+    return sum(v) - idle, sum(v)
+
+
+def busy_share(fn, shares):
+    """Wraps fn (returning seconds) so that each call also appends to
+    shares the fraction of the machine's CPU time that was busy (any
+    process) while it ran: near 1.0 means the run was CPU-bound."""
+    def wrapped():
+        b0, a0 = cpu_ticks()
+        t = fn()
+        b1, a1 = cpu_ticks()
+        shares.append((b1 - b0) / max(1, a1 - a0))
+        return t
+    return wrapped
+
+
 def server_tmpfs_ok():
     """Whether /dev/shm is a tmpfs with room for the servers' mail."""
     try:
@@ -547,9 +568,12 @@ class Bench:
         warm_cache = []
         n_sync = [0]
 
+        busy = ([], [], [])  # CPU busy share: imapfs, mbsync, floor
+
         def cold():
             m = self.mount(srv, port, "grep-" + tag)
-            t = self.grep(m.path, stats["needles"])
+            t = busy_share(lambda: self.grep(m.path, stats["needles"]),
+                           busy[0])()
             if not lat:
                 warm.append(self.grep(m.path, stats["needles"]))
                 warm_cache.append(m.cache_dir)
@@ -562,8 +586,10 @@ class Bench:
             return self.mbsync(self.mbsync_rc(srv, port, md))
         cold_t, pull_t, floor_t = interleave([
             (cold, DEAR if not lat else 1),
-            (full_pull, DEAR),
-            (lambda: self.floor_bodies(srv, port, stats["bytes"]), CHEAP),
+            (busy_share(full_pull, busy[1]), DEAR),
+            (busy_share(lambda: self.floor_bodies(srv, port,
+                                                  stats["bytes"]),
+                        busy[2]), CHEAP),
         ], runs)
         rc = os.path.join(self.work, "mbsync-%s-%d" % (tag, n_sync[0]),
                           "mbsyncrc")
@@ -572,9 +598,13 @@ class Bench:
         self.row("a" + sfx, "cold `grep -rl` (%s)" % tag, med(cold_t),
                  "mbsync full pull", med(pull_t),
                  "floor (1 conn, UID FETCH 1:* BODY.PEEK[]) %.2f s; imapfs "
-                 "= %.1fx floor; runs %d/%d/%d" %
-                 (med(floor_t), med(cold_t) / med(floor_t), len(cold_t),
-                  len(pull_t), len(floor_t)))
+                 "= %.1fx floor; CPU busy (all %d cores, any process) "
+                 "during imapfs/mbsync/floor %.0f%%/%.0f%%/%.0f%%; "
+                 "runs %d/%d/%d" %
+                 (med(floor_t), med(cold_t) / med(floor_t),
+                  os.cpu_count(), 100 * med(busy[0]), 100 * med(busy[1]),
+                  100 * med(busy[2]), len(cold_t), len(pull_t),
+                  len(floor_t)))
 
         if not lat:
             t0 = time.monotonic()
