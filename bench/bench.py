@@ -585,7 +585,7 @@ class Bench:
                               "mail")
             return self.mbsync(self.mbsync_rc(srv, port, md))
         cold_t, pull_t, floor_t = interleave([
-            (cold, DEAR if not lat else 1),
+            (cold, DEAR),
             (busy_share(full_pull, busy[1]), DEAR),
             (busy_share(lambda: self.floor_bodies(srv, port,
                                                   stats["bytes"]),
