@@ -381,17 +381,42 @@ unpin_locked(BodyCache *bc, BodyEntry *e)
 		evict_locked(bc);
 }
 
+/* Opens e's file: a fd, or -1 with *gone set when there is no such
+ * regular file any more (rather than, say, no fd to spare). */
+static int
+open_entry_file(BodyCache *bc, const BodyEntry *e, struct stat *st,
+                gboolean *gone)
+{
+	int fd = openat(bc->dir_fd, e->key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	*gone = fd < 0 && (errno == ENOENT || errno == ELOOP);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) != 0) {
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		*gone = TRUE;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* The file is opened outside the lock, the entry pinned meanwhile so that
- * eviction leaves it alone. If forget or a replacement removed it first,
- * the open fails and the body counts as not cached; if they come after,
- * the reader keeps the old file, whose bytes are the same. */
+ * eviction leaves it alone. If forget removed the file first, the open
+ * fails and the body counts as not cached. If a commit replaced it, before
+ * or after our open, we hold one of the two files, whose bytes are the
+ * same, and the pin moves to the entry now indexed: it may be that file's,
+ * which must not be evicted while we read it. */
 int
 body_cache_open_body(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
                      guint32 uid, guint64 *size)
 {
 	char *key = body_key(mailbox, uidvalidity, uid);
-	gboolean touch = FALSE;
-	BodyEntry *e;
+	gboolean touch = FALSE, gone;
+	BodyEntry *e, *cur;
 	struct stat st;
 	int fd;
 
@@ -403,19 +428,21 @@ body_cache_open_body(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
 	g_free(key);
 	if (e == NULL)
 		return -1;
-	fd = openat(bc->dir_fd, e->key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
-		close(fd);
-		fd = -1;
-	}
+	fd = open_entry_file(bc, e, &st, &gone);
 	g_mutex_lock(&bc->lock);
 	if (fd < 0) {
 		/* Removed behind our back: forget it. */
-		if (e->indexed)
+		if (gone && e->indexed)
 			drop_body(bc, e);
 		unpin_locked(bc, e);
 		g_mutex_unlock(&bc->lock);
 		return -1;
+	}
+	cur = e->indexed ? e : g_hash_table_lookup(bc->index, e->key);
+	if (cur != e && cur != NULL) {
+		cur->pins++;
+		unpin_locked(bc, e);
+		e = cur;
 	}
 	if (e->indexed && (guint64)st.st_size != e->size) {
 		bc->total = bc->total - e->size + (guint64)st.st_size;
@@ -466,6 +493,13 @@ body_cache_release(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
  * runs when a folder's UIDVALIDITY changes, not in a loop). A body stored
  * under a forgotten UIDVALIDITY is correct, merely never asked for, and
  * evicted in time. */
+/* 0 when dir (relative to the cache directory) exists, made or not. */
+static int
+make_dir(BodyCache *bc, const char *dir)
+{
+	return mkdirat(bc->dir_fd, dir, 0700) == 0 || errno == EEXIST ? 0 : -1;
+}
+
 static int
 create_temp(BodyCache *bc, const char *safe, const char *uv_dir,
             const char *tmp)
@@ -478,9 +512,9 @@ create_temp(BodyCache *bc, const char *safe, const char *uv_dir,
 		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd >= 0 || errno != ENOENT || tries == 3)
 			break;
-		if ((mkdirat(bc->dir_fd, safe, 0700) != 0 && errno != EEXIST) ||
-		    (mkdirat(bc->dir_fd, uv_dir, 0700) != 0 &&
-		     errno != EEXIST)) {
+		if (make_dir(bc, safe) != 0 || make_dir(bc, uv_dir) != 0) {
+			if (errno == ENOENT)
+				continue; /* the parent went again */
 			g_message("cannot create %s/%s: %s", bc->dir, uv_dir,
 			          g_strerror(errno));
 			return -1;
