@@ -8,6 +8,7 @@ typedef struct FsHandleHold {
 	guint64 ino;
 	guint64 fh;
 	guint64 bytes;
+	guint64 used; /* FsHandles.gets when last got */
 	guint refs;
 	gboolean dropped; /* out of the table; released at the last put */
 	GList link;       /* in FsHandles.lru; data points back here */
@@ -21,6 +22,7 @@ struct FsHandles {
 	guint64 max_bytes;
 	guint64 bytes; /* of the entries in by_ino */
 	guint64 drops; /* fs_handles_drop calls so far */
+	guint64 gets;  /* holds taken so far: the clock of recent use */
 	FsHandleOpenFn open_fn;
 	FsHandleReleaseFn release_fn;
 	void *user;
@@ -77,6 +79,19 @@ over_limits_locked(FsHandles *h)
 	return g_hash_table_size(h->by_ino) > h->max || h->bytes > h->max_bytes;
 }
 
+/* Over the count, any handle not in use may go; over the bytes, only one
+ * not used recently (see FS_HANDLES_RECENT_USES). */
+static gboolean
+may_release_locked(FsHandles *h, Entry *e)
+{
+	if (e->refs > 0)
+		return FALSE;
+	if (g_hash_table_size(h->by_ino) > h->max)
+		return TRUE;
+	return h->gets - e->used >= FS_HANDLES_RECENT_USES;
+}
+
+/* The one place an entry leaves the table, and its bytes the total. */
 static void
 unlink_locked(FsHandles *h, Entry *e)
 {
@@ -85,7 +100,7 @@ unlink_locked(FsHandles *h, Entry *e)
 	h->bytes -= e->bytes;
 }
 
-/* Unlinks the oldest entries not in use while over max or max_bytes;
+/* Unlinks the oldest entries that may go while over max or max_bytes;
  * returns them for releasing unlocked. */
 static GPtrArray *
 evict_locked(FsHandles *h)
@@ -96,7 +111,7 @@ evict_locked(FsHandles *h)
 	while (l != NULL && over_limits_locked(h)) {
 		Entry *e = l->data;
 		l = l->next;
-		if (e->refs > 0)
+		if (!may_release_locked(h, e))
 			continue;
 		unlink_locked(h, e);
 		g_ptr_array_add(out, e);
@@ -124,6 +139,7 @@ hold_locked(FsHandles *h, guint64 ino)
 	if (e == NULL)
 		return NULL;
 	e->refs++;
+	e->used = ++h->gets;
 	touch_locked(h, e);
 	return e;
 }
@@ -173,6 +189,7 @@ again:
 	e->ino = ino;
 	e->fh = opened;
 	e->bytes = bytes;
+	e->used = ++h->gets;
 	e->refs = 1;
 	e->link.data = e;
 	g_hash_table_insert(h->by_ino, &e->ino, e);

@@ -94,7 +94,8 @@ open_for_read(guint64 ino, guint64 *fh, guint64 *bytes, void *user)
 	if (rc == 0)
 		rc = ll.ops->open(path, &fi);
 	*fh = fi.fh;
-	/* exact_sizes: the listing's size is the body's. */
+	/* exact_sizes: the listing's size is the body's. A file whose size
+	 * cannot be had (gone since) counts as empty until released. */
 	if (rc == 0 && ll.ops->getattr(path, &st, &fi) == 0)
 		*bytes = (guint64)st.st_size;
 	return rc;

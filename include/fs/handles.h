@@ -13,15 +13,21 @@
 
 typedef struct FsHandles FsHandles;
 
+/* A handle got within this many gets (of any inode) stays past max_bytes:
+ * readers going back and forth between big files would otherwise reopen
+ * them at every read. */
+#define FS_HANDLES_RECENT_USES 16
+
 /* Opens inode ino: 0 with *fh and *bytes (the file's size) set, or a
  * negative errno. */
 typedef int (*FsHandleOpenFn)(guint64 ino, guint64 *fh, guint64 *bytes,
                               void *user);
 typedef void (*FsHandleReleaseFn)(guint64 fh, void *user);
 
-/* Keeps up to max handles, of files of up to max_bytes together, beyond
- * those in use. The byte bound matters because a kept handle holds its
- * body in the body cache, where eviction must leave it. */
+/* Keeps up to max handles, of files of up to max_bytes together; one in
+ * use is never released, whatever the count or the bytes. The byte bound
+ * matters because a kept handle holds its body in the body cache, where
+ * eviction must leave it. */
 FsHandles *fs_handles_new(guint max, guint64 max_bytes, FsHandleOpenFn open_fn,
                           FsHandleReleaseFn release_fn, void *user);
 /* Releases every handle; none may be in use. */

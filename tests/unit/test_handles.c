@@ -208,8 +208,20 @@ test_drop_while_opening(void **state)
 	assert_int_equal(s.n_released, 2);
 }
 
-/* Past max_bytes, the least recently used go until the rest fit; a
- * handle in use stays whatever its size. */
+/* FS_HANDLES_RECENT_USES gets of inode 0, a file of no bytes: what was
+ * got before is no longer recent. */
+static void
+age(FsHandles *h)
+{
+	for (int i = 0; i < FS_HANDLES_RECENT_USES; i++) {
+		get(h, 0);
+		put(h, 0);
+	}
+}
+
+/* Past max_bytes, the least recently used go until the rest fit, but not
+ * one used recently, however big, nor one in use; a drop gives its bytes
+ * back at once. */
 static void
 test_byte_limit(void **state)
 {
@@ -217,37 +229,42 @@ test_byte_limit(void **state)
 	FsHandles *h = fs_handles_new(8, 100, fake_open, fake_release, &s);
 
 	(void)state;
-	for (guint64 ino = 1; ino <= 4; ino++) { /* 10+20+30+40 bytes */
+	for (guint64 ino = 1; ino <= 5; ino++) { /* 150 bytes */
 		get(h, ino);
 		put(h, ino);
 	}
-	assert_int_equal(s.n_released, 0);
-	get(h, 5); /* 150 bytes: 1 and 2 go, 120; then 3 as well, 90 */
-	assert_true(s.released[1][0]);
-	assert_true(s.released[2][0]);
-	assert_true(s.released[3][0]);
-	assert_false(s.released[4][0]);
-	assert_int_equal(fs_handles_count(h), 2);
-	get(h, 9); /* in use: 4 goes, 5 and 9 (140 bytes) stay while held */
-	assert_true(s.released[4][0]);
-	assert_int_equal(fs_handles_count(h), 2);
-	put(h, 5); /* the oldest unused goes: 90 bytes left */
-	assert_true(s.released[5][0]);
-	assert_int_equal(fs_handles_count(h), 1);
-	/* A drop gives its bytes back at once, though 9 is still held: 1
-	 * and 2 (30 bytes) fit again. */
+	assert_int_equal(s.n_released, 0); /* all recent */
+	age(h);
+	/* 1, 2 and 3 went, oldest first, until 90 bytes were left. */
+	assert_true(s.released[1][0] && s.released[2][0] && s.released[3][0]);
+	assert_false(s.released[4][0] || s.released[5][0]);
+	assert_int_equal(fs_handles_count(h), 3);
+	/* 12 (120 bytes, more than max_bytes) is kept while recent; the old
+	 * 4 and 5 make room. */
+	assert_int_equal(get(h, 12), 12000);
+	put(h, 12);
+	assert_int_equal(get(h, 12), 12000);
+	put(h, 12);
+	assert_int_equal(s.opens[12], 1);
+	assert_true(s.released[4][0] && s.released[5][0]);
+	age(h);
+	assert_true(s.released[12][0]);
+	/* 9 is held and dropped: its 90 bytes no longer count, so 8's 80 fit
+	 * even once 8 is old. */
+	get(h, 9);
 	fs_handles_drop(h, 9);
+	get(h, 8);
+	put(h, 8);
+	age(h);
+	assert_false(s.released[8][0]);
 	assert_false(s.released[9][0]);
-	get(h, 1);
-	put(h, 1);
-	get(h, 2);
-	put(h, 2);
-	assert_int_equal(s.n_released, 5);
 	put(h, 9);
 	assert_true(s.released[9][0]);
-	assert_int_equal(fs_handles_count(h), 2);
+	assert_int_equal(fs_handles_count(h), 2); /* 0 and 8 */
+	assert_int_equal(s.n_released, 7);
 	fs_handles_free(h);
-	assert_int_equal(s.n_released, 8);
+	assert_int_equal(s.n_released, 9);
+	assert_int_equal(s.opens[0], 1);
 }
 
 static void
