@@ -598,8 +598,9 @@ class Bench:
         self.row("a" + sfx, "cold `grep -rl` (%s)" % tag, med(cold_t),
                  "mbsync full pull", med(pull_t),
                  "floor (1 conn, UID FETCH 1:* BODY.PEEK[]) %.2f s; imapfs "
-                 "= %.1fx floor; CPU busy (all %d cores, any process) "
-                 "during imapfs/mbsync/floor %.0f%%/%.0f%%/%.0f%%; "
+                 "= %.1fx floor; CPU busy (all %d cores, any process, "
+                 "steal included) during imapfs/mbsync/floor "
+                 "%.0f%%/%.0f%%/%.0f%%; "
                  "runs %d/%d/%d" %
                  (med(floor_t), med(cold_t) / med(floor_t),
                   os.cpu_count(), 100 * med(busy[0]), 100 * med(busy[1]),

@@ -480,7 +480,10 @@ test_tls11_refused(void **state)
 
 /* A record that fails to decrypt, read in the same read(2) as the good
  * one before it: the good one is parsed, then the connection fails as a
- * TLS failure that says why (not as a server that hung up). */
+ * TLS failure that says why (not as a server that hung up). Should TCP
+ * deliver the two records apart (not seen on loopback), the bad one is met
+ * by a plain read instead, and the test passes without testing the
+ * drain. */
 static void
 test_bad_record_after_good(void **state)
 {
@@ -514,8 +517,11 @@ test_bad_record_after_good(void **state)
 	o = options_for(port_line + 5, IMAP_TLS_IMPLICIT, certs->ca_file, NULL);
 	c = imap_conn_connect(&o, &err);
 	sent = read_line(out);
-	if (c == NULL)
+	if (c == NULL) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
 		fail_msg("connect: %s", err->text);
+	}
 	/* The greeting came through. */
 	assert_true(imap_conn_has_cap(c, "AUTH=PLAIN"));
 	for (int i = 0; i < 1000 && imap_conn_is_alive(c); i++)
