@@ -1,5 +1,6 @@
 /* test_bodies.c - the body cache: storing and reading back, the size limit
- * and LRU order, pins, re-indexing at open, forgetting, and threads. */
+ * and LRU order, pins (also of a body replaced while being opened),
+ * re-indexing at open, forgetting, and threads. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,9 +14,39 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/syscall.h>
+
 #include "cache/bodies.h"
 #include "cache/disk.h"
 #include "testutil.h"
+
+/* Called once, just before the cache opens hook_path (relative to its
+ * directory) without O_CREAT: puts another thread's step between the
+ * lookup that pins a body and the open, where no lock is held. */
+static const char *hook_path;
+static void (*hook_fn)(void);
+
+/* Takes the place of libc's for this program, cache/bodies.c included. */
+int
+openat(int dirfd, const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	va_list ap;
+
+	if (flags & O_CREAT) {
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if (hook_fn != NULL && !(flags & O_CREAT) &&
+	    strcmp(path, hook_path) == 0) {
+		void (*fn)(void) = hook_fn;
+
+		hook_fn = NULL;
+		fn();
+	}
+	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+}
 
 typedef struct {
 	char *dir;
@@ -269,6 +300,48 @@ test_pinned_not_evicted(void **state)
 	assert_true(store_body(f->bc, "M", 1, 5, 100));
 	assert_false(is_cached(f->bc, "M", 1, 1));
 	assert_int_equal(body_cache_count(f->bc), 3);
+}
+
+static BodyCache *hook_cache;
+
+static void
+store_1_again(void)
+{
+	assert_true(store_body(hook_cache, "M", 1, 1, 100));
+}
+
+/* A commit replaces a body while a reader opens it: the reader may get
+ * the new file, which must then stay cached until released, however full
+ * the cache gets. */
+static void
+test_replaced_while_opening(void **state)
+{
+	Fixture *f = *state;
+	g_autofree char *safe = disk_cache_safe_name("M");
+	g_autofree char *key = g_strdup_printf("%s/1/1", safe);
+	g_autofree char *path = body_path(f, "M", 1, 1);
+	guint8 buf[100];
+	guint64 size;
+	int fd;
+
+	open_cache(f, 200);
+	assert_true(store_body(f->bc, "M", 1, 1, 100));
+	hook_cache = f->bc;
+	hook_path = key;
+	hook_fn = store_1_again;
+	fd = body_cache_open_body(f->bc, "M", 1, 1, &size);
+	assert_null(hook_fn); /* it ran */
+	assert_true(fd >= 0);
+	assert_true(size == 100);
+	/* 1 is the least recently stored; 3 goes over the limit. */
+	assert_true(store_body(f->bc, "M", 1, 2, 100));
+	assert_true(store_body(f->bc, "M", 1, 3, 100));
+	assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
+	assert_true(read_all(fd, buf, sizeof(buf)));
+	body_cache_release(f->bc, "M", 1, 1, fd);
+	assert_true(body_cache_size(f->bc) == 200);
+	assert_int_equal(count_files(f->dir), 2);
+	assert_true(body_matches(f->bc, "M", 1, 1, 100));
 }
 
 static void
@@ -577,6 +650,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lru_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pinned_not_evicted, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_replaced_while_opening, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_oversize_refused, setup,
 	                                    teardown),
