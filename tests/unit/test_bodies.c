@@ -1,6 +1,7 @@
 /* test_bodies.c - the body cache: storing and reading back, the size limit
  * and LRU order, pins (also of a body replaced while being opened),
- * re-indexing at open, forgetting, and threads. */
+ * re-indexing at open, forgetting (also while a body is being stored),
+ * and threads. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,9 +21,10 @@
 #include "cache/disk.h"
 #include "testutil.h"
 
-/* Called once, just before the cache opens hook_path (relative to its
- * directory) without O_CREAT: puts another thread's step between the
- * lookup that pins a body and the open, where no lock is held. */
+/* Called once, just before the cache opens a path (relative to its
+ * directory) that starts with hook_path: puts another thread's step where
+ * no lock is held, between the lookup that pins a body and its open, or
+ * between making a temporary file's directories and the file. */
 static const char *hook_path;
 static void (*hook_fn)(void);
 
@@ -38,8 +40,7 @@ openat(int dirfd, const char *path, int flags, ...)
 		mode = va_arg(ap, mode_t);
 		va_end(ap);
 	}
-	if (hook_fn != NULL && !(flags & O_CREAT) &&
-	    strcmp(path, hook_path) == 0) {
+	if (hook_fn != NULL && g_str_has_prefix(path, hook_path)) {
 		void (*fn)(void) = hook_fn;
 
 		hook_fn = NULL;
@@ -342,6 +343,34 @@ test_replaced_while_opening(void **state)
 	assert_true(body_cache_size(f->bc) == 200);
 	assert_int_equal(count_files(f->dir), 2);
 	assert_true(body_matches(f->bc, "M", 1, 1, 100));
+}
+
+static void
+forget_m(void)
+{
+	body_cache_forget_mailbox(hook_cache, "M", 0);
+}
+
+/* forget_mailbox removes a folder's directories just as a body of it is
+ * about to be stored there: they are made again and the body stored. */
+static void
+test_forgotten_while_storing(void **state)
+{
+	Fixture *f = *state;
+	g_autofree char *safe = disk_cache_safe_name("M");
+	g_autofree char *tmp_prefix = g_strdup_printf("%s/1/tmp.", safe);
+
+	open_cache(f, 0);
+	assert_true(store_body(f->bc, "M", 1, 1, 100));
+	hook_cache = f->bc;
+	hook_path = tmp_prefix;
+	hook_fn = forget_m;
+	assert_true(store_body(f->bc, "M", 1, 2, 50));
+	assert_null(hook_fn); /* it ran */
+	assert_false(is_cached(f->bc, "M", 1, 1));
+	assert_true(body_matches(f->bc, "M", 1, 2, 50));
+	assert_int_equal(body_cache_count(f->bc), 1);
+	assert_int_equal(count_files(f->dir), 1);
 }
 
 static void
@@ -652,6 +681,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_pinned_not_evicted, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_replaced_while_opening, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_forgotten_while_storing, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_oversize_refused, setup,
 	                                    teardown),
