@@ -1,7 +1,7 @@
 /* handles.c - file handles by inode number, for reads of files the kernel
  * opened without an OPEN (see include/fs/handles.h). Least recently used
- * handles not in use are released once more than max, or more than
- * max_bytes of files, are kept. */
+ * handles not in use are released once more than max are kept, or more
+ * than max_bytes of files, where handles got recently are spared. */
 #include "fs/handles.h"
 
 typedef struct FsHandleHold {
