@@ -415,7 +415,7 @@ body_cache_open_body(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
                      guint32 uid, guint64 *size)
 {
 	char *key = body_key(mailbox, uidvalidity, uid);
-	gboolean touch = FALSE, gone;
+	gboolean touch = FALSE, moved = FALSE, gone;
 	BodyEntry *e, *cur;
 	struct stat st;
 	int fd;
@@ -443,8 +443,11 @@ body_cache_open_body(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
 		cur->pins++;
 		unpin_locked(bc, e);
 		e = cur;
+		moved = TRUE;
 	}
-	if (e->indexed && (guint64)st.st_size != e->size) {
+	/* After a move, what we opened may be the replaced file: its size
+	 * and mtime are not the entry's to take or refresh. */
+	if (!moved && e->indexed && (guint64)st.st_size != e->size) {
 		bc->total = bc->total - e->size + (guint64)st.st_size;
 		e->size = (guint64)st.st_size;
 	}
@@ -453,7 +456,7 @@ body_cache_open_body(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
 		g_queue_unlink(&bc->lru, &e->link);
 		g_queue_push_tail_link(&bc->lru, &e->link);
 	}
-	if (now_s() - e->touched >= TOUCH_INTERVAL_S) {
+	if (!moved && now_s() - e->touched >= TOUCH_INTERVAL_S) {
 		e->touched = now_s();
 		touch = TRUE;
 	}
@@ -487,18 +490,19 @@ body_cache_release(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
 
 /* -------------------------------------------------------------- writing */
 
-/* Makes the temporary file, unlocked (see the top of the file), and its
- * directories only when missing. forget_mailbox may remove them between
- * our mkdir and our open; we then make them again, a few times at most (it
- * runs when a folder's UIDVALIDITY changes, not in a loop). A body stored
- * under a forgotten UIDVALIDITY is correct, merely never asked for, and
- * evicted in time. */
 /* 0 when dir (relative to the cache directory) exists, made or not. */
 static int
 make_dir(BodyCache *bc, const char *dir)
 {
 	return mkdirat(bc->dir_fd, dir, 0700) == 0 || errno == EEXIST ? 0 : -1;
 }
+
+/* Makes the temporary file, unlocked (see the top of the file), and its
+ * directories only when missing. forget_mailbox may remove them between
+ * our mkdir and our open; we then make them again, a few times at most (it
+ * runs when a folder's UIDVALIDITY changes, not in a loop). A body stored
+ * under a forgotten UIDVALIDITY is correct, merely never asked for, and
+ * evicted in time. */
 
 static int
 create_temp(BodyCache *bc, const char *safe, const char *uv_dir,

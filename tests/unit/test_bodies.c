@@ -27,6 +27,7 @@
  * between making a temporary file's directories and the file. */
 static const char *hook_path;
 static void (*hook_fn)(void);
+static BodyCache *hook_cache; /* for hook_fn */
 
 /* Takes the place of libc's for this program, cache/bodies.c included. */
 int
@@ -70,6 +71,10 @@ teardown(void **state)
 {
 	Fixture *f = *state;
 
+	/* A test that failed before its hook ran must not leave it armed. */
+	hook_fn = NULL;
+	hook_path = NULL;
+	hook_cache = NULL;
 	body_cache_close(f->bc);
 	remove_tree(f->dir);
 	g_free(f->dir);
@@ -302,8 +307,6 @@ test_pinned_not_evicted(void **state)
 	assert_false(is_cached(f->bc, "M", 1, 1));
 	assert_int_equal(body_cache_count(f->bc), 3);
 }
-
-static BodyCache *hook_cache;
 
 static void
 store_1_again(void)
