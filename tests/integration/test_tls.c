@@ -428,46 +428,75 @@ read_line(FILE *f)
 	return g_strdup(g_strchomp(buf));
 }
 
+/* A Python TLS server (script) started with the harness's server
+ * certificate and key, once it printed its port. */
+typedef struct {
+	GPid pid;
+	FILE *out; /* what it prints, a line per event */
+	char *port;
+} PyServer;
+
 static void
-test_tls11_refused(void **state)
+py_server_start(PyServer *srv, const char *script, const char *what)
 {
 	g_autofree char *cert = cert_path("certs/server.pem");
 	g_autofree char *key = cert_path("certs/server.key");
-	char *argv[] = {"python3", "-c", (char *)tls11_server_script,
-	                cert,      key,  NULL};
+	char *argv[] = {"python3", "-c", (char *)script, cert, key, NULL};
 	g_autoptr(GError) error = NULL;
-	g_autoptr(ImapError) err = NULL;
-	g_autofree char *port_line = NULL, *control = NULL, *seen1 = NULL,
-	                *seen2 = NULL;
-	ImapConnectOptions o;
-	ImapConn *c;
-	GPid pid;
-	int out_fd, status;
-	FILE *out;
+	g_autofree char *port_line = NULL;
+	int out_fd;
 
 	if (!g_spawn_async_with_pipes(
 	        NULL, argv, NULL,
 	        G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
-	        &pid, NULL, &out_fd, NULL, &error))
+	        &srv->pid, NULL, &out_fd, NULL, &error))
 		fail_msg("cannot start python3: %s", error->message);
-	out = fdopen(out_fd, "r");
-	assert_non_null(out);
-	port_line = read_line(out);
+	srv->out = fdopen(out_fd, "r");
+	assert_non_null(srv->out);
+	port_line = read_line(srv->out);
 	if (!g_str_has_prefix(port_line, "PORT=")) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		fail_msg("TLS 1.1 server did not start: \"%s\"", port_line);
+		kill(srv->pid, SIGKILL);
+		waitpid(srv->pid, NULL, 0);
+		fail_msg("%s did not start: \"%s\"", what, port_line);
 	}
-	control = old_tls_handshake(port_line + 5);
-	seen1 = read_line(out);
-	o = options_for(port_line + 5, IMAP_TLS_IMPLICIT, certs->ca_file, NULL);
+	srv->port = g_strdup(port_line + 5);
+}
+
+/* Waits for the server's end (killing it first if kill_it); its wait
+ * status. */
+static int
+py_server_finish(PyServer *srv, gboolean kill_it)
+{
+	int status = -1;
+
+	if (kill_it)
+		kill(srv->pid, SIGKILL);
+	fclose(srv->out);
+	waitpid(srv->pid, &status, 0);
+	g_spawn_close_pid(srv->pid);
+	g_free(srv->port);
+	return status;
+}
+
+static void
+test_tls11_refused(void **state)
+{
+	g_autoptr(ImapError) err = NULL;
+	g_autofree char *control = NULL, *seen1 = NULL, *seen2 = NULL;
+	ImapConnectOptions o;
+	ImapConn *c;
+	PyServer srv;
+	int status;
+
+	py_server_start(&srv, tls11_server_script, "TLS 1.1 server");
+	control = old_tls_handshake(srv.port);
+	seen1 = read_line(srv.out);
+	o = options_for(srv.port, IMAP_TLS_IMPLICIT, certs->ca_file, NULL);
 	c = imap_conn_connect(&o, &err);
 	if (c != NULL)
 		imap_conn_close(c);
-	seen2 = read_line(out);
-	fclose(out);
-	waitpid(pid, &status, 0);
-	g_spawn_close_pid(pid);
+	seen2 = read_line(srv.out);
+	status = py_server_finish(&srv, FALSE);
 
 	if (control == NULL || strcmp(control, "TLSv1.1") != 0)
 		skip(); /* this OpenSSL cannot speak TLS 1.1 at all */
@@ -487,39 +516,19 @@ test_tls11_refused(void **state)
 static void
 test_bad_record_after_good(void **state)
 {
-	g_autofree char *cert = cert_path("certs/server.pem");
-	g_autofree char *key = cert_path("certs/server.key");
-	char *argv[] = {"python3", "-c", (char *)bad_record_server_script,
-	                cert,      key,  NULL};
-	g_autoptr(GError) error = NULL;
 	g_autoptr(ImapError) err = NULL;
 	g_autoptr(ImapError) failure = NULL;
-	g_autofree char *port_line = NULL, *sent = NULL;
+	g_autofree char *sent = NULL;
 	ImapConnectOptions o;
 	ImapConn *c;
-	GPid pid;
-	int out_fd;
-	FILE *out;
+	PyServer srv;
 
-	if (!g_spawn_async_with_pipes(
-	        NULL, argv, NULL,
-	        G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
-	        &pid, NULL, &out_fd, NULL, &error))
-		fail_msg("cannot start python3: %s", error->message);
-	out = fdopen(out_fd, "r");
-	assert_non_null(out);
-	port_line = read_line(out);
-	if (!g_str_has_prefix(port_line, "PORT=")) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		fail_msg("bad-record server did not start: \"%s\"", port_line);
-	}
-	o = options_for(port_line + 5, IMAP_TLS_IMPLICIT, certs->ca_file, NULL);
+	py_server_start(&srv, bad_record_server_script, "bad-record server");
+	o = options_for(srv.port, IMAP_TLS_IMPLICIT, certs->ca_file, NULL);
 	c = imap_conn_connect(&o, &err);
-	sent = read_line(out);
+	sent = read_line(srv.out);
 	if (c == NULL) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
+		py_server_finish(&srv, TRUE);
 		fail_msg("connect: %s", err->text);
 	}
 	/* The greeting came through. */
@@ -529,10 +538,7 @@ test_bad_record_after_good(void **state)
 	assert_false(imap_conn_is_alive(c));
 	failure = imap_conn_failure(c);
 	imap_conn_close(c);
-	kill(pid, SIGKILL);
-	fclose(out);
-	waitpid(pid, NULL, 0);
-	g_spawn_close_pid(pid);
+	py_server_finish(&srv, TRUE);
 
 	assert_string_equal(sent, "sent");
 	assert_non_null(failure);
