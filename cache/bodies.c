@@ -404,6 +404,24 @@ open_entry_file(BodyCache *bc, const BodyEntry *e, struct stat *st,
 	return fd;
 }
 
+/* Moves the entry to the recent end of the LRU. With may_touch, TRUE
+ * when its file's mtime is due to be refreshed too (remembering the use
+ * across restarts, at most once a minute). */
+static gboolean
+note_use_locked(BodyCache *bc, BodyEntry *e, gboolean may_touch)
+{
+	gint64 now = now_s();
+
+	if (e->indexed) {
+		g_queue_unlink(&bc->lru, &e->link);
+		g_queue_push_tail_link(&bc->lru, &e->link);
+	}
+	if (!may_touch || now - e->touched < TOUCH_INTERVAL_S)
+		return FALSE;
+	e->touched = now;
+	return TRUE;
+}
+
 /* The file is opened outside the lock, the entry pinned meanwhile so that
  * eviction leaves it alone. If forget removed the file first, the open
  * fails and the body counts as not cached. If a commit replaced it, before
@@ -452,20 +470,37 @@ body_cache_open_body(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
 		e->size = (guint64)st.st_size;
 	}
 	g_hash_table_insert(bc->open_fds, GINT_TO_POINTER(fd), e);
-	if (e->indexed) {
-		g_queue_unlink(&bc->lru, &e->link);
-		g_queue_push_tail_link(&bc->lru, &e->link);
-	}
-	if (!moved && now_s() - e->touched >= TOUCH_INTERVAL_S) {
-		e->touched = now_s();
-		touch = TRUE;
-	}
+	touch = note_use_locked(bc, e, !moved);
 	*size = (guint64)st.st_size;
 	g_mutex_unlock(&bc->lock);
 	/* Remember the use across restarts, cheaply. */
 	if (touch)
 		futimens(fd, NULL);
 	return fd;
+}
+
+gboolean
+body_cache_use(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
+               guint32 uid, guint64 *size)
+{
+	g_autofree char *key = NULL;
+	gboolean touch = FALSE;
+	BodyEntry *e;
+
+	if (bc == NULL)
+		return FALSE;
+	key = body_key(mailbox, uidvalidity, uid);
+	g_mutex_lock(&bc->lock);
+	e = g_hash_table_lookup(bc->index, key);
+	if (e != NULL) {
+		*size = e->size;
+		touch = note_use_locked(bc, e, TRUE);
+	}
+	g_mutex_unlock(&bc->lock);
+	/* Gone since, the file takes no harm: the next open finds out. */
+	if (touch)
+		utimensat(bc->dir_fd, key, NULL, AT_SYMLINK_NOFOLLOW);
+	return e != NULL;
 }
 
 void

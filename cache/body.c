@@ -28,7 +28,8 @@ struct StoreBody {
 	guint64 size_hint;
 	gboolean size_known;
 	guint64 size;
-	int fd; /* cached body, or -1 */
+	int fd;                 /* cached body once a read opened it, or -1 */
+	gboolean in_body_cache; /* there at open: a read opens it first */
 	GMutex lock;
 	char *win;
 	guint64 win_off, win_len, win_cap;
@@ -69,9 +70,11 @@ store_body_open(MailStore *s, const char *mailbox, guint32 uid, ImapError **err)
 	/* On its way already: waiting beats fetching it twice. */
 	if (prefetch_pending(s->prefetch, mailbox, uid))
 		prefetch_wait(s->prefetch, mailbox, uid, 30 * G_USEC_PER_SEC);
-	b->fd = body_cache_open_body(s->bodies, mailbox, b->uidvalidity, uid,
-	                             &b->size);
-	if (b->fd >= 0)
+	/* Opened at the first read: a file whose pages the kernel kept is
+	 * opened again and again without being read (a warm grep -r). */
+	b->in_body_cache =
+	    body_cache_use(s->bodies, mailbox, b->uidvalidity, uid, &b->size);
+	if (b->in_body_cache)
 		b->size_known = TRUE;
 	return b;
 }
@@ -257,6 +260,18 @@ in_window(const StoreBody *b, guint64 pos)
 	return pos >= b->win_off && pos < b->win_off + b->win_len;
 }
 
+/* Evicted since the open, the body is read from the server instead; its
+ * size is still the one the cache had. Called with b->lock held. */
+static void
+open_cached(StoreBody *b)
+{
+	guint64 size;
+
+	b->in_body_cache = FALSE;
+	b->fd = body_cache_open_body(b->s->bodies, b->mailbox, b->uidvalidity,
+	                             b->uid, &size);
+}
+
 /* Copies from the window, fetching the next one where the read runs past
  * it, so sequential readers get windows that tile the body exactly. */
 ImapStatus
@@ -268,6 +283,8 @@ store_body_read(StoreBody *b, guint64 off, guint64 len, char *buf, guint64 *got,
 
 	*got = 0;
 	g_mutex_lock(&b->lock);
+	if (b->in_body_cache && b->fd < 0)
+		open_cached(b);
 	if (b->fd >= 0) {
 		/* Set once, kept until close: no lock needed to read it. */
 		g_mutex_unlock(&b->lock);
@@ -297,6 +314,12 @@ store_body_read(StoreBody *b, guint64 off, guint64 len, char *buf, guint64 *got,
 		st = IMAP_OK;
 	}
 	return st;
+}
+
+char *
+store_body_describe(StoreBody *b)
+{
+	return g_strdup_printf("%s UID %u", b->mailbox, b->uid);
 }
 
 void

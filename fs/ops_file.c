@@ -13,7 +13,6 @@
 typedef struct {
 	Upload *upload;  /* set for written files */
 	StoreBody *body; /* set for messages */
-	char *what;      /* "mailbox UID n", for logs */
 } Handle;
 
 static Handle *
@@ -27,7 +26,6 @@ handle_free(Handle *h)
 {
 	upload_unref(h->upload);
 	store_body_close(h->body);
-	g_free(h->what);
 	g_free(h);
 }
 
@@ -73,7 +71,6 @@ op_open(const char *path, struct fuse_file_info *fi)
 		                    err ? err->status : IMAP_EPROTO, err);
 	h = g_new0(Handle, 1);
 	h->body = body;
-	h->what = g_strdup_printf("%s UID %u", info.parent, m.uid);
 	/* Message bytes never change: pages the kernel cached stay valid
 	 * across opens, once the size is known to be right. */
 	if (store_body_exact_size(body, &size) || fs->exact_sizes) {
@@ -105,8 +102,10 @@ op_read(const char *path, char *buf, size_t size, off_t off,
 		return (int)n;
 	}
 	st = store_body_read(h->body, o, size, buf, &n, &err);
-	if (st != IMAP_OK)
-		return imapfs_errno("read", h->what, st, err);
+	if (st != IMAP_OK) {
+		g_autofree char *what = store_body_describe(h->body);
+		return imapfs_errno("read", what, st, err);
+	}
 	return (int)n;
 }
 

@@ -21,6 +21,11 @@ int body_cache_open_body(BodyCache *bc, const char *mailbox,
 /* TRUE if the body is cached (it may still be evicted any time). */
 gboolean body_cache_has(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
                         guint32 uid);
+/* TRUE if the body is cached, with *size its length; counts as a use
+ * (eviction goes by last use) but opens nothing and pins nothing: a
+ * reader that needs the bytes opens them when it reads. */
+gboolean body_cache_use(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
+                        guint32 uid, guint64 *size);
 void body_cache_release(BodyCache *bc, const char *mailbox, guint32 uidvalidity,
                         guint32 uid, int fd);
 

@@ -106,6 +106,8 @@ ImapStatus store_body_read(StoreBody *b, guint64 offset, guint64 len, char *buf,
 /* TRUE when the exact size is known (body cached, or a read saw the
  * end, or the size was verified before). */
 gboolean store_body_exact_size(StoreBody *b, guint64 *size);
+/* "mailbox UID n", for log lines. */
+char *store_body_describe(StoreBody *b);
 void store_body_close(StoreBody *b);
 
 /* Asks the server, in one round trip, whether the cached listings due

@@ -615,6 +615,35 @@ check_size_limit()
 	umount_fg
 }
 
+# A message opened while its body was cached, then evicted before its
+# first read (the daemon opens cached bodies at the first read): the read
+# fetches it from the server, whole and right.
+check_evicted_before_read()
+{
+	local f uid mark
+	rm -rf "$CACHE"
+	mount_fg -o cache_size=200K || return
+	f=$(ls "$MNT/Big" | head -1)
+	uid=${f%.eml}
+	cat "$MNT/Big/$f" >/dev/null || fail "first read"
+	[ "$(find "$CACHE/bodies" -type f -name "$uid" | wc -l)" = 1 ] ||
+		fail "$f not in the body cache"
+	umount_fg
+	mount_fg -o cache_size=200K -o dir_cache_timeout=600 || return
+	exec 3<"$MNT/Big/$f"
+	ls "$MNT/Big" | tail -n +2 | sed "s|^|$MNT/Big/|" | xargs cat >/dev/null ||
+		fail "reading the rest of Big"
+	[ "$(find "$CACHE/bodies" -type f -name "$uid" | wc -l)" = 0 ] ||
+		fail "$f was not evicted"
+	mark=$(log_mark)
+	cmp -s <(cat <&3) <(ic fetch Big "$uid") ||
+		fail "$f read after its eviction differs from the server's"
+	exec 3<&-
+	log_since "$mark" | grep -qE "C: A[0-9]+ UID FETCH $uid .*BODY\.PEEK" ||
+		fail "$f was not fetched again"
+	umount_fg
+}
+
 check_server_gone()
 {
 	local cached uncached
@@ -677,6 +706,8 @@ run_check "IDLE follows the mailbox listed last" check_idle_last_listed
 run_check "SIGHUP shows a change in an unwatched mailbox" check_sighup
 run_check "a corrupted cache file is discarded and rebuilt" check_corrupt_cache
 run_check "the body cache stays under cache_size" check_size_limit
+run_check "a body evicted between open and first read is fetched again" \
+	check_evicted_before_read
 run_check "server gone: cached data readable, the rest fails cleanly" check_server_gone
 
 echo "$PASSED passed, $FAILED failed"

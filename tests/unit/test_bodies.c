@@ -504,6 +504,49 @@ test_read_touches_file(void **state)
 	assert_true(mtime_of(f, 2) == now - 20);
 }
 
+/* body_cache_use: the size and a use without an open file, so the
+ * entry is not pinned; an old file's mtime records the use. */
+static void
+test_use_without_opening(void **state)
+{
+	Fixture *f = *state;
+	time_t now = time(NULL);
+	guint64 size = 7;
+
+	open_cache(f, 300);
+	assert_true(store_body(f->bc, "M", 1, 1, 100)); /* A */
+	assert_true(store_body(f->bc, "M", 1, 2, 90));  /* B */
+	assert_true(store_body(f->bc, "M", 1, 3, 100)); /* C */
+	assert_false(body_cache_use(f->bc, "M", 1, 4, &size));
+	assert_true(size == 7);
+	assert_true(body_cache_use(f->bc, "M", 1, 2, &size));
+	assert_true(size == 90);
+	/* Used, B is now more recent than A and C. */
+	assert_true(body_cache_use(f->bc, "M", 1, 1, &size));
+	assert_true(size == 100);
+	assert_true(store_body(f->bc, "M", 1, 4, 100));
+	assert_false(is_cached(f->bc, "M", 1, 3));
+	assert_true(is_cached(f->bc, "M", 1, 2));
+	/* Not pinned: forgetting the mailbox removes every file. */
+	assert_true(body_cache_use(f->bc, "M", 1, 4, &size));
+	body_cache_forget_mailbox(f->bc, "M", 0);
+	assert_int_equal(body_cache_count(f->bc), 0);
+	assert_int_equal(count_files(f->dir), 0);
+	assert_false(body_cache_use(f->bc, "M", 1, 4, &size));
+
+	assert_true(store_body(f->bc, "M", 1, 5, 10));
+	assert_true(store_body(f->bc, "M", 1, 6, 10));
+	body_cache_close(f->bc);
+	f->bc = NULL;
+	set_mtime(f, 5, 1700000000);
+	set_mtime(f, 6, now - 20);
+	open_cache(f, 0);
+	assert_true(body_cache_use(f->bc, "M", 1, 5, &size));
+	assert_true(mtime_of(f, 5) >= now - 5);
+	assert_true(body_cache_use(f->bc, "M", 1, 6, &size));
+	assert_true(mtime_of(f, 6) == now - 20);
+}
+
 static void
 test_forget_mailbox(void **state)
 {
@@ -692,6 +735,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_reopen_reindexes, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_read_touches_file, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_use_without_opening, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_forget_mailbox, setup,
 	                                    teardown),
