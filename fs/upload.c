@@ -199,6 +199,18 @@ upload_names_in(Imapfs *fs, const char *mailbox)
 	return names;
 }
 
+/* A file grown by a write past its end or by truncate reads as zeros in
+ * between, like a hole in any file: never as what the heap held. */
+static void
+resize_zeroed(GByteArray *data, guint len)
+{
+	guint old = data->len;
+
+	g_byte_array_set_size(data, len);
+	if (len > old)
+		memset(data->data + old, 0, len - old);
+}
+
 int
 upload_write(Upload *u, const char *buf, size_t size, off_t off)
 {
@@ -212,7 +224,7 @@ upload_write(Upload *u, const char *buf, size_t size, off_t off)
 		return -EPERM; /* messages are immutable once sent */
 	}
 	if (end > u->data->len)
-		g_byte_array_set_size(u->data, (guint)end);
+		resize_zeroed(u->data, (guint)end);
 	memcpy(u->data->data + off, buf, size);
 	u->dirty = TRUE;
 	g_mutex_unlock(&u->lock);
@@ -229,7 +241,7 @@ upload_truncate(Upload *u, off_t size)
 		g_mutex_unlock(&u->lock);
 		return -EPERM;
 	}
-	g_byte_array_set_size(u->data, (guint)size);
+	resize_zeroed(u->data, (guint)size);
 	u->dirty = TRUE;
 	g_mutex_unlock(&u->lock);
 	return 0;
