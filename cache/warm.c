@@ -383,15 +383,14 @@ tree_names(MailStore *s, const char *root, ImapError **err)
 	return names;
 }
 
-/* A body that is cached already is kept: opening it moves it to the
- * recent end of the LRU, behind everything this job will not need. */
+/* A body that is cached already is kept: a use moves it to the recent
+ * end of the LRU, behind everything this job will not need. */
 static void
 touch_body(BodyCache *bc, const char *mailbox, guint32 uidvalidity, guint32 uid)
 {
 	guint64 size;
-	int fd = body_cache_open_body(bc, mailbox, uidvalidity, uid, &size);
 
-	body_cache_release(bc, mailbox, uidvalidity, uid, fd);
+	body_cache_use(bc, mailbox, uidvalidity, uid, &size);
 }
 
 static void
