@@ -470,6 +470,29 @@ check_uidvalidity_change()
 		fail "stale bytes after UIDVALIDITY change: $(head -c 200 "$MNT/Recreated/1.eml" | oneline)"
 }
 
+# A file opened before its folder was deleted and created again (a new
+# UIDVALIDITY) is read as the message it was, or fails; never as the new
+# message that took its UID.
+check_open_across_uidvalidity()
+{
+	ic create Uvc >/dev/null || fail "create Uvc"
+	append Uvc "uv-old" >/dev/null || fail "append"
+	setfattr -n user.imapfs.refresh -v 1 "$MNT" || fail "refresh xattr"
+	[ "$(ls "$MNT/Uvc")" = "1.eml" ] || fail "Uvc lists $(ls "$MNT/Uvc" | oneline)"
+	exec 3<"$MNT/Uvc/1.eml"
+	ic delete Uvc >/dev/null && ic create Uvc >/dev/null || fail "recreate"
+	append Uvc "uv-new" >/dev/null
+	[ "$(ic uids Uvc)" = 1 ] || fail "the new Uvc holds UIDs $(ic uids Uvc | oneline), not 1"
+	if cat <&3 >"$WORK/uv.got" 2>/dev/null; then
+		grep -q "uv-old body" "$WORK/uv.got" ||
+			fail "read $(head -c 100 "$WORK/uv.got" | oneline), not the old message"
+	fi
+	exec 3<&-
+	grep -q "uv-new" "$WORK/uv.got" &&
+		fail "a file opened before the UIDVALIDITY change read the new message"
+	return 0
+}
+
 # arrives MAILBOX SUBJECT SECS: another client appends a message, which
 # must show (listed and there) within SECS; with dir_cache_timeout=600
 # only a watcher's IDLE can explain that.
@@ -698,6 +721,8 @@ run_check "cached bodies are not fetched again" check_body_cache_hit
 run_check "cat of a large message: one fetch" check_bulk_read
 run_check "a walk goes on to the next folder" check_walk_goes_on
 run_check "UIDVALIDITY change: fresh listing, no stale bytes" check_uidvalidity_change
+run_check "a file open across a UIDVALIDITY change never reads the new message" \
+	check_open_across_uidvalidity
 run_check "rm and mv act on exactly one message" check_rm_mv_exact
 run_check "IDLE: new mail listed within 2 s" check_idle
 run_check "IDLE: an expunge and a flag change show within 3 s" \
