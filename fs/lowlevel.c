@@ -522,15 +522,29 @@ ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	g_autofree char *from = NULL;
 	g_autofree char *to = NULL;
+	gboolean taken = FALSE;
+	struct stat st;
 	int rc = path_of(parent, name, &from);
 
 	if (rc == 0)
 		rc = path_of(new_parent, new_name, &to);
-	if (rc == 0)
+	if (rc == 0) {
+		taken = ll.ops->getattr(to, &st, NULL) == 0 && S_ISREG(st.st_mode);
 		rc = ll.ops->rename(from, to, flags);
-	if (rc == 0)
+	}
+	if (rc == 0 && taken)
+		fs_nodes_removed(ll.nodes, parent, name);
+	else if (rc == 0)
 		fs_nodes_renamed(ll.nodes, parent, name, new_parent, new_name);
 	reply_rc(req, rc);
+	/* A message moved onto a name another message has (UIDs of two
+	 * folders meet) gets a UID of its own there; the name keeps naming
+	 * the message it named. The kernel moved its entry for the name to
+	 * the moved file: it must look the name up again. Only after the
+	 * reply, as the kernel holds the folder's lock until then. */
+	if (rc == 0 && taken)
+		fuse_lowlevel_notify_inval_entry(ll.se, new_parent, new_name,
+		                                 strlen(new_name));
 }
 
 static void

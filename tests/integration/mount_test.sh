@@ -482,6 +482,47 @@ check_mv()
 		fail "ls Archive: [$(eml_names "$MNT/Archive" | oneline)]," \
 			"server UIDs [$(oneline <<<"$after")]"
 	fi
+	check_mv_onto_taken_name
+}
+
+# mv MvA/N.eml MvB/ when MvB has a UID N too (UIDs of two folders meet
+# all the time): the message moves and gets a UID of its own in MvB; MvB/N.eml
+# stays the message it was, at once (the kernel looks the name up again).
+check_mv_onto_taken_name()
+{
+	local box i n=300 before size uid=1
+	# Of other sizes in each folder: the kernel must not keep the moved
+	# file's size for the name.
+	for box in MvA MvB; do
+		ic create "$box" >/dev/null || fail "create $box"
+		for i in 1 2; do
+			printf 'From: m@example.org\r\nSubject: %s-%s\r\n\r\n%s\r\n' \
+				"$box" "$i" "$(head -c $((i * n)) /dev/zero | tr '\0' x)" \
+				>"$WORK/mv-taken.msg"
+			ic append "$box" "$WORK/mv-taken.msg" >/dev/null || fail "append"
+		done
+		n=700
+	done
+	ic fetch MvA "$uid" >"$WORK/mv-taken.src"
+	ic fetch MvB "$uid" >"$WORK/mv-taken.old"
+	wait_for 5 eval '[ -e "$MNT/MvA/$uid.eml" ] && [ -e "$MNT/MvB/$uid.eml" ]' ||
+		{ fail "MvA/$uid.eml and MvB/$uid.eml not listed"; return; }
+	before=$(server_uids MvB)
+	expect_ok "mv onto a taken name" t mv "$MNT/MvA/$uid.eml" "$MNT/MvB/" ||
+		return
+	size=$(t stat -c %s "$MNT/MvB/$uid.eml")
+	[ "$size" = "$(stat -c %s "$WORK/mv-taken.old")" ] ||
+		fail "MvB/$uid.eml right after mv has size $size, not its own $(stat -c %s "$WORK/mv-taken.old")"
+	t cat "$MNT/MvB/$uid.eml" >"$WORK/mv-taken.cat" 2>&1
+	same_bytes "MvB/$uid.eml right after mv" "$WORK/mv-taken.old" \
+		"$WORK/mv-taken.cat"
+	expect_one_new_message "moved onto a taken name" MvB "$before" \
+		"$WORK/mv-taken.src" || return
+	server_uids MvA | grep -qx "$uid" && fail "UID $uid still in MvA"
+	wait_for 5 eval 'eml_names "$MNT/MvB" | grep -qx "$NEW_UID.eml"' ||
+		fail "ls MvB does not show $NEW_UID.eml"
+	t cat "$MNT/MvB/$NEW_UID.eml" >"$WORK/mv-taken.new" 2>&1
+	same_bytes "MvB/$NEW_UID.eml" "$WORK/mv-taken.src" "$WORK/mv-taken.new"
 }
 
 check_dirs()
