@@ -529,7 +529,8 @@ ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0)
 		rc = path_of(new_parent, new_name, &to);
 	if (rc == 0) {
-		taken = ll.ops->getattr(to, &st, NULL) == 0 && S_ISREG(st.st_mode);
+		taken =
+		    ll.ops->getattr(to, &st, NULL) == 0 && S_ISREG(st.st_mode);
 		rc = ll.ops->rename(from, to, flags);
 	}
 	if (rc == 0 && taken)
