@@ -98,6 +98,44 @@ known_listing(MailStore *s, const char *mailbox)
 	return l;
 }
 
+/* The UIDVALIDITY mailbox's UIDs were listed under, or 0 if none is
+ * known. */
+static guint32
+listed_uidvalidity(MailStore *s, const char *mailbox)
+{
+	StoreListing *l = known_listing(s, mailbox);
+	guint32 uidvalidity = l != NULL ? l->uidvalidity : 0;
+
+	store_listing_unref(l);
+	return uidvalidity;
+}
+
+/* A UID names a message only under the UIDVALIDITY it was listed with:
+ * if the mailbox was deleted and created again since, the UID may name
+ * another message now, which no change meant for the old one may touch.
+ * c stays on mailbox afterwards: it is this thread's alone. */
+static ImapStatus
+same_uidvalidity(ImapConn *c, const char *mailbox, guint32 uidvalidity,
+                 ImapError **err)
+{
+	ImapSelectInfo sel = {0};
+	ImapStatus st;
+
+	if (uidvalidity == 0)
+		return IMAP_OK;
+	st = imap_conn_use_mailbox(c, mailbox, NULL, &sel, err);
+	if (st != IMAP_OK)
+		return st;
+	if (sel.uidvalidity != uidvalidity)
+		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
+		                    "%s: UIDVALIDITY is now %u, not %u as listed; "
+		                    "nothing changed",
+		                    mailbox, sel.uidvalidity, uidvalidity);
+	imap_conn_release_mailbox(c);
+	imap_select_info_clear(&sel);
+	return st;
+}
+
 static ImapStatus
 read_only_error(ImapError **err)
 {
@@ -110,6 +148,7 @@ read_only_error(ImapError **err)
 typedef struct {
 	const char *mailbox;
 	guint32 uid;
+	guint32 uidvalidity; /* mailbox's, as listed (0: unknown) */
 	const char *dest;
 	StoreMessage meta;         /* the message before the move */
 	StoreListing *dest_before; /* dest's listing before the move */
@@ -127,6 +166,9 @@ do_move(ImapConn *c, void *data, ImapError **err)
 	ImapStatus st;
 
 	imap_copyuid_clear(&r->copyuid);
+	st = same_uidvalidity(c, r->mailbox, r->uidvalidity, err);
+	if (st != IMAP_OK)
+		return st;
 	if (imap_conn_has_cap(c, "MOVE"))
 		return imap_uid_move(c, r->mailbox, set, r->dest, &r->copyuid,
 		                     err);
@@ -314,6 +356,7 @@ store_move_message(MailStore *s, const char *mailbox, guint32 uid,
 	st = store_message(s, mailbox, uid, NULL, &r.meta, err);
 	if (st != IMAP_OK)
 		return st;
+	r.uidvalidity = listed_uidvalidity(s, mailbox);
 	r.dest_before = known_listing(s, dest);
 	st = with_conn_checked(s, mailbox, do_move, verify_move, &r, err);
 	if (st != IMAP_OK) {
@@ -349,7 +392,10 @@ static ImapStatus
 do_expunge(ImapConn *c, void *data, ImapError **err)
 {
 	MoveReq *r = data;
+	ImapStatus st = same_uidvalidity(c, r->mailbox, r->uidvalidity, err);
 
+	if (st != IMAP_OK)
+		return st;
 	return imap_expunge_uid(c, r->mailbox, r->uid, err);
 }
 
@@ -378,6 +424,7 @@ store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
 	if (!is_trash(s, mailbox))
 		return store_move_message(s, mailbox, uid, s->trash, NULL,
 		                          &new_uid, err);
+	r.uidvalidity = listed_uidvalidity(s, mailbox);
 	st = with_conn_checked(s, mailbox, do_expunge, verify_expunge, &r, err);
 	if (st == IMAP_OK)
 		remove_message(s, mailbox, uid);
@@ -526,6 +573,7 @@ typedef struct {
 	const char *mailbox;
 	guint32 uid;
 	const char *flags;
+	guint32 uidvalidity; /* mailbox's, as listed (0: unknown) */
 } FlagReq;
 
 /* Setting flags to a value is idempotent. */
@@ -534,7 +582,10 @@ do_set_flags(ImapConn *c, void *data, ImapError **err)
 {
 	FlagReq *r = data;
 	g_autofree char *set = g_strdup_printf("%u", r->uid);
+	ImapStatus st = same_uidvalidity(c, r->mailbox, r->uidvalidity, err);
 
+	if (st != IMAP_OK)
+		return st;
 	return imap_uid_store(c, r->mailbox, set, IMAP_STORE_SET, r->flags,
 	                      err);
 }
@@ -543,11 +594,12 @@ ImapStatus
 store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
                 const char *flags, ImapError **err)
 {
-	FlagReq r = {mailbox, uid, flags};
+	FlagReq r = {mailbox, uid, flags, 0};
 	ImapStatus st;
 
 	if (s->read_only)
 		return read_only_error(err);
+	r.uidvalidity = listed_uidvalidity(s, mailbox);
 	st = with_conn(s, mailbox, TRUE, do_set_flags, &r, err);
 	if (st == IMAP_OK)
 		update_message(s, mailbox, uid, store_set_flags_fn, flags);

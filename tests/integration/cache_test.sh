@@ -493,6 +493,30 @@ check_open_across_uidvalidity()
 	return 0
 }
 
+# rm and a flag change on a file listed before its folder was deleted and
+# created again fail (ENOENT): the UID they would name is another
+# message's now, which they must leave alone.
+check_change_across_uidvalidity()
+{
+	ic create Uvd >/dev/null || fail "create Uvd"
+	append Uvd "uvd-old" >/dev/null || fail "append"
+	setfattr -n user.imapfs.refresh -v 1 "$MNT" || fail "refresh xattr"
+	[ "$(ls "$MNT/Uvd")" = "1.eml" ] || fail "Uvd lists $(ls "$MNT/Uvd" | oneline)"
+	# The watcher follows the folder listed last: not Uvd.
+	ls "$MNT/INBOX" >/dev/null
+	ic delete Uvd >/dev/null && ic create Uvd >/dev/null || fail "recreate"
+	append Uvd "uvd-new" >/dev/null
+	[ "$(ic uids Uvd)" = 1 ] || fail "the new Uvd holds UIDs $(ic uids Uvd | oneline), not 1"
+	setfattr -n user.imap.flags -v '\Flagged' "$MNT/Uvd/1.eml" 2>/dev/null &&
+		fail "setting flags on the old Uvd/1.eml succeeded"
+	rm "$MNT/Uvd/1.eml" 2>/dev/null && fail "rm of the old Uvd/1.eml succeeded"
+	[ "$(ic uids Uvd)" = 1 ] ||
+		fail "the new message UID 1 is gone: the rm meant for the old one expunged it"
+	ic flags Uvd 1 | grep -q Flagged &&
+		fail "the new message UID 1 got the flag meant for the old one"
+	return 0
+}
+
 # arrives MAILBOX SUBJECT SECS: another client appends a message, which
 # must show (listed and there) within SECS; with dir_cache_timeout=600
 # only a watcher's IDLE can explain that.
@@ -723,6 +747,8 @@ run_check "a walk goes on to the next folder" check_walk_goes_on
 run_check "UIDVALIDITY change: fresh listing, no stale bytes" check_uidvalidity_change
 run_check "a file open across a UIDVALIDITY change never reads the new message" \
 	check_open_across_uidvalidity
+run_check "rm and flags on a file listed before a UIDVALIDITY change touch nothing" \
+	check_change_across_uidvalidity
 run_check "rm and mv act on exactly one message" check_rm_mv_exact
 run_check "IDLE: new mail listed within 2 s" check_idle
 run_check "IDLE: an expunge and a flag change show within 3 s" \
