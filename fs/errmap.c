@@ -48,6 +48,8 @@ errno_for(ImapStatus st, ImapCode code, const char *text)
 		return EEXIST;
 	case IMAP_CODE_OVERQUOTA:
 		return ENOSPC;
+	case IMAP_CODE_TOOBIG:
+		return EFBIG;
 	case IMAP_CODE_NOPERM:
 		return EACCES;
 	case IMAP_CODE_READONLY:

@@ -33,6 +33,8 @@ test_codes(void **state)
 	                 EEXIST);
 	assert_int_equal(errno_of(IMAP_ENO, IMAP_CODE_OVERQUOTA, "full"),
 	                 ENOSPC);
+	assert_int_equal(errno_of(IMAP_ENO, IMAP_CODE_TOOBIG, "too big"),
+	                 EFBIG);
 	assert_int_equal(errno_of(IMAP_ENO, IMAP_CODE_NOPERM, "x"), EACCES);
 	assert_int_equal(errno_of(IMAP_ENO, IMAP_CODE_READONLY, "x"), EROFS);
 	assert_int_equal(errno_of(IMAP_ENO, IMAP_CODE_INUSE, "x"), EBUSY);

@@ -478,6 +478,7 @@ test_status_codes(void **state)
 	assert_string_equal(r->code, "OVERQUOTA");
 	assert_int_equal(r->code_id, IMAP_CODE_OVERQUOTA);
 	assert_string_equal(r->text, "full [really]");
+	assert_int_equal(imap_code_from_name("TOOBIG"), IMAP_CODE_TOOBIG);
 
 	/* Free-form code arguments are kept raw, up to the first ']'. */
 	r = resp_at(&run, 7);
