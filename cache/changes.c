@@ -127,10 +127,11 @@ same_uidvalidity(ImapConn *c, const char *mailbox, guint32 uidvalidity,
 	if (st != IMAP_OK)
 		return st;
 	if (sel.uidvalidity != uidvalidity)
-		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
-		                    "%s: UIDVALIDITY is now %u, not %u as listed; "
-		                    "nothing changed",
-		                    mailbox, sel.uidvalidity, uidvalidity);
+		st = imap_error_set(
+		    err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
+		    "%s: UIDVALIDITY is now %u, not %u as listed; "
+		    "nothing changed",
+		    mailbox, sel.uidvalidity, uidvalidity);
 	imap_conn_release_mailbox(c);
 	imap_select_info_clear(&sel);
 	return st;
