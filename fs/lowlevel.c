@@ -523,6 +523,7 @@ ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	g_autofree char *from = NULL;
 	g_autofree char *to = NULL;
 	gboolean taken = FALSE;
+	guint64 moved;
 	struct stat st;
 	int rc = path_of(parent, name, &from);
 
@@ -533,19 +534,22 @@ ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		    ll.ops->getattr(to, &st, NULL) == 0 && S_ISREG(st.st_mode);
 		rc = ll.ops->rename(from, to, flags);
 	}
-	if (rc == 0 && taken)
-		fs_nodes_removed(ll.nodes, parent, name);
-	else if (rc == 0)
+	if (rc == 0)
 		fs_nodes_renamed(ll.nodes, parent, name, new_parent, new_name);
-	reply_rc(req, rc);
 	/* A message moved onto a name another message has (UIDs of two
-	 * folders meet) gets a UID of its own there; the name keeps naming
-	 * the message it named. The kernel moved its entry for the name to
-	 * the moved file: it must look the name up again. Only after the
-	 * reply, as the kernel holds the folder's lock until then. */
-	if (rc == 0 && taken)
-		fuse_lowlevel_notify_inval_entry(ll.se, new_parent, new_name,
-		                                 strlen(new_name));
+	 * folders meet) gets a UID of its own there, and the name keeps
+	 * naming the message it named: the kernel's inode for the name
+	 * (the moved file's) must not keep the moved message's size and
+	 * pages. Its attributes are dropped before the reply, which needs
+	 * no lock; its pages, which may be locked by a READ, later by the
+	 * notifier thread. */
+	if (rc == 0 && taken) {
+		moved = fs_nodes_find(ll.nodes, to);
+		if (moved != 0)
+			fuse_lowlevel_notify_inval_inode(ll.se, moved, -1, 0);
+		imapfs_lowlevel_invalidate(to);
+	}
+	reply_rc(req, rc);
 }
 
 static void

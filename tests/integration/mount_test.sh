@@ -487,7 +487,8 @@ check_mv()
 
 # mv MvA/N.eml MvB/ when MvB has a UID N too (UIDs of two folders meet
 # all the time): the message moves and gets a UID of its own in MvB; MvB/N.eml
-# stays the message it was, at once (the kernel looks the name up again).
+# stays the message it was, at once: the kernel is told the moved file's
+# size and pages are not the name's.
 check_mv_onto_taken_name()
 {
 	local box i n=300 before size uid=1
@@ -507,6 +508,9 @@ check_mv_onto_taken_name()
 	ic fetch MvB "$uid" >"$WORK/mv-taken.old"
 	wait_for 5 eval '[ -e "$MNT/MvA/$uid.eml" ] && [ -e "$MNT/MvB/$uid.eml" ]' ||
 		{ fail "MvA/$uid.eml and MvB/$uid.eml not listed"; return; }
+	# Both read first: the kernel holds their sizes and pages.
+	cat "$MNT/MvA/$uid.eml" "$MNT/MvB/$uid.eml" >/dev/null
+	cat "$MNT/MvA/$uid.eml" "$MNT/MvB/$uid.eml" >/dev/null
 	before=$(server_uids MvB)
 	expect_ok "mv onto a taken name" t mv "$MNT/MvA/$uid.eml" "$MNT/MvB/" ||
 		return
