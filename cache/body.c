@@ -137,27 +137,16 @@ do_fetch_window(ImapConn *c, void *data, ImapError **err)
 {
 	WindowReq *r = data;
 	StoreBody *b = r->b;
-	ImapSelectInfo sel = {0};
 	guint64 total = 0;
 	ImapStatus st;
 
 	r->got = 0;
-	/* The UID names this body only under the UIDVALIDITY it was opened
-	 * with; under another one it may name a different message. */
-	st = imap_conn_use_mailbox(c, b->mailbox, NULL, &sel, err);
+	st = use_listed_mailbox(b->s, c, b->mailbox, b->uidvalidity, err);
 	if (st != IMAP_OK)
 		return st;
-	if (sel.uidvalidity != b->uidvalidity)
-		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
-		                    "%s UID %u: the mailbox's UIDVALIDITY is "
-		                    "now %u, not %u",
-		                    b->mailbox, b->uid, sel.uidvalidity,
-		                    b->uidvalidity);
-	else
-		st = imap_uid_fetch_body(c, b->mailbox, b->uid, r->offset,
-		                         r->len, window_sink, r, &total, err);
+	st = imap_uid_fetch_body(c, b->mailbox, b->uid, r->offset, r->len,
+	                         window_sink, r, &total, err);
 	imap_conn_release_mailbox(c);
-	imap_select_info_clear(&sel);
 	return st;
 }
 

@@ -110,33 +110,6 @@ listed_uidvalidity(MailStore *s, const char *mailbox)
 	return uidvalidity;
 }
 
-/* A UID names a message only under the UIDVALIDITY it was listed with:
- * if the mailbox was deleted and created again since, the UID may name
- * another message now, which no change meant for the old one may touch.
- * c stays on mailbox afterwards: it is this thread's alone. */
-static ImapStatus
-same_uidvalidity(ImapConn *c, const char *mailbox, guint32 uidvalidity,
-                 ImapError **err)
-{
-	ImapSelectInfo sel = {0};
-	ImapStatus st;
-
-	if (uidvalidity == 0)
-		return IMAP_OK;
-	st = imap_conn_use_mailbox(c, mailbox, NULL, &sel, err);
-	if (st != IMAP_OK)
-		return st;
-	if (sel.uidvalidity != uidvalidity)
-		st = imap_error_set(
-		    err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
-		    "%s: UIDVALIDITY is now %u, not %u as listed; "
-		    "nothing changed",
-		    mailbox, sel.uidvalidity, uidvalidity);
-	imap_conn_release_mailbox(c);
-	imap_select_info_clear(&sel);
-	return st;
-}
-
 static ImapStatus
 read_only_error(ImapError **err)
 {
@@ -147,6 +120,7 @@ read_only_error(ImapError **err)
 /* ------------------------------------------------------------ moving */
 
 typedef struct {
+	MailStore *s;
 	const char *mailbox;
 	guint32 uid;
 	guint32 uidvalidity; /* mailbox's, as listed (0: unknown) */
@@ -167,16 +141,20 @@ do_move(ImapConn *c, void *data, ImapError **err)
 	ImapStatus st;
 
 	imap_copyuid_clear(&r->copyuid);
-	st = same_uidvalidity(c, r->mailbox, r->uidvalidity, err);
+	st = use_listed_mailbox(r->s, c, r->mailbox, r->uidvalidity, err);
 	if (st != IMAP_OK)
 		return st;
 	if (imap_conn_has_cap(c, "MOVE"))
-		return imap_uid_move(c, r->mailbox, set, r->dest, &r->copyuid,
-		                     err);
-	st = imap_uid_copy(c, r->mailbox, set, r->dest, &r->copyuid, err);
-	if (st != IMAP_OK)
-		return st;
-	return imap_expunge_uid(c, r->mailbox, r->uid, err);
+		st = imap_uid_move(c, r->mailbox, set, r->dest, &r->copyuid,
+		                   err);
+	else {
+		st = imap_uid_copy(c, r->mailbox, set, r->dest, &r->copyuid,
+		                   err);
+		if (st == IMAP_OK)
+			st = imap_expunge_uid(c, r->mailbox, r->uid, err);
+	}
+	imap_conn_release_mailbox(c);
+	return st;
 }
 
 /* A candidate that matches the moved message by size and INTERNALDATE
@@ -347,7 +325,7 @@ store_move_message(MailStore *s, const char *mailbox, guint32 uid,
                    const char *dest, const char *alias, guint32 *new_uid,
                    ImapError **err)
 {
-	MoveReq r = {.mailbox = mailbox, .uid = uid, .dest = dest};
+	MoveReq r = {.s = s, .mailbox = mailbox, .uid = uid, .dest = dest};
 	guint32 uidvalidity = 0;
 	ImapStatus st;
 
@@ -393,11 +371,14 @@ static ImapStatus
 do_expunge(ImapConn *c, void *data, ImapError **err)
 {
 	MoveReq *r = data;
-	ImapStatus st = same_uidvalidity(c, r->mailbox, r->uidvalidity, err);
+	ImapStatus st =
+	    use_listed_mailbox(r->s, c, r->mailbox, r->uidvalidity, err);
 
 	if (st != IMAP_OK)
 		return st;
-	return imap_expunge_uid(c, r->mailbox, r->uid, err);
+	st = imap_expunge_uid(c, r->mailbox, r->uid, err);
+	imap_conn_release_mailbox(c);
+	return st;
 }
 
 /* Expunging one UID twice is harmless; only "is it gone" matters. */
@@ -416,7 +397,7 @@ ImapStatus
 store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
                      ImapError **err)
 {
-	MoveReq r = {.mailbox = mailbox, .uid = uid};
+	MoveReq r = {.s = s, .mailbox = mailbox, .uid = uid};
 	guint32 new_uid;
 	ImapStatus st;
 
@@ -571,6 +552,7 @@ store_append(MailStore *s, const char *mailbox, GBytes *message,
 /* ------------------------------------------------------------- flags */
 
 typedef struct {
+	MailStore *s;
 	const char *mailbox;
 	guint32 uid;
 	const char *flags;
@@ -583,19 +565,21 @@ do_set_flags(ImapConn *c, void *data, ImapError **err)
 {
 	FlagReq *r = data;
 	g_autofree char *set = g_strdup_printf("%u", r->uid);
-	ImapStatus st = same_uidvalidity(c, r->mailbox, r->uidvalidity, err);
+	ImapStatus st =
+	    use_listed_mailbox(r->s, c, r->mailbox, r->uidvalidity, err);
 
 	if (st != IMAP_OK)
 		return st;
-	return imap_uid_store(c, r->mailbox, set, IMAP_STORE_SET, r->flags,
-	                      err);
+	st = imap_uid_store(c, r->mailbox, set, IMAP_STORE_SET, r->flags, err);
+	imap_conn_release_mailbox(c);
+	return st;
 }
 
 ImapStatus
 store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
                 const char *flags, ImapError **err)
 {
-	FlagReq r = {mailbox, uid, flags, 0};
+	FlagReq r = {s, mailbox, uid, flags, 0};
 	ImapStatus st;
 
 	if (s->read_only)

@@ -394,11 +394,17 @@ run_job(ImapConn *c, void *data, ImapError **err)
 	ImapBodySink sink = {job_begin, job_write, job_end, j};
 	g_autofree guint32 *uids = g_new(guint32, j->wants->len);
 	g_autofree char *set = NULL;
+	ImapStatus st;
 
 	for (guint i = 0; i < j->wants->len; i++)
 		uids[i] = ((Want *)j->wants->pdata[i])->uid;
 	set = imap_uidset_format(uids, j->wants->len);
-	return imap_uid_fetch_bodies(c, j->mailbox, set, &sink, err);
+	st = use_listed_mailbox(j->p->s, c, j->mailbox, j->uidvalidity, err);
+	if (st != IMAP_OK)
+		return st;
+	st = imap_uid_fetch_bodies(c, j->mailbox, set, &sink, err);
+	imap_conn_release_mailbox(c);
+	return st;
 }
 
 /* Takes the next batch: up to BATCH_MESSAGES, about BATCH_BYTES. */

@@ -220,6 +220,28 @@ forget_listing(MailStore *s, const char *name)
 	g_mutex_unlock(&s->lock);
 }
 
+ImapStatus
+use_listed_mailbox(MailStore *s, ImapConn *c, const char *mailbox,
+                   guint32 uidvalidity, ImapError **err)
+{
+	ImapSelectInfo sel = {0};
+	ImapStatus st = imap_conn_use_mailbox(c, mailbox, NULL, &sel, err);
+
+	if (st != IMAP_OK)
+		return st;
+	if (uidvalidity != 0 && sel.uidvalidity != uidvalidity) {
+		/* The listing is as stale: the next look lists anew. */
+		forget_listing(s, mailbox);
+		imap_conn_release_mailbox(c);
+		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
+		                    "%s: UIDVALIDITY is now %u, not %u as "
+		                    "listed; the message is gone",
+		                    mailbox, sel.uidvalidity, uidvalidity);
+	}
+	imap_select_info_clear(&sel);
+	return st;
+}
+
 void
 forget_mailbox_list(MailStore *s)
 {

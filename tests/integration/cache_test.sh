@@ -498,12 +498,14 @@ check_open_across_uidvalidity()
 # message's now, which they must leave alone.
 check_change_across_uidvalidity()
 {
+	# Without a watcher, so that the daemon cannot learn of the new
+	# folder before the rm (which would then rightly remove its message).
+	umount_fg
+	mount_fg -o dir_cache_timeout=600 -o no_watch || return
 	ic create Uvd >/dev/null || fail "create Uvd"
 	append Uvd "uvd-old" >/dev/null || fail "append"
 	setfattr -n user.imapfs.refresh -v 1 "$MNT" || fail "refresh xattr"
 	[ "$(ls "$MNT/Uvd")" = "1.eml" ] || fail "Uvd lists $(ls "$MNT/Uvd" | oneline)"
-	# The watcher follows the folder listed last: not Uvd.
-	ls "$MNT/INBOX" >/dev/null
 	ic delete Uvd >/dev/null && ic create Uvd >/dev/null || fail "recreate"
 	append Uvd "uvd-new" >/dev/null
 	[ "$(ic uids Uvd)" = 1 ] || fail "the new Uvd holds UIDs $(ic uids Uvd | oneline), not 1"
@@ -514,7 +516,8 @@ check_change_across_uidvalidity()
 		fail "the new message UID 1 is gone: the rm meant for the old one expunged it"
 	ic flags Uvd 1 | grep -q Flagged &&
 		fail "the new message UID 1 got the flag meant for the old one"
-	return 0
+	umount_fg
+	mount_fg -o dir_cache_timeout=600
 }
 
 # arrives MAILBOX SUBJECT SECS: another client appends a message, which
