@@ -207,16 +207,36 @@ fresh(MailStore *s, gint64 at)
 }
 
 /* Drops a mailbox's listing and aliases: the next look refetches. */
+static void
+forget_listing_locked(MailboxState *st)
+{
+	store_listing_unref(st->listing);
+	st->listing = NULL;
+	st->fetched_at = 0;
+	g_hash_table_remove_all(st->aliases);
+}
+
 void
 forget_listing(MailStore *s, const char *name)
 {
 	MailboxState *st = state_get(s, name);
 
 	g_mutex_lock(&s->lock);
-	store_listing_unref(st->listing);
-	st->listing = NULL;
-	st->fetched_at = 0;
-	g_hash_table_remove_all(st->aliases);
+	forget_listing_locked(st);
+	g_mutex_unlock(&s->lock);
+}
+
+/* Forgets mailbox's listing if it is still the one under uidvalidity: a
+ * caller that learned of a new UIDVALIDITY late must not drop a listing
+ * made since. */
+static void
+forget_listing_of(MailStore *s, const char *name, guint32 uidvalidity)
+{
+	MailboxState *st = state_get(s, name);
+
+	g_mutex_lock(&s->lock);
+	if (st->listing == NULL || st->listing->uidvalidity == uidvalidity)
+		forget_listing_locked(st);
 	g_mutex_unlock(&s->lock);
 }
 
@@ -230,8 +250,7 @@ use_listed_mailbox(MailStore *s, ImapConn *c, const char *mailbox,
 	if (st != IMAP_OK)
 		return st;
 	if (uidvalidity != 0 && sel.uidvalidity != uidvalidity) {
-		/* The listing is as stale: the next look lists anew. */
-		forget_listing(s, mailbox);
+		forget_listing_of(s, mailbox, uidvalidity);
 		imap_conn_release_mailbox(c);
 		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
 		                    "%s: UIDVALIDITY is now %u, not %u as "

@@ -384,6 +384,10 @@ ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_rc(req, rc);
 		return;
 	}
+	if (fs_nodes_is_stand_in(ll.nodes, ino)) {
+		fi->keep_cache = 0;
+		fi->direct_io = 1;
+	}
 	if (fuse_reply_open(req, fi) != 0)
 		ll.ops->release(NULL, fi);
 }
@@ -545,6 +549,7 @@ ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	 * notifier thread. */
 	if (rc == 0 && taken) {
 		moved = fs_nodes_find(ll.nodes, to);
+		fs_nodes_mark_stand_in(ll.nodes, moved);
 		if (moved != 0)
 			fuse_lowlevel_notify_inval_inode(ll.se, moved, -1, 0);
 		imapfs_lowlevel_invalidate(to);

@@ -17,8 +17,9 @@ typedef struct {
 	guint64 parent;
 	char *name;
 	guint64 nlookup;
-	gboolean hashed; /* in by_name: the name still refers to it */
-	gboolean pinned; /* a renamed message: its count is not known */
+	gboolean hashed;   /* in by_name: the name still refers to it */
+	gboolean pinned;   /* a renamed message: its count is not known */
+	gboolean stand_in; /* see fs_nodes_mark_stand_in() */
 } Node;
 
 struct FsNodes {
@@ -284,6 +285,31 @@ fs_nodes_renamed(FsNodes *t, guint64 parent, const char *name,
 		n->pinned = TRUE;
 	}
 	g_mutex_unlock(&t->lock);
+}
+
+void
+fs_nodes_mark_stand_in(FsNodes *t, guint64 ino)
+{
+	Node *n;
+
+	g_mutex_lock(&t->lock);
+	n = find_ino(t, ino);
+	if (n != NULL)
+		n->stand_in = TRUE;
+	g_mutex_unlock(&t->lock);
+}
+
+gboolean
+fs_nodes_is_stand_in(FsNodes *t, guint64 ino)
+{
+	gboolean yes;
+	Node *n;
+
+	g_mutex_lock(&t->lock);
+	n = find_ino(t, ino);
+	yes = n != NULL && n->stand_in;
+	g_mutex_unlock(&t->lock);
+	return yes;
 }
 
 void

@@ -40,6 +40,12 @@ int fs_nodes_path(FsNodes *t, guint64 ino, const char *child, char **path);
 void fs_nodes_renamed(FsNodes *t, guint64 parent, const char *name,
                       guint64 new_parent, const char *new_name);
 void fs_nodes_removed(FsNodes *t, guint64 parent, const char *name);
+/* A moved file's number left standing for a name that names another
+ * message (a move onto a taken name): pages the kernel caches for it may
+ * be the moved message's, read through a handle opened before the move,
+ * so the name's message is read past them. */
+void fs_nodes_mark_stand_in(FsNodes *t, guint64 ino);
+gboolean fs_nodes_is_stand_in(FsNodes *t, guint64 ino);
 
 /* The number the kernel would know for an absolute path, without counting
  * a lookup; 0 when no directory on the way has a node (the kernel then

@@ -512,14 +512,26 @@ check_mv_onto_taken_name()
 	cat "$MNT/MvA/$uid.eml" "$MNT/MvB/$uid.eml" >/dev/null
 	cat "$MNT/MvA/$uid.eml" "$MNT/MvB/$uid.eml" >/dev/null
 	before=$(server_uids MvB)
+	exec 4<"$MNT/MvA/$uid.eml"
 	expect_ok "mv onto a taken name" t mv "$MNT/MvA/$uid.eml" "$MNT/MvB/" ||
-		return
+		{ exec 4<&-; return; }
 	size=$(t stat -c %s "$MNT/MvB/$uid.eml")
 	[ "$size" = "$(stat -c %s "$WORK/mv-taken.old")" ] ||
 		fail "MvB/$uid.eml right after mv has size $size, not its own $(stat -c %s "$WORK/mv-taken.old")"
 	t cat "$MNT/MvB/$uid.eml" >"$WORK/mv-taken.cat" 2>&1
 	same_bytes "MvB/$uid.eml right after mv" "$WORK/mv-taken.old" \
 		"$WORK/mv-taken.cat"
+	# A file opened before the move goes on reading the moved message,
+	# through the inode that now stands for the name; that must not leave
+	# its pages for the name's readers.
+	sleep 0.5
+	cat <&4 >"$WORK/mv-taken.fd4"
+	exec 4<&-
+	same_bytes "a file opened before the mv" "$WORK/mv-taken.src" \
+		"$WORK/mv-taken.fd4"
+	t cat "$MNT/MvB/$uid.eml" >"$WORK/mv-taken.cat" 2>&1
+	same_bytes "MvB/$uid.eml after a read of the moved file" \
+		"$WORK/mv-taken.old" "$WORK/mv-taken.cat"
 	expect_one_new_message "moved onto a taken name" MvB "$before" \
 		"$WORK/mv-taken.src" || return
 	server_uids MvA | grep -qx "$uid" && fail "UID $uid still in MvA"

@@ -167,6 +167,10 @@ test_renames(void **state)
 	assert_int_equal(fs_nodes_find(t, "/A/5.eml"), 0);
 
 	fs_nodes_renamed(t, a, "5.eml", b, "5.eml");
+	assert_false(fs_nodes_is_stand_in(t, m));
+	fs_nodes_mark_stand_in(t, m);
+	assert_true(fs_nodes_is_stand_in(t, m));
+	assert_false(fs_nodes_is_stand_in(t, a));
 	assert_path(t, m, NULL, "/B/5.eml");
 	assert_int_equal(fs_nodes_find(t, "/B/5.eml"), m);
 	assert_int_equal(fs_nodes_ref(t, b, "5.eml", TRUE), m);
