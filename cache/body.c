@@ -141,7 +141,7 @@ do_fetch_window(ImapConn *c, void *data, ImapError **err)
 	ImapStatus st;
 
 	r->got = 0;
-	st = use_listed_mailbox(b->s, c, b->mailbox, b->uidvalidity, err);
+	st = use_listed_mailbox(c, b->mailbox, b->uidvalidity, err);
 	if (st != IMAP_OK)
 		return st;
 	st = imap_uid_fetch_body(c, b->mailbox, b->uid, r->offset, r->len,

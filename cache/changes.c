@@ -120,7 +120,6 @@ read_only_error(ImapError **err)
 /* ------------------------------------------------------------ moving */
 
 typedef struct {
-	MailStore *s;
 	const char *mailbox;
 	guint32 uid;
 	guint32 uidvalidity; /* mailbox's, as listed (0: unknown) */
@@ -141,7 +140,7 @@ do_move(ImapConn *c, void *data, ImapError **err)
 	ImapStatus st;
 
 	imap_copyuid_clear(&r->copyuid);
-	st = use_listed_mailbox(r->s, c, r->mailbox, r->uidvalidity, err);
+	st = use_listed_mailbox(c, r->mailbox, r->uidvalidity, err);
 	if (st != IMAP_OK)
 		return st;
 	if (imap_conn_has_cap(c, "MOVE"))
@@ -325,7 +324,7 @@ store_move_message(MailStore *s, const char *mailbox, guint32 uid,
                    const char *dest, const char *alias, guint32 *new_uid,
                    ImapError **err)
 {
-	MoveReq r = {.s = s, .mailbox = mailbox, .uid = uid, .dest = dest};
+	MoveReq r = {.mailbox = mailbox, .uid = uid, .dest = dest};
 	guint32 uidvalidity = 0;
 	ImapStatus st;
 
@@ -371,8 +370,7 @@ static ImapStatus
 do_expunge(ImapConn *c, void *data, ImapError **err)
 {
 	MoveReq *r = data;
-	ImapStatus st =
-	    use_listed_mailbox(r->s, c, r->mailbox, r->uidvalidity, err);
+	ImapStatus st = use_listed_mailbox(c, r->mailbox, r->uidvalidity, err);
 
 	if (st != IMAP_OK)
 		return st;
@@ -397,7 +395,7 @@ ImapStatus
 store_delete_message(MailStore *s, const char *mailbox, guint32 uid,
                      ImapError **err)
 {
-	MoveReq r = {.s = s, .mailbox = mailbox, .uid = uid};
+	MoveReq r = {.mailbox = mailbox, .uid = uid};
 	guint32 new_uid;
 	ImapStatus st;
 
@@ -552,7 +550,6 @@ store_append(MailStore *s, const char *mailbox, GBytes *message,
 /* ------------------------------------------------------------- flags */
 
 typedef struct {
-	MailStore *s;
 	const char *mailbox;
 	guint32 uid;
 	const char *flags;
@@ -565,8 +562,7 @@ do_set_flags(ImapConn *c, void *data, ImapError **err)
 {
 	FlagReq *r = data;
 	g_autofree char *set = g_strdup_printf("%u", r->uid);
-	ImapStatus st =
-	    use_listed_mailbox(r->s, c, r->mailbox, r->uidvalidity, err);
+	ImapStatus st = use_listed_mailbox(c, r->mailbox, r->uidvalidity, err);
 
 	if (st != IMAP_OK)
 		return st;
@@ -579,7 +575,7 @@ ImapStatus
 store_set_flags(MailStore *s, const char *mailbox, guint32 uid,
                 const char *flags, ImapError **err)
 {
-	FlagReq r = {s, mailbox, uid, flags, 0};
+	FlagReq r = {mailbox, uid, flags, 0};
 	ImapStatus st;
 
 	if (s->read_only)

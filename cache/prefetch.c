@@ -399,7 +399,7 @@ run_job(ImapConn *c, void *data, ImapError **err)
 	for (guint i = 0; i < j->wants->len; i++)
 		uids[i] = ((Want *)j->wants->pdata[i])->uid;
 	set = imap_uidset_format(uids, j->wants->len);
-	st = use_listed_mailbox(j->p->s, c, j->mailbox, j->uidvalidity, err);
+	st = use_listed_mailbox(c, j->mailbox, j->uidvalidity, err);
 	if (st != IMAP_OK)
 		return st;
 	st = imap_uid_fetch_bodies(c, j->mailbox, set, &sink, err);

@@ -226,31 +226,18 @@ forget_listing(MailStore *s, const char *name)
 	g_mutex_unlock(&s->lock);
 }
 
-/* Forgets mailbox's listing if it is still the one under uidvalidity: a
- * caller that learned of a new UIDVALIDITY late must not drop a listing
- * made since. */
-static void
-forget_listing_of(MailStore *s, const char *name, guint32 uidvalidity)
-{
-	MailboxState *st = state_get(s, name);
-
-	g_mutex_lock(&s->lock);
-	if (st->listing == NULL || st->listing->uidvalidity == uidvalidity)
-		forget_listing_locked(st);
-	g_mutex_unlock(&s->lock);
-}
-
 ImapStatus
-use_listed_mailbox(MailStore *s, ImapConn *c, const char *mailbox,
-                   guint32 uidvalidity, ImapError **err)
+use_listed_mailbox(ImapConn *c, const char *mailbox, guint32 uidvalidity,
+                   ImapError **err)
 {
 	ImapSelectInfo sel = {0};
 	ImapStatus st = imap_conn_use_mailbox(c, mailbox, NULL, &sel, err);
 
 	if (st != IMAP_OK)
 		return st;
+	/* The listing is left alone: a resync may be replacing it right
+	 * now, and the next one past dir_cache_timeout lists anew anyway. */
 	if (uidvalidity != 0 && sel.uidvalidity != uidvalidity) {
-		forget_listing_of(s, mailbox, uidvalidity);
 		imap_conn_release_mailbox(c);
 		st = imap_error_set(err, IMAP_ENO, IMAP_CODE_NONEXISTENT,
 		                    "%s: UIDVALIDITY is now %u, not %u as "

@@ -79,9 +79,9 @@ gboolean connection_lost(ImapStatus st);
 void forget_listing(MailStore *s, const char *name);
 /* Leases mailbox on c if its UIDVALIDITY is still uidvalidity (0: any):
  * a UID listed under one names another message, or none, under another.
- * Otherwise forgets the listing and fails with IMAP_CODE_NONEXISTENT
- * (ENOENT), leasing nothing. Release the lease after the command. */
-ImapStatus use_listed_mailbox(MailStore *s, ImapConn *c, const char *mailbox,
+ * Otherwise fails with IMAP_CODE_NONEXISTENT (ENOENT), leasing nothing.
+ * Release the lease after the command. */
+ImapStatus use_listed_mailbox(ImapConn *c, const char *mailbox,
                               guint32 uidvalidity, ImapError **err);
 /* Tells whether a change the connection died during took effect:
  * *done TRUE if so (results filled in data), FALSE if it may be redone. */

@@ -556,7 +556,7 @@ run_fetch(ImapConn *c, void *data, ImapError **err)
 	if (uids->len > 0 && !cancelled(f->j)) {
 		set = imap_uidset_format((guint32 *)(void *)uids->data,
 		                         uids->len);
-		st = use_listed_mailbox(f->j->s, c, f->b->mb->name,
+		st = use_listed_mailbox(c, f->b->mb->name,
 		                        f->b->mb->listing->uidvalidity, err);
 		if (st == IMAP_OK) {
 			st = imap_uid_fetch_bodies(c, f->b->mb->name, set,
