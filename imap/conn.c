@@ -5,8 +5,9 @@
  * command (sends are serialized by send_lock) and then sleeps until its
  * tagged reply. A reader thread owns the socket's read side: it feeds the
  * parser and hands each response to the command with that tag, untagged
- * data to every in-flight command's hook and to the unsolicited handler,
- * and "+" to whichever command is waiting for one. If the connection dies,
+ * data to every sent command's hook (literals to the earliest sent that
+ * takes them) and to the unsolicited handler, and "+" to whichever
+ * command is waiting for one. If the connection dies,
  * every waiting command wakes with the same error.
  *
  * The selected mailbox is protocol state too; conn_select() is the only
@@ -26,6 +27,7 @@ struct PendingCmd {
 	ImapCmdHooks hooks;
 	gboolean has_hooks;
 	gboolean got_continuation;
+	gboolean on_wire; /* being or already sent */
 	gboolean done;
 	ImapResponse *tagged;
 	ImapError *error; /* set when the connection died under it */
@@ -331,6 +333,16 @@ log_response(ImapConn *c, const ImapResponse *r)
 	g_debug("S: %s", line);
 }
 
+/* Untagged data carries no tag: a server answers commands in the order they
+ * reached it, so the data belongs to the earliest sent command still
+ * waiting that wants it. The in-flight list is kept in wire order for this
+ * (see put_on_wire()); commands not yet sent cannot own any reply. */
+static gboolean
+awaits_reply(const PendingCmd *pc)
+{
+	return pc->on_wire && !pc->done;
+}
+
 static PendingCmd *
 find_by_tag(ImapConn *c, const char *tag)
 {
@@ -386,7 +398,7 @@ handle_continuation(ImapConn *c, ImapResponse *r)
 	}
 	for (guint i = 0; i < c->inflight->len && target == NULL; i++) {
 		PendingCmd *pc = c->inflight->pdata[i];
-		if (pc->hooks.continuation != NULL && !pc->done)
+		if (pc->hooks.continuation != NULL && awaits_reply(pc))
 			target = pc;
 	}
 	g_mutex_unlock(&c->lock);
@@ -445,7 +457,7 @@ handle_untagged(ImapConn *c, ImapResponse *r)
 	g_mutex_lock(&c->lock);
 	for (guint i = 0; i < c->inflight->len; i++) {
 		PendingCmd *pc = c->inflight->pdata[i];
-		if (pc->hooks.untagged != NULL && !pc->done)
+		if (pc->hooks.untagged != NULL && awaits_reply(pc))
 			g_ptr_array_add(hooks, pc);
 	}
 	unsolicited = c->unsolicited;
@@ -495,7 +507,7 @@ offer_literal(void *user, const ImapLiteralInfo *info, ImapLiteralSink *sink)
 	g_mutex_lock(&c->lock);
 	for (guint i = 0; i < c->inflight->len; i++) {
 		PendingCmd *pc = c->inflight->pdata[i];
-		if (pc->hooks.literal_start != NULL && !pc->done)
+		if (pc->hooks.literal_start != NULL && awaits_reply(pc))
 			g_ptr_array_add(takers, pc);
 	}
 	g_mutex_unlock(&c->lock);
@@ -633,12 +645,26 @@ await_continuation(ImapConn *c, PendingCmd *pc, ImapError **err)
 	return st;
 }
 
+/* Called holding send_lock: moves pc to the end of the in-flight list, so
+ * that the list's order is the order commands reached the server. Tags are
+ * handed out before, and threads may reach the socket in another order. */
+static void
+put_on_wire(ImapConn *c, PendingCmd *pc)
+{
+	g_mutex_lock(&c->lock);
+	if (g_ptr_array_remove(c->inflight, pc))
+		g_ptr_array_add(c->inflight, pc);
+	pc->on_wire = TRUE;
+	g_mutex_unlock(&c->lock);
+}
+
 static ImapStatus
 send_parts(ImapConn *c, PendingCmd *pc, GPtrArray *parts, ImapError **err)
 {
 	ImapStatus st = IMAP_OK;
 
 	g_mutex_lock(&c->send_lock);
+	put_on_wire(c, pc);
 	for (guint i = 0; i < parts->len && st == IMAP_OK; i++) {
 		ImapCmdPart *part = parts->pdata[i];
 		gsize len;

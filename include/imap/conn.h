@@ -54,7 +54,8 @@ typedef struct {
 	/* Untagged responses that arrive while the command is in flight. */
 	ImapUntaggedFn untagged;
 	/* Offered each literal in an untagged response while the command is in
-	 * flight (first command to accept wins); see ImapParserCallbacks. */
+	 * flight (of the commands already sent, the one sent first to accept
+	 * wins); see ImapParserCallbacks. */
 	gboolean (*literal_start)(void *user, const ImapLiteralInfo *info,
 	                          ImapLiteralSink *sink);
 	/* A "+" that arrives after every part was sent (AUTHENTICATE, IDLE).

@@ -261,8 +261,12 @@ fetch_loop(gpointer data)
 
 		if (imap_uid_fetch_body(f->c, "INBOX", f->uid, 0, 0, collect,
 		                        got, &total, &err) != IMAP_OK ||
-		    got->len != len || memcmp(got->data, want, len) != 0)
+		    got->len != len || memcmp(got->data, want, len) != 0) {
+			g_printerr("fetch %u: %s, %u of %zu bytes\n", i,
+			           err != NULL ? err->text : "no error",
+			           got->len, len);
 			g_atomic_int_inc(&f->failures);
+		}
 		imap_error_free(err);
 		g_byte_array_free(got, TRUE);
 	}

@@ -944,6 +944,156 @@ test_shared_readers_uid_last(void **state)
 	fake_finish(&f);
 }
 
+/* One of two fetches whose literals cannot be told apart when they start;
+ * the first takes its tag, then waits until released before it is sent. */
+typedef struct {
+	ImapConn *c;
+	guint32 uid;
+	ImapCmdHooks hooks;
+	GString *got;
+	ImapStatus st;
+	GMutex lock;
+	GCond cond;
+	gboolean tagged, released;
+} Fetch;
+
+static gboolean
+fetch_write(void *ctx, const char *data, gsize len)
+{
+	g_string_append_len(ctx, data, (gssize)len);
+	return TRUE;
+}
+
+static void
+fetch_end(void *ctx, gboolean ok)
+{
+}
+
+/* Takes the first FETCH literal offered, as a reader that learns the UID
+ * only after the literal must. */
+static gboolean
+fetch_take_any(void *user, const ImapLiteralInfo *info, ImapLiteralSink *sink)
+{
+	Fetch *f = user;
+
+	if (f->got->len > 0)
+		return FALSE;
+	sink->write = fetch_write;
+	sink->end = fetch_end;
+	sink->ctx = f->got;
+	return TRUE;
+}
+
+static void
+fetch_hold(void *user, const char *tag)
+{
+	Fetch *f = user;
+
+	g_mutex_lock(&f->lock);
+	f->tagged = TRUE;
+	g_cond_broadcast(&f->cond);
+	while (!f->released)
+		g_cond_wait(&f->cond, &f->lock);
+	g_mutex_unlock(&f->lock);
+}
+
+static ImapCmd *
+fetch_cmd(Fetch *f)
+{
+	ImapCmd *cmd = imap_cmd_new("UID FETCH");
+
+	imap_cmd_number(cmd, f->uid);
+	imap_cmd_raw(cmd, "(UID BODY.PEEK[])");
+	return cmd;
+}
+
+static gpointer
+held_fetch(gpointer data)
+{
+	Fetch *f = data;
+
+	f->hooks = (ImapCmdHooks){.literal_start = fetch_take_any,
+	                          .tagged_as = fetch_hold,
+	                          .user = f};
+	f->st = imap_conn_run(f->c, fetch_cmd(f), &f->hooks, NULL, NULL);
+	return NULL;
+}
+
+/* Two threads fetch on one connection; the one that took the first tag
+ * reaches the socket second: before the server answers the other
+ * (SENT_BEFORE_REPLIES), or after. Untagged data carries no tag: the server
+ * answers in the order commands reached it, so each literal belongs to the
+ * earliest command sent, never to one tagged earlier or not sent yet. */
+static void
+fetch_out_of_tag_order(const char *script, gboolean sent_before_replies)
+{
+	Fake fake;
+	ImapConn *c = preauth_session(&fake, script, 0);
+	Fetch first = {.c = c, .uid = 1, .got = g_string_new(NULL)};
+	Fetch second = {.c = c,
+	                .uid = 2,
+	                .hooks = {.literal_start = fetch_take_any},
+	                .got = g_string_new(NULL)};
+	g_autoptr(ImapError) err = NULL;
+	GThread *t = g_thread_new("held", held_fetch, &first);
+	ImapPending *p;
+
+	second.hooks.user = &second;
+	g_mutex_lock(&first.lock);
+	while (!first.tagged)
+		g_cond_wait(&first.cond, &first.lock);
+	g_mutex_unlock(&first.lock);
+	p = imap_conn_send(c, fetch_cmd(&second), &second.hooks, &err);
+	assert_non_null(p);
+	if (!sent_before_replies)
+		assert_int_equal(imap_conn_await(c, p, NULL, &err), IMAP_OK);
+	g_mutex_lock(&first.lock);
+	first.released = TRUE;
+	g_cond_broadcast(&first.cond);
+	g_mutex_unlock(&first.lock);
+	if (sent_before_replies)
+		assert_int_equal(imap_conn_await(c, p, NULL, &err), IMAP_OK);
+	g_thread_join(t);
+	assert_int_equal(first.st, IMAP_OK);
+	assert_string_equal(second.got->str, "SECOND");
+	assert_string_equal(first.got->str, "FIRST");
+	g_string_free(first.got, TRUE);
+	g_string_free(second.got, TRUE);
+	fake_end(&fake, c);
+}
+
+#define FETCH_2_SENT                                                           \
+	"C ^(?P<t2>\\S+) UID FETCH 2 \\(UID BODY\\.PEEK\\[\\]\\)$\n"
+#define FETCH_2_ANSWERED                                                       \
+	"S * 2 FETCH (UID 2 BODY[] {6}\\r\\nSECOND)\n"                         \
+	"S $t2 OK done\n"
+#define FETCH_1_SENT                                                           \
+	"C ^(?P<t1>\\S+) UID FETCH 1 \\(UID BODY\\.PEEK\\[\\]\\)$\n"
+#define FETCH_1_ANSWERED                                                       \
+	"S * 1 FETCH (UID 1 BODY[] {5}\\r\\nFIRST)\n"                          \
+	"S $t1 OK done\n"
+#define LOGOUT_ANSWERED                                                        \
+	"C ^(\\S+) LOGOUT$\n"                                                  \
+	"S * BYE bye\n"                                                        \
+	"S $TAG OK bye\n"                                                      \
+	"CLOSE\n"
+
+static void
+test_untagged_data_skips_unsent(void **state)
+{
+	fetch_out_of_tag_order(FETCH_2_SENT FETCH_2_ANSWERED FETCH_1_SENT
+	                           FETCH_1_ANSWERED LOGOUT_ANSWERED,
+	                       FALSE);
+}
+
+static void
+test_untagged_data_follows_wire_order(void **state)
+{
+	fetch_out_of_tag_order(FETCH_2_SENT FETCH_1_SENT FETCH_2_ANSWERED
+	                           FETCH_1_ANSWERED LOGOUT_ANSWERED,
+	                       TRUE);
+}
+
 int
 main(void)
 {
@@ -978,6 +1128,8 @@ main(void)
 	    cmocka_unit_test(test_xoauth2_login),
 	    cmocka_unit_test(test_command_timeout),
 	    cmocka_unit_test(test_shared_readers_uid_last),
+	    cmocka_unit_test(test_untagged_data_skips_unsent),
+	    cmocka_unit_test(test_untagged_data_follows_wire_order),
 	    cmocka_unit_test(test_stale_session_abandoned),
 	};
 	int failed = 0;
