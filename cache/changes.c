@@ -593,6 +593,8 @@ typedef struct {
 	const char *a, *b;
 	ImapMailboxStatus status;
 	int creates_sent;
+	gboolean selectable; /* DELETE: a holds messages, if any */
+	gboolean not_empty;  /* DELETE: refused, a has messages */
 } NameReq;
 
 /* EEXIST only for a mailbox that was there before our CREATE went out.
@@ -649,19 +651,28 @@ store_create_mailbox(MailStore *s, const char *name, ImapError **err)
 	return st;
 }
 
-static ImapStatus
-do_status(ImapConn *c, void *data, ImapError **err)
-{
-	NameReq *r = data;
-
-	return imap_status(c, r->a, &r->status, err);
-}
-
+/* IMAP has no "delete if empty": DELETE removes the messages too. So the
+ * count is taken on the connection that sends DELETE, right before it,
+ * and again before each retry: another client may deliver into the
+ * mailbox while a cut DELETE waits to be sent again. */
 static ImapStatus
 do_delete(ImapConn *c, void *data, ImapError **err)
 {
 	NameReq *r = data;
+	ImapStatus st;
 
+	if (r->selectable) {
+		st = imap_status(c, r->a, &r->status, err);
+		if (st != IMAP_OK)
+			return st;
+		if (r->status.messages > 0) {
+			r->not_empty = TRUE;
+			return imap_error_set(err, IMAP_ENO, IMAP_CODE_CANNOT,
+			                      "mailbox %s holds %u messages; "
+			                      "not deleting it",
+			                      r->a, r->status.messages);
+		}
+	}
 	return imap_delete(c, r->a, err);
 }
 
@@ -704,18 +715,15 @@ store_delete_mailbox(MailStore *s, const char *name, gboolean *not_empty,
 	st = store_mailbox(s, name, &mb, err);
 	if (st != IMAP_OK)
 		return st;
-	*not_empty = has_children(s, name);
-	if (!*not_empty && !(mb.attrs & IMAP_MBOX_NOSELECT)) {
-		st = with_conn(s, NULL, TRUE, do_status, &r, err);
-		*not_empty = st == IMAP_OK && r.status.messages > 0;
-	}
+	r.selectable = !(mb.attrs & IMAP_MBOX_NOSELECT);
 	store_mailbox_clear(&mb);
-	if (st != IMAP_OK)
-		return st;
-	if (*not_empty)
+	if (has_children(s, name)) {
+		*not_empty = TRUE;
 		return imap_error_set(err, IMAP_ENO, IMAP_CODE_CANNOT,
-		                      "mailbox %s is not empty", name);
+		                      "mailbox %s has subfolders", name);
+	}
 	st = with_conn_checked(s, NULL, do_delete, verify_delete, &r, err);
+	*not_empty = r.not_empty;
 	forget_listing(s, name);
 	forget_mailbox_list(s);
 	return st;

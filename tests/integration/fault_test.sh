@@ -1199,6 +1199,45 @@ check_move_lookalike()
 	stop_dropproxy
 }
 
+# rmdir of an empty folder whose DELETE never reached the server (the
+# proxy drops it and cuts), while another client delivers a message into
+# the folder: IMAP's DELETE takes the messages with it, so the retry must
+# count them again and refuse, leaving the folder and the message.
+check_rmdir_refilled()
+{
+	local mnt=$WORK/mnt-refill pid
+	ic create ft-refill >/dev/null || {
+		fail "creating ft-refill failed"
+		return
+	}
+	mount_via_dropproxy refill "$mnt" "$S_PORT" "$S_USER" \
+		"$WORK/password" --drop '^\S+ DELETE ' || return
+	[ -z "$(names_in "$mnt/ft-refill")" ] || fail "ft-refill is not empty"
+	t rmdir "$mnt/ft-refill" 2>"$WORK/refill.rmdir" &
+	pid=$!
+	if wait_for 10 grep -q DROPPED "$WORK/refill.out"; then
+		printf 'Subject: refill\r\n\r\ndelivered during rmdir\r\n' |
+			ic append ft-refill - >/dev/null ||
+			fail "delivering into ft-refill failed"
+	else
+		fail "the proxy saw no DELETE"
+	fi
+	kill -USR1 "$DROP_PID"
+	if wait "$pid"; then
+		fail "rmdir succeeded on a folder holding a message"
+	else
+		grep -q 'Directory not empty' "$WORK/refill.rmdir" ||
+			fail "rmdir: $(oneline <"$WORK/refill.rmdir"), want" \
+				"Directory not empty"
+	fi
+	server_folders | grep -qx ft-refill || fail "ft-refill is gone"
+	[ "$(ic count ft-refill 2>/dev/null)" = 1 ] ||
+		fail "ft-refill holds $(ic count ft-refill 2>&1) messages, want 1"
+	unmount_imapfs "$mnt"
+	stop_dropproxy
+	ic delete ft-refill >/dev/null
+}
+
 # A server that stops answering mid-response (every connection stalls
 # after 300 kB): reads must end within the daemon's timeout, with the right
 # bytes or an error, and the mount must go on working.
@@ -1367,6 +1406,8 @@ run_check "an APPEND whose answer was lost is not sent twice" \
 	check_lost_append_answer
 run_check "a move cut before it reached the server, with a look-alike" \
 	check_move_lookalike
+run_check "rmdir cut before DELETE, a message delivered meanwhile: kept" \
+	check_rmdir_refilled
 run_check "mv without MOVE (COPY, EXPUNGE), under cuts and cut before the EXPUNGE: once" \
 	check_move_without_move
 run_check "mv without MOVE (COPY, EXPUNGE) under cuts: every mv succeeds" \
