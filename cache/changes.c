@@ -225,6 +225,60 @@ same_message(ImapConn *c, const char *a, guint32 a_uid, const char *b,
 	return st;
 }
 
+/* Leases the source of a move as it was listed. *gone: it has been
+ * deleted, or deleted and created again (a new UIDVALIDITY), since, and
+ * the moved message with it; then nothing is leased. */
+static ImapStatus
+lease_listed_source(ImapConn *c, const MoveReq *r, gboolean *gone,
+                    ImapError **err)
+{
+	ImapError *local = NULL;
+	ImapStatus st =
+	    use_listed_mailbox(c, r->mailbox, r->uidvalidity, &local);
+
+	*gone = st == IMAP_ENO && local->code == IMAP_CODE_NONEXISTENT;
+	if (*gone) {
+		g_message("move of %s UID %u: %s", r->mailbox, r->uid,
+		          local->text);
+		imap_error_free(local);
+		return IMAP_OK;
+	}
+	imap_error_propagate(err, local);
+	return st;
+}
+
+/* Whether the moved message is still where it was listed: whatever
+ * another message of a re-created source has its UID does not count. */
+static ImapStatus
+still_in_source(ImapConn *c, const MoveReq *r, gboolean *in_source,
+                ImapError **err)
+{
+	gboolean gone = FALSE;
+	ImapStatus st = lease_listed_source(c, r, &gone, err);
+
+	*in_source = FALSE;
+	if (st != IMAP_OK || gone)
+		return st;
+	st = uid_exists(c, r->mailbox, r->uid, in_source, err);
+	imap_conn_release_mailbox(c);
+	return st;
+}
+
+/* Removes the original of a move whose copy was confirmed, unless the
+ * source went away in between (with the original). */
+static ImapStatus
+expunge_original(ImapConn *c, const MoveReq *r, ImapError **err)
+{
+	gboolean gone = FALSE;
+	ImapStatus st = lease_listed_source(c, r, &gone, err);
+
+	if (st != IMAP_OK || gone)
+		return st;
+	st = imap_expunge_uid(c, r->mailbox, r->uid, err);
+	imap_conn_release_mailbox(c);
+	return st;
+}
+
 static ImapStatus
 verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
 {
@@ -232,7 +286,7 @@ verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
 	gboolean in_source = FALSE, same = FALSE;
 	ImapStatus st;
 
-	st = uid_exists(c, r->mailbox, r->uid, &in_source, err);
+	st = still_in_source(c, r, &in_source, err);
 	if (st == IMAP_OK)
 		st = find_moved(c, r, err);
 	if (st != IMAP_OK)
@@ -253,7 +307,7 @@ verify_move(ImapConn *c, void *data, gboolean *done, ImapError **err)
 		g_message("move of %s UID %u was cut after the copy; removing "
 		          "the original",
 		          r->mailbox, r->uid);
-		st = imap_expunge_uid(c, r->mailbox, r->uid, err);
+		st = expunge_original(c, r, err);
 		*done = st == IMAP_OK;
 		return st;
 	}

@@ -969,7 +969,8 @@ esac
 # Without MOVE, mv is a COPY and then the expunge of the original once the
 # copy is confirmed; cut in between, the check on the new connection must
 # finish the move, not copy again. A second server that does not offer
-# MOVE: mv under cuts, and mv with the cut at the worst moment.
+# MOVE: mv under cuts, and mv with the cut at the worst moment (also while
+# another client makes the source folder again).
 check_move_without_move()
 {
 	local dir=$WORK/dovecot-nomove ENVF=$WORK/nomove.env user ca port pport
@@ -991,6 +992,7 @@ check_move_without_move()
 	else
 		nomove_under_cuts
 		nomove_cut_before_expunge
+		nomove_source_recreated
 	fi
 	stop_imap_server "$dir"
 }
@@ -1040,6 +1042,49 @@ nomove_cut_before_expunge()
 		"[$(oneline <<<"$places")], want [Work]"
 	unmount_imapfs "$mnt"
 	stop_dropproxy
+}
+
+# The same cut before the EXPUNGE, while another client deletes the
+# source folder and creates it again with the same message, which gets the
+# moved one's UID under a new UIDVALIDITY: the move is complete (the
+# original went with the old folder) and the new copy is another message,
+# so it stays.
+nomove_source_recreated()
+{
+	local mnt=$WORK/mnt-nomove-again msg=$WORK/again.eml pid v1 v2 n
+	printf '%s\r\n' 'Message-ID: <again@ft>' 'Subject: again' '' \
+		'moved while its folder was made again' >"$msg"
+	if ! ic create ft-again >/dev/null ||
+		! ic append ft-again "$msg" >/dev/null; then
+		fail "seeding ft-again failed"
+		return
+	fi
+	v1=$(ic status ft-again | awk '{ print $6 }')
+	mount_via_dropproxy nmagain "$mnt" "$pport" "$user" \
+		"$WORK/nomove.password" --drop '^\S+ (UID )?EXPUNGE' || return
+	names_in "$mnt/Work" >/dev/null
+	[ "$(names_in "$mnt/ft-again")" = 1.eml ] ||
+		fail "ft-again lists [$(names_in "$mnt/ft-again" | oneline)]"
+	t mv "$mnt/ft-again/1.eml" "$mnt/Work/" 2>"$WORK/nmagain.mv" &
+	pid=$!
+	if wait_for 10 grep -q DROPPED "$WORK/nmagain.out"; then
+		{ ic delete ft-again && ic create ft-again &&
+			ic append ft-again "$msg"; } >/dev/null ||
+			fail "making ft-again again failed"
+		v2=$(ic status ft-again | awk '{ print $6 }')
+		[ "$v1" != "$v2" ] || fail "UIDVALIDITY stayed $v1"
+	else
+		fail "the proxy saw no EXPUNGE"
+	fi
+	kill -USR1 "$DROP_PID"
+	wait "$pid" || fail "mv failed: $(oneline <"$WORK/nmagain.mv")"
+	n=$(ic count ft-again)
+	[ "$n" = 1 ] || fail "ft-again holds $n messages, want the new one"
+	n=$(ic search Work 'moved while its folder' | wc -l)
+	[ "$n" -eq 1 ] || fail "Work holds $n copies of the moved message"
+	unmount_imapfs "$mnt"
+	stop_dropproxy
+	ic delete ft-again >/dev/null
 }
 
 # -o reconnect=no: a read cut mid-body (this proxy cuts each connection
@@ -1408,7 +1453,7 @@ run_check "a move cut before it reached the server, with a look-alike" \
 	check_move_lookalike
 run_check "rmdir cut before DELETE, a message delivered meanwhile: kept" \
 	check_rmdir_refilled
-run_check "mv without MOVE (COPY, EXPUNGE), under cuts and cut before the EXPUNGE: once" \
+run_check "mv without MOVE (COPY, EXPUNGE), under cuts, cut before the EXPUNGE, source made again: once" \
 	check_move_without_move
 run_check "mv without MOVE (COPY, EXPUNGE) under cuts: every mv succeeds" \
 	unexpected_problems
