@@ -3,10 +3,20 @@
  * without UID EXPUNGE the messages someone else flagged are unflagged for
  * the moment of our EXPUNGE and flagged again after it. A message flagged
  * by another client inside that window is expunged too; it was flagged
- * for deletion, so nothing that was meant to stay is lost. */
+ * for deletion, so nothing that was meant to stay is lost. Another client
+ * doing the same can unflag ours for the moment of its EXPUNGE: so ours is
+ * looked for afterwards, and the sequence run again while it is there. */
 #include "imap/ops.h"
 
 #include <string.h>
+
+/* Runs of the sequence before giving up on a message that stays. */
+#define FALLBACK_TRIES 3
+
+/* Two sequences in one mailbox at once would each unflag the other's
+ * message for their EXPUNGE: within this process they take turns. Only
+ * servers without UIDPLUS get here, so one lock for all mailboxes. */
+static GMutex fallback_lock;
 
 static ImapStatus
 expunge_with_uidplus(ImapConn *c, const char *mailbox, const char *set,
@@ -52,8 +62,8 @@ others_deleted(ImapConn *c, const char *mailbox, guint32 uid, char **set,
 }
 
 static ImapStatus
-expunge_without_uidplus(ImapConn *c, const char *mailbox, const char *set,
-                        guint32 uid, ImapError **err)
+expunge_others_kept(ImapConn *c, const char *mailbox, const char *set,
+                    guint32 uid, ImapError **err)
 {
 	g_autofree char *others = NULL;
 	ImapError *restore_err = NULL;
@@ -78,6 +88,48 @@ expunge_without_uidplus(ImapConn *c, const char *mailbox, const char *set,
 		          others, mailbox, restore_err->text);
 		imap_error_free(restore_err);
 	}
+	return st;
+}
+
+static ImapStatus
+uid_present(ImapConn *c, const char *mailbox, const char *set,
+            gboolean *present, ImapError **err)
+{
+	const ImapSearchKey key = {"UID", set, NULL};
+	GArray *uids = NULL;
+	ImapStatus st = imap_uid_search(c, mailbox, &key, 1, &uids, err);
+
+	if (st != IMAP_OK)
+		return st;
+	*present = uids->len > 0;
+	g_array_free(uids, TRUE);
+	return IMAP_OK;
+}
+
+static ImapStatus
+expunge_without_uidplus(ImapConn *c, const char *mailbox, const char *set,
+                        guint32 uid, ImapError **err)
+{
+	gboolean present = TRUE;
+	ImapStatus st = IMAP_OK;
+
+	g_mutex_lock(&fallback_lock);
+	for (int i = 0; i < FALLBACK_TRIES && st == IMAP_OK && present; i++) {
+		if (i > 0)
+			g_message("%s UID %u survived EXPUNGE (another client "
+			          "cleared its \\Deleted flag?); again",
+			          mailbox, uid);
+		st = expunge_others_kept(c, mailbox, set, uid, err);
+		if (st == IMAP_OK)
+			st = uid_present(c, mailbox, set, &present, err);
+	}
+	g_mutex_unlock(&fallback_lock);
+	if (st == IMAP_OK && present)
+		st = imap_error_set(err, IMAP_ENO, 0,
+		                    "%s UID %u is still there after %d "
+		                    "EXPUNGEs: another client keeps clearing "
+		                    "its \\Deleted flag",
+		                    mailbox, uid, FALLBACK_TRIES);
 	return st;
 }
 

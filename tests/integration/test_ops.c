@@ -1983,6 +1983,77 @@ test_limited_search(void **state)
 	assert_false(st.has_highestmodseq);
 }
 
+typedef struct {
+	ImapConn *c;
+	const char *mailbox;
+	guint32 uid;
+	ImapStatus st;
+} Expunger;
+
+static gpointer
+expunge_one(gpointer data)
+{
+	Expunger *e = data;
+	ImapError *err = NULL;
+
+	e->st = imap_expunge_uid(e->c, e->mailbox, e->uid, &err);
+	if (e->st != IMAP_OK)
+		g_printerr("expunge UID %u: %s\n", e->uid, err->text);
+	imap_error_free(err);
+	return NULL;
+}
+
+/* Without UID EXPUNGE, two rm's in one folder at once, on two connections:
+ * each unflags the other client's \Deleted around its EXPUNGE. Each must
+ * remove exactly its message, and a message someone else flagged must
+ * stay, flagged. */
+static void
+test_limited_expunge_in_parallel(void **state)
+{
+	Fixture *f = *state;
+	const char *box = "Limited Parallel";
+	ImapConn *other;
+	GBytes *kept_msg;
+	guint32 kept;
+	char *flags;
+
+	if (f == NULL)
+		skip(); /* Cyrus: see group_setup_limited() */
+	other = connect_login(f->server);
+	create_ok(f, box);
+	kept_msg = make_message("lpar-kept", "flagged by someone else");
+	kept = server_append(f, box, kept_msg, "\\Deleted");
+	g_bytes_unref(kept_msg);
+	for (int round = 0; round < 10; round++) {
+		Expunger e[2] = {{f->conn, box}, {other, box}};
+		GThread *t[2];
+		GArray *uids;
+
+		for (int i = 0; i < 2; i++) {
+			char *id = g_strdup_printf("lpar-%d-%d", round, i);
+			GBytes *msg = make_message(id, "to remove");
+
+			e[i].uid = server_append(f, box, msg, NULL);
+			g_bytes_unref(msg);
+			g_free(id);
+		}
+		for (int i = 0; i < 2; i++)
+			t[i] = g_thread_new("expunge", expunge_one, &e[i]);
+		for (int i = 0; i < 2; i++)
+			g_thread_join(t[i]);
+		assert_int_equal(e[0].st, IMAP_OK);
+		assert_int_equal(e[1].st, IMAP_OK);
+		uids = check_uids(f, box);
+		assert_int_equal(uids->len, 1);
+		assert_true(uids_have(uids, kept));
+		g_array_unref(uids);
+	}
+	flags = check_flags(f, box, kept);
+	assert_non_null(strstr(flags, "\\Deleted"));
+	g_free(flags);
+	imap_conn_close(other);
+}
+
 /* ---------------------------------------------------------------------
  * Scripted servers: replies Dovecot never gives, and untagged data that
  * belongs to other commands
@@ -2324,6 +2395,58 @@ test_scripted_list_nonexistent(void **state)
 	scripted_finish(&sc);
 }
 
+/* Without UIDPLUS: another client cleared our \Deleted before the
+ * EXPUNGE, so the message is still there after it; the sequence runs
+ * again (keeping UID 3, flagged by someone else, out of it each time). */
+static void
+test_scripted_expunge_survivor(void **state)
+{
+	Scripted sc = scripted_start(
+	    "S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+	    "C ^(\\S+) SELECT Box$\n"
+	    "S * 3 EXISTS\n"
+	    "S $TAG OK [READ-WRITE] selected\n"
+	    "C ^(\\S+) UID SEARCH DELETED$\n"
+	    "S * SEARCH 3\n"
+	    "S $TAG OK search\n"
+	    "C ^(\\S+) UID STORE 3 -FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
+	    "S $TAG OK store\n"
+	    "C ^(\\S+) UID STORE 2 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
+	    "S $TAG OK store\n"
+	    "C ^(\\S+) EXPUNGE$\n"
+	    "S $TAG OK nothing flagged any more\n"
+	    "C ^(\\S+) UID STORE 3 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
+	    "S $TAG OK store\n"
+	    "C ^(\\S+) NOOP$\n"
+	    "S $TAG OK noop\n"
+	    "C ^(\\S+) UID SEARCH UID 2$\n"
+	    "S * SEARCH 2\n"
+	    "S $TAG OK search\n"
+	    "C ^(\\S+) NOOP$\n"
+	    "S $TAG OK noop\n"
+	    "C ^(\\S+) UID SEARCH DELETED$\n"
+	    "S * SEARCH 3\n"
+	    "S $TAG OK search\n"
+	    "C ^(\\S+) UID STORE 3 -FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
+	    "S $TAG OK store\n"
+	    "C ^(\\S+) UID STORE 2 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
+	    "S $TAG OK store\n"
+	    "C ^(\\S+) EXPUNGE$\n"
+	    "S * 2 EXPUNGE\n"
+	    "S $TAG OK expunged\n"
+	    "C ^(\\S+) UID STORE 3 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
+	    "S $TAG OK store\n"
+	    "C ^(\\S+) NOOP$\n"
+	    "S $TAG OK noop\n"
+	    "C ^(\\S+) UID SEARCH UID 2$\n"
+	    "S * SEARCH\n"
+	    "S $TAG OK search\n");
+	ImapError *err = NULL;
+
+	assert_int_equal(imap_expunge_uid(sc.conn, "Box", 2, &err), IMAP_OK);
+	scripted_finish(&sc);
+}
+
 int
 main(void)
 {
@@ -2363,10 +2486,12 @@ main(void)
 	    cmocka_unit_test(test_scripted_enable_capability),
 	    cmocka_unit_test(test_scripted_enable_qresync_implies_condstore),
 	    cmocka_unit_test(test_scripted_list_nonexistent),
+	    cmocka_unit_test(test_scripted_expunge_survivor),
 	};
 	const struct CMUnitTest limited[] = {
 	    cmocka_unit_test(test_limited_unsupported),
 	    cmocka_unit_test(test_limited_search),
+	    cmocka_unit_test(test_limited_expunge_in_parallel),
 	};
 	int failed = 0;
 
