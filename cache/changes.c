@@ -52,22 +52,6 @@ collect(void *ctx, const char *data, gsize len)
 }
 
 static ImapStatus
-uid_exists(ImapConn *c, const char *mailbox, guint32 uid, gboolean *exists,
-           ImapError **err)
-{
-	g_autofree char *set = g_strdup_printf("%u", uid);
-	const ImapSearchKey key = {"UID", set, NULL};
-	GArray *uids = NULL;
-	ImapStatus st = imap_uid_search(c, mailbox, &key, 1, &uids, err);
-
-	if (st != IMAP_OK)
-		return st;
-	*exists = uids->len > 0;
-	g_array_free(uids, TRUE);
-	return IMAP_OK;
-}
-
-static ImapStatus
 mailbox_exists(ImapConn *c, const char *name, gboolean *exists, ImapError **err)
 {
 	GPtrArray *list = NULL;
@@ -259,7 +243,7 @@ still_in_source(ImapConn *c, const MoveReq *r, gboolean *in_source,
 	*in_source = FALSE;
 	if (st != IMAP_OK || gone)
 		return st;
-	st = uid_exists(c, r->mailbox, r->uid, in_source, err);
+	st = imap_uid_exists(c, r->mailbox, r->uid, in_source, err);
 	imap_conn_release_mailbox(c);
 	return st;
 }
@@ -439,7 +423,7 @@ verify_expunge(ImapConn *c, void *data, gboolean *done, ImapError **err)
 {
 	MoveReq *r = data;
 	gboolean exists = TRUE;
-	ImapStatus st = uid_exists(c, r->mailbox, r->uid, &exists, err);
+	ImapStatus st = imap_uid_exists(c, r->mailbox, r->uid, &exists, err);
 
 	*done = st == IMAP_OK && !exists;
 	return st;

@@ -92,21 +92,6 @@ expunge_others_kept(ImapConn *c, const char *mailbox, const char *set,
 }
 
 static ImapStatus
-uid_present(ImapConn *c, const char *mailbox, const char *set,
-            gboolean *present, ImapError **err)
-{
-	const ImapSearchKey key = {"UID", set, NULL};
-	GArray *uids = NULL;
-	ImapStatus st = imap_uid_search(c, mailbox, &key, 1, &uids, err);
-
-	if (st != IMAP_OK)
-		return st;
-	*present = uids->len > 0;
-	g_array_free(uids, TRUE);
-	return IMAP_OK;
-}
-
-static ImapStatus
 expunge_without_uidplus(ImapConn *c, const char *mailbox, const char *set,
                         guint32 uid, ImapError **err)
 {
@@ -121,7 +106,7 @@ expunge_without_uidplus(ImapConn *c, const char *mailbox, const char *set,
 			          mailbox, uid);
 		st = expunge_others_kept(c, mailbox, set, uid, err);
 		if (st == IMAP_OK)
-			st = uid_present(c, mailbox, set, &present, err);
+			st = imap_uid_exists(c, mailbox, uid, &present, err);
 	}
 	g_mutex_unlock(&fallback_lock);
 	if (st == IMAP_OK && present)

@@ -204,6 +204,23 @@ imap_uid_search(ImapConn *c, const char *mailbox, const ImapSearchKey *keys,
 	return IMAP_OK;
 }
 
+ImapStatus
+imap_uid_exists(ImapConn *c, const char *mailbox, guint32 uid, gboolean *exists,
+                ImapError **err)
+{
+	g_autofree char *set = g_strdup_printf("%u", uid);
+	const ImapSearchKey key = {"UID", set, NULL};
+	GArray *uids = NULL;
+	ImapStatus st = imap_uid_search(c, mailbox, &key, 1, &uids, err);
+
+	*exists = FALSE;
+	if (st != IMAP_OK)
+		return st;
+	*exists = uids->len > 0;
+	g_array_free(uids, TRUE);
+	return IMAP_OK;
+}
+
 /* ---------------------------------------------------------------------
  * UID STORE, COPY, MOVE, EXPUNGE
  */

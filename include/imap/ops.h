@@ -66,9 +66,9 @@ ImapStatus imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
 /* STATUS of n mailboxes, pipelined: one round trip. results[i] is each
  * one's outcome (IMAP_ENO: no such mailbox); the return value is IMAP_OK
  * unless the connection failed (then with *err). */
-ImapStatus imap_status_many(ImapConn *c, const char *const *mailboxes,
-                            guint n, ImapMailboxStatus *out,
-                            ImapStatus *results, ImapError **err);
+ImapStatus imap_status_many(ImapConn *c, const char *const *mailboxes, guint n,
+                            ImapMailboxStatus *out, ImapStatus *results,
+                            ImapError **err);
 
 /* ---- Mailbox management ---- */
 ImapStatus imap_create(ImapConn *c, const char *mailbox, ImapError **err);
@@ -148,6 +148,9 @@ typedef struct {
 ImapStatus imap_uid_search(ImapConn *c, const char *mailbox,
                            const ImapSearchKey *keys, gsize nkeys,
                            GArray **uids, ImapError **err);
+/* Whether mailbox holds uid now (UID SEARCH UID uid). */
+ImapStatus imap_uid_exists(ImapConn *c, const char *mailbox, guint32 uid,
+                           gboolean *exists, ImapError **err);
 
 /* ---- Changing messages ---- */
 typedef enum {

@@ -957,13 +957,6 @@ typedef struct {
 	gboolean tagged, released;
 } Fetch;
 
-static gboolean
-fetch_write(void *ctx, const char *data, gsize len)
-{
-	g_string_append_len(ctx, data, (gssize)len);
-	return TRUE;
-}
-
 static void
 fetch_end(void *ctx, gboolean ok)
 {
@@ -978,7 +971,7 @@ fetch_take_any(void *user, const ImapLiteralInfo *info, ImapLiteralSink *sink)
 
 	if (f->got->len > 0)
 		return FALSE;
-	sink->write = fetch_write;
+	sink->write = reader_write;
 	sink->end = fetch_end;
 	sink->ctx = f->got;
 	return TRUE;

@@ -2395,52 +2395,42 @@ test_scripted_list_nonexistent(void **state)
 	scripted_finish(&sc);
 }
 
+#define NOOP_ANSWERED                                                          \
+	"C ^(\\S+) NOOP$\n"                                                    \
+	"S $TAG OK noop\n"
+
+/* One run of the expunge without UIDPLUS for UID 2 in Box, where UID 3 is
+ * someone else's \Deleted: unflag 3, flag 2, EXPUNGE (answered with
+ * EXPUNGED), flag 3 again, look for 2 (answered with FOUND). FIRST: the
+ * view is fresh from SELECT, so no NOOP before the first search. */
+#define SURVIVOR_RUN(FIRST, EXPUNGED, FOUND)                                   \
+	FIRST "C ^(\\S+) UID SEARCH DELETED$\n"                                \
+	      "S * SEARCH 3\n"                                                 \
+	      "S $TAG OK search\n"                                             \
+	      "C ^(\\S+) UID STORE 3 -FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"     \
+	      "S $TAG OK store\n"                                              \
+	      "C ^(\\S+) UID STORE 2 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"   \
+	      "S $TAG OK store\n"                                              \
+	      "C ^(\\S+) EXPUNGE$\n" EXPUNGED "S $TAG OK expunge\n"            \
+	      "C ^(\\S+) UID STORE 3 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"   \
+	      "S $TAG OK store\n" NOOP_ANSWERED                                \
+	      "C ^(\\S+) UID SEARCH UID 2$\n" FOUND "S $TAG OK search\n"
+
 /* Without UIDPLUS: another client cleared our \Deleted before the
  * EXPUNGE, so the message is still there after it; the sequence runs
  * again (keeping UID 3, flagged by someone else, out of it each time). */
 static void
 test_scripted_expunge_survivor(void **state)
 {
-	Scripted sc = scripted_start(
-	    "S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
-	    "C ^(\\S+) SELECT Box$\n"
-	    "S * 3 EXISTS\n"
-	    "S $TAG OK [READ-WRITE] selected\n"
-	    "C ^(\\S+) UID SEARCH DELETED$\n"
-	    "S * SEARCH 3\n"
-	    "S $TAG OK search\n"
-	    "C ^(\\S+) UID STORE 3 -FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
-	    "S $TAG OK store\n"
-	    "C ^(\\S+) UID STORE 2 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
-	    "S $TAG OK store\n"
-	    "C ^(\\S+) EXPUNGE$\n"
-	    "S $TAG OK nothing flagged any more\n"
-	    "C ^(\\S+) UID STORE 3 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
-	    "S $TAG OK store\n"
-	    "C ^(\\S+) NOOP$\n"
-	    "S $TAG OK noop\n"
-	    "C ^(\\S+) UID SEARCH UID 2$\n"
-	    "S * SEARCH 2\n"
-	    "S $TAG OK search\n"
-	    "C ^(\\S+) NOOP$\n"
-	    "S $TAG OK noop\n"
-	    "C ^(\\S+) UID SEARCH DELETED$\n"
-	    "S * SEARCH 3\n"
-	    "S $TAG OK search\n"
-	    "C ^(\\S+) UID STORE 3 -FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
-	    "S $TAG OK store\n"
-	    "C ^(\\S+) UID STORE 2 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
-	    "S $TAG OK store\n"
-	    "C ^(\\S+) EXPUNGE$\n"
-	    "S * 2 EXPUNGE\n"
-	    "S $TAG OK expunged\n"
-	    "C ^(\\S+) UID STORE 3 \\+FLAGS\\.SILENT \\(\\\\Deleted\\)$\n"
-	    "S $TAG OK store\n"
-	    "C ^(\\S+) NOOP$\n"
-	    "S $TAG OK noop\n"
-	    "C ^(\\S+) UID SEARCH UID 2$\n"
-	    "S * SEARCH\n"
-	    "S $TAG OK search\n");
+	static const char script[] = "S * PREAUTH [CAPABILITY IMAP4rev1] hi\n"
+	                             "C ^(\\S+) SELECT Box$\n"
+	                             "S * 3 EXISTS\n"
+	                             "S $TAG OK [READ-WRITE] selected\n";
+	g_autofree char *full = g_strconcat(
+	    script, SURVIVOR_RUN("", "", "S * SEARCH 2\n"),
+	    SURVIVOR_RUN(NOOP_ANSWERED, "S * 2 EXPUNGE\n", "S * SEARCH\n"),
+	    NULL);
+	Scripted sc = scripted_start(full);
 	ImapError *err = NULL;
 
 	assert_int_equal(imap_expunge_uid(sc.conn, "Box", 2, &err), IMAP_OK);
