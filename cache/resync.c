@@ -276,14 +276,7 @@ do_resync(ImapConn *c, void *data, ImapError **err)
 			return st;
 	}
 
-	/* STATUS answers from this session's view of a mailbox it has
-	 * selected (Dovecot says [CLIENTBUG]); a NOOP brings that view up to
-	 * date first, or new mail would go unnoticed. */
-	if (imap_conn_has_selected(c, r->mailbox)) {
-		st = imap_noop(c, err);
-		if (st != IMAP_OK)
-			return st;
-	}
+	/* imap_status() brings a selected mailbox's view up to date. */
 	st = imap_status(c, r->mailbox, &r->status, err);
 	/* Deleted (and maybe recreated) by someone else since this session
 	 * selected it: only another session sees it as it is now. */

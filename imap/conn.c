@@ -1424,6 +1424,14 @@ imap_conn_view_fresh(ImapConn *c, gint64 max_age_us)
 }
 
 void
+imap_conn_view_outdated(ImapConn *c)
+{
+	g_mutex_lock(&c->lock);
+	c->view_synced_at = 0;
+	g_mutex_unlock(&c->lock);
+}
+
+void
 imap_conn_forget_mailbox(ImapConn *c, const char *name)
 {
 	g_mutex_lock(&c->lock);

@@ -99,6 +99,9 @@ expunge_without_uidplus(ImapConn *c, const char *mailbox, const char *set,
 	ImapStatus st = IMAP_OK;
 
 	g_mutex_lock(&fallback_lock);
+	/* The SELECT may have been made while another sequence had flags
+	 * cleared for the moment; its view must not decide what to keep. */
+	imap_conn_view_outdated(c);
 	for (int i = 0; i < FALLBACK_TRIES && st == IMAP_OK && present; i++) {
 		if (i > 0)
 			g_message("%s UID %u survived EXPUNGE (another client "

@@ -823,17 +823,32 @@ status_result(ImapStatus st, const StatusCollect *sc, ImapError **err)
 	return st;
 }
 
+/* STATUS answers from this session's view of a mailbox it has selected
+ * (Dovecot says [CLIENTBUG]): a NOOP brings that view up to date first,
+ * or mail delivered since would not be counted. */
+static ImapStatus
+sync_if_selected(ImapConn *c, const char *mailbox, ImapError **err)
+{
+	if (mailbox == NULL || !imap_conn_has_selected(c, mailbox))
+		return IMAP_OK;
+	return imap_noop(c, err);
+}
+
 ImapStatus
 imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
             ImapError **err)
 {
 	StatusCollect sc = {.conn = c, .mailbox = mailbox, .out = out};
 	ImapCmdHooks hooks = {.untagged = on_status, .user = &sc};
+	ImapStatus st;
 
 	memset(out, 0, sizeof(*out));
 	if (mailbox == NULL)
 		return imap_error_set(err, IMAP_EINVAL, 0,
 		                      "STATUS: no mailbox");
+	st = sync_if_selected(c, mailbox, err);
+	if (st != IMAP_OK)
+		return st;
 	return status_result(
 	    ops_run(c, status_cmd(c, mailbox), &hooks, NULL, err), &sc, err);
 }
@@ -847,6 +862,8 @@ imap_status_many(ImapConn *c, const char *const *mailboxes, guint n,
 	ImapPending **sent = g_new0(ImapPending *, n);
 	ImapStatus st = IMAP_OK;
 
+	for (guint i = 0; i < n && st == IMAP_OK; i++)
+		st = sync_if_selected(c, mailboxes[i], err);
 	for (guint i = 0; i < n; i++) {
 		ImapCmd *cmd = status_cmd(c, mailboxes[i]);
 		ImapError *local = NULL;

@@ -180,6 +180,9 @@ guint imap_conn_holders(ImapConn *c);
 /* TRUE if the selected mailbox was SELECTed at most max_age_us ago and
  * no command was sent since: the view is then already up to date. */
 gboolean imap_conn_view_fresh(ImapConn *c, gint64 max_age_us);
+/* Makes the view not fresh: the next command that wants it up to date
+ * sends a NOOP first, however recent the SELECT. */
+void imap_conn_view_outdated(ImapConn *c);
 /* TRUE if this session has selected utf8_name at some time, now or
  * before. Dovecot refuses a mailbox that someone else deleted (and maybe
  * recreated) since, to every session that ever had it selected, for the

@@ -60,7 +60,7 @@ typedef struct {
 } ImapMailboxStatus;
 
 /* Asks for MESSAGES UIDNEXT UIDVALIDITY UNSEEN (+ HIGHESTMODSEQ with
- * CONDSTORE). */
+ * CONDSTORE); a NOOP first if the mailbox is selected on c. */
 ImapStatus imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
                        ImapError **err);
 /* STATUS of n mailboxes, pipelined: one round trip. results[i] is each
