@@ -561,8 +561,8 @@ do_check(ImapConn *c, void *data, ImapError **err)
 	guint n = 0;
 	ImapStatus st;
 
-	/* STATUS of the mailbox this session has selected may answer from
-	 * an old view (see do_resync); those are left to their own resync. */
+	/* imap_status_many() would count the mailbox this session has
+	 * selected from an old view; those are left to their own resync. */
 	for (guint i = 0; i < r->states->len; i++) {
 		MailboxState *ms = r->states->pdata[i];
 		r->results[i] = IMAP_EINVAL;

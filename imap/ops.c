@@ -847,8 +847,10 @@ imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
 		return imap_error_set(err, IMAP_EINVAL, 0,
 		                      "STATUS: no mailbox");
 	st = sync_if_selected(c, mailbox, err);
-	if (st != IMAP_OK)
+	if (st != IMAP_OK) {
+		imap_error_prefix(err, "STATUS %s", mailbox);
 		return st;
+	}
 	return status_result(
 	    ops_run(c, status_cmd(c, mailbox), &hooks, NULL, err), &sc, err);
 }
@@ -862,8 +864,6 @@ imap_status_many(ImapConn *c, const char *const *mailboxes, guint n,
 	ImapPending **sent = g_new0(ImapPending *, n);
 	ImapStatus st = IMAP_OK;
 
-	for (guint i = 0; i < n && st == IMAP_OK; i++)
-		st = sync_if_selected(c, mailboxes[i], err);
 	for (guint i = 0; i < n; i++) {
 		ImapCmd *cmd = status_cmd(c, mailboxes[i]);
 		ImapError *local = NULL;

@@ -65,7 +65,9 @@ ImapStatus imap_status(ImapConn *c, const char *mailbox, ImapMailboxStatus *out,
                        ImapError **err);
 /* STATUS of n mailboxes, pipelined: one round trip. results[i] is each
  * one's outcome (IMAP_ENO: no such mailbox); the return value is IMAP_OK
- * unless the connection failed (then with *err). */
+ * unless the connection failed (then with *err). Unlike imap_status(), no
+ * NOOP: a mailbox selected on c may be counted from an old view, so leave
+ * it out. */
 ImapStatus imap_status_many(ImapConn *c, const char *const *mailboxes, guint n,
                             ImapMailboxStatus *out, ImapStatus *results,
                             ImapError **err);
