@@ -209,9 +209,10 @@ same_message(ImapConn *c, const char *a, guint32 a_uid, const char *b,
 	return st;
 }
 
-/* Leases the source of a move as it was listed. *gone: it has been
- * deleted, or deleted and created again (a new UIDVALIDITY), since, and
- * the moved message with it; then nothing is leased. */
+/* Leases the folder of a message being moved or removed as it was
+ * listed. *gone: it has been deleted, or deleted and created again (a new
+ * UIDVALIDITY), since, and the message with it; then nothing is
+ * leased. */
 static ImapStatus
 lease_listed_source(ImapConn *c, const MoveReq *r, gboolean *gone,
                     ImapError **err)
@@ -222,8 +223,7 @@ lease_listed_source(ImapConn *c, const MoveReq *r, gboolean *gone,
 
 	*gone = st == IMAP_ENO && local->code == IMAP_CODE_NONEXISTENT;
 	if (*gone) {
-		g_message("move of %s UID %u: %s", r->mailbox, r->uid,
-		          local->text);
+		g_message("%s UID %u: %s", r->mailbox, r->uid, local->text);
 		imap_error_free(local);
 		return IMAP_OK;
 	}
@@ -231,8 +231,8 @@ lease_listed_source(ImapConn *c, const MoveReq *r, gboolean *gone,
 	return st;
 }
 
-/* Whether the moved message is still where it was listed: whatever
- * another message of a re-created source has its UID does not count. */
+/* Whether the message is still where it was listed: another message
+ * that has its UID in a re-created folder does not count. */
 static ImapStatus
 still_in_source(ImapConn *c, const MoveReq *r, gboolean *in_source,
                 ImapError **err)
@@ -417,13 +417,14 @@ do_expunge(ImapConn *c, void *data, ImapError **err)
 	return st;
 }
 
-/* Expunging one UID twice is harmless; only "is it gone" matters. */
+/* Expunging one UID twice is harmless; only "is it gone" matters. A
+ * folder deleted and created again since has lost it too. */
 static ImapStatus
 verify_expunge(ImapConn *c, void *data, gboolean *done, ImapError **err)
 {
 	MoveReq *r = data;
 	gboolean exists = TRUE;
-	ImapStatus st = imap_uid_exists(c, r->mailbox, r->uid, &exists, err);
+	ImapStatus st = still_in_source(c, r, &exists, err);
 
 	*done = st == IMAP_OK && !exists;
 	return st;

@@ -1283,6 +1283,48 @@ check_rmdir_refilled()
 	ic delete ft-refill >/dev/null
 }
 
+# rm cut before its UID EXPUNGE (the message is already flagged
+# \Deleted), while another client deletes the folder and creates it again
+# with a message that gets the removed one's UID under a new UIDVALIDITY:
+# the removed message went with the old folder, so rm succeeds, and the
+# new message is another one, so it stays.
+check_rm_folder_recreated()
+{
+	local mnt=$WORK/mnt-rmagain msg=$WORK/rmagain.eml pid v1 v2 n
+	printf '%s\r\n' 'Message-ID: <rmagain@ft>' 'Subject: rm again' '' \
+		'removed while its folder was made again' >"$msg"
+	if ! ic create ft-rmagain >/dev/null ||
+		! ic append ft-rmagain "$msg" >/dev/null; then
+		fail "seeding ft-rmagain failed"
+		return
+	fi
+	v1=$(ic status ft-rmagain | awk '{ print $6 }')
+	mount_via_dropproxy rmagain "$mnt" "$S_PORT" "$S_USER" \
+		"$WORK/password" --drop '^\S+ (UID )?EXPUNGE' || return
+	[ "$(names_in "$mnt/ft-rmagain")" = 1.eml ] ||
+		fail "ft-rmagain lists [$(names_in "$mnt/ft-rmagain" | oneline)]"
+	t rm "$mnt/ft-rmagain/1.eml" 2>"$WORK/rmagain.rm" &
+	pid=$!
+	if wait_for 10 grep -q DROPPED "$WORK/rmagain.out"; then
+		{ ic delete ft-rmagain && ic create ft-rmagain &&
+			ic append ft-rmagain "$msg"; } >/dev/null ||
+			fail "making ft-rmagain again failed"
+		v2=$(ic status ft-rmagain | awk '{ print $6 }')
+		[ "$v1" != "$v2" ] || fail "UIDVALIDITY stayed $v1"
+	else
+		fail "the proxy saw no EXPUNGE"
+	fi
+	kill -USR1 "$DROP_PID"
+	wait "$pid" || fail "rm failed: $(oneline <"$WORK/rmagain.rm")"
+	n=$(ic count ft-rmagain)
+	[ "$n" = 1 ] || fail "ft-rmagain holds $n messages, want the new one"
+	n=$(ic search ft-rmagain 'removed while its folder' | wc -l)
+	[ "$n" -eq 1 ] || fail "the new message is not in ft-rmagain"
+	unmount_imapfs "$mnt"
+	stop_dropproxy
+	ic delete ft-rmagain >/dev/null
+}
+
 # A server that stops answering mid-response (every connection stalls
 # after 300 kB): reads must end within the daemon's timeout, with the right
 # bytes or an error, and the mount must go on working.
@@ -1453,6 +1495,8 @@ run_check "a move cut before it reached the server, with a look-alike" \
 	check_move_lookalike
 run_check "rmdir cut before DELETE, a message delivered meanwhile: kept" \
 	check_rmdir_refilled
+run_check "rm cut before its EXPUNGE, the folder made again: new message kept" \
+	check_rm_folder_recreated
 run_check "mv without MOVE (COPY, EXPUNGE), under cuts, cut before the EXPUNGE, source made again: once" \
 	check_move_without_move
 run_check "mv without MOVE (COPY, EXPUNGE) under cuts: every mv succeeds" \
