@@ -209,10 +209,22 @@ same_message(ImapConn *c, const char *a, guint32 a_uid, const char *b,
 	return st;
 }
 
+/* Whether a refused SELECT means the mailbox is not there: Dovecot says
+ * so with [NONEXISTENT], Cyrus with no code at all. */
+static gboolean
+select_found_none(ImapConn *c, const char *mailbox, const ImapError *refusal)
+{
+	gboolean exists = TRUE;
+
+	if (refusal->code == IMAP_CODE_NONEXISTENT)
+		return TRUE;
+	return mailbox_exists(c, mailbox, &exists, NULL) == IMAP_OK && !exists;
+}
+
 /* Leases the folder of a message being moved or removed as it was
- * listed. *gone: it has been deleted, or deleted and created again (a new
- * UIDVALIDITY), since, and the message with it; then nothing is
- * leased. */
+ * listed. *gone: it has been deleted (or renamed away), or deleted and
+ * created again (a new UIDVALIDITY), since, and the message with it;
+ * then nothing is leased. */
 static ImapStatus
 lease_listed_source(ImapConn *c, const MoveReq *r, gboolean *gone,
                     ImapError **err)
@@ -221,7 +233,7 @@ lease_listed_source(ImapConn *c, const MoveReq *r, gboolean *gone,
 	ImapStatus st =
 	    use_listed_mailbox(c, r->mailbox, r->uidvalidity, &local);
 
-	*gone = st == IMAP_ENO && local->code == IMAP_CODE_NONEXISTENT;
+	*gone = st == IMAP_ENO && select_found_none(c, r->mailbox, local);
 	if (*gone) {
 		g_message("%s UID %u: %s", r->mailbox, r->uid, local->text);
 		imap_error_free(local);
