@@ -961,17 +961,22 @@ settled_count()
 }
 
 # Maps each FILE read-only, copies it through the mapping to OUT.1,
-# OUT.2, ..., creates OUT.held and keeps the mappings until killed.
+# OUT.2, ..., locks the pages in memory where it may, creates OUT.held and
+# keeps the mappings until killed.
 hold_mapped()
 {
 	exec python3 - "$@" <<'EOF'
-import mmap, signal, sys
+import ctypes, mmap, signal, sys
 out, maps = sys.argv[1], []
 for i, path in enumerate(sys.argv[2:], 1):
     with open(path, 'rb') as f:
         maps.append(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ))
     with open('%s.%d' % (out, i), 'wb') as copy:
         copy.write(maps[-1][:])
+# MCL_CURRENT. Mapped pages are safe from DAMON's pageout of unmapped
+# page cache already; locked ones from any reclaim.
+if ctypes.CDLL(None, use_errno=True).mlockall(1) != 0:
+    print('mlockall: errno %d' % ctypes.get_errno(), file=sys.stderr)
 open(out + '.held', 'w').close()
 signal.pause()
 EOF
@@ -1017,6 +1022,7 @@ check_read_only_no_open()
 	# those pages again would look like a cache dropped at open.
 	hold_mapped "$WORK/noopen.map" "${files[@]/#/$mnt/}" &
 	hold=$!
+	BG_PIDS+=("$hold")
 	wait_for 60 test -e "$WORK/noopen.map.held" || {
 		kill "$hold"
 		wait "$hold" 2>/dev/null
